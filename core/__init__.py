@@ -1,0 +1,1 @@
+"""Marketplace browser core: cleaning, search, models and the CLI (no Streamlit here)."""

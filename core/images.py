@@ -1,0 +1,85 @@
+"""Opening and cleaning photos (the seed's `CleanImages`), safe against hostile files."""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+from typing import BinaryIO
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+# Refuse before decoding: a 20000x20000 PNG is a few KB on disk and 1.2 GB in memory.
+MAX_IMAGE_PIXELS = 40_000_000
+DEFAULT_CANVAS_SIZE = 512
+
+
+class ImageError(ValueError):
+    """A file that cannot be used as a photo; the message says why, for a user to read."""
+
+
+def open_image(source: str | Path | bytes | BinaryIO, *, max_pixels: int = MAX_IMAGE_PIXELS, name: str | None = None) -> Image.Image:
+    """Open, check size, fully decode, fix EXIF orientation and convert to RGB.
+
+    Raises ImageError with a one-line reason naming the file.
+    """
+    label = name or (str(source) if isinstance(source, (str, Path)) else "upload")
+    if isinstance(source, bytes):
+        if not source:
+            raise ImageError(f"{label}: the file is empty")
+        source = io.BytesIO(source)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(source)
+            width, height = image.size
+            if width * height > max_pixels:
+                raise ImageError(
+                    f"{label}: {width}x{height} pixels is over the limit of {max_pixels:,} pixels"
+                )
+            image.seek(0)  # first frame of an animation
+            image.load()
+    except ImageError:
+        raise
+    except FileNotFoundError as error:
+        raise ImageError(f"{label}: file not found") from error
+    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise ImageError(f"{label}: not a readable image ({type(error).__name__})") from error
+    except (OSError, SyntaxError, ValueError, EOFError) as error:
+        raise ImageError(f"{label}: corrupt or truncated image ({error})") from error
+    if width < 1 or height < 1:
+        raise ImageError(f"{label}: image has no pixels")
+    return to_rgb(ImageOps.exif_transpose(image))
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """RGB on a black background; 16-bit and CMYK images converted properly."""
+    if image.mode == "RGB":
+        return image
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        # 16-bit greyscale: scale down to 8 bits instead of clipping at 255.
+        image = image.point(lambda value: value / 256).convert("L")
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGB", rgba.size, (0, 0, 0))
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
+    return image.convert("RGB")
+
+
+def clean_image(image: Image.Image, *, size: int = DEFAULT_CANVAS_SIZE, upscale: bool = False) -> Image.Image:
+    """Fit inside a square canvas keeping the aspect ratio, centred on black (as the data set is).
+
+    Smaller photos are not enlarged unless `upscale=True`: the canvas is then the photo's own
+    longest side, so no pixels are invented silently.
+    """
+    image = to_rgb(image)
+    longest = max(image.size)
+    canvas_size = size if (upscale or longest >= size) else longest
+    scale = canvas_size / longest
+    new_size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    if new_size != image.size:
+        image = image.resize(new_size, Image.Resampling.LANCZOS)
+    canvas = Image.new("RGB", (canvas_size, canvas_size), (0, 0, 0))
+    canvas.paste(image, ((canvas_size - new_size[0]) // 2, (canvas_size - new_size[1]) // 2))
+    return canvas

@@ -1,0 +1,32 @@
+"""Search helpers that need no database: query parsing and FTS5 escaping."""
+
+from __future__ import annotations
+
+import re
+
+# FTS5's unicode61 tokenizer keeps letters and digits and splits on everything else
+# (underscores included), so mirroring it here makes every user string a valid query.
+_TOKEN = re.compile(r"[^\W_]+", re.UNICODE)
+MAX_QUERY_TERMS = 32
+
+
+def query_terms(text: str) -> list[str]:
+    """The words of a user query, lower-cased, de-duplicated, in order, at most 32."""
+    terms: list[str] = []
+    for token in _TOKEN.findall(text or ""):
+        token = token.lower()
+        if token not in terms:
+            terms.append(token)
+    return terms[:MAX_QUERY_TERMS]
+
+
+def fts_match_expression(text: str, *, any_term: bool = False) -> str | None:
+    """An FTS5 MATCH expression for any user string, or None when it holds no searchable word.
+
+    Every term is a quoted string, so FTS5 operators (AND, OR, NOT, NEAR, *, ^, column filters,
+    parentheses) typed by a user are searched as words, never interpreted.
+    """
+    terms = query_terms(text)
+    if not terms:
+        return None
+    return (" OR " if any_term else " ").join(f'"{term}"' for term in terms)

@@ -1,0 +1,1 @@
+"""The catalogue: SQLAlchemy models, engine and sessions, queries and the importer."""

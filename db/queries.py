@@ -1,0 +1,204 @@
+"""Read queries over the catalogue; every one goes through SQLAlchemy with bound parameters."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from decimal import Decimal
+
+import pandas as pd
+from sqlalchemy import Select, column, func, literal_column, or_, select, table
+from sqlalchemy.orm import Session, selectinload
+
+from core.cleaning import CATEGORY_SEPARATOR
+from core.search import fts_match_expression, query_terms
+from db.models import Category, Image, Product
+
+# Title words say more about the item than the seller's prose.
+NAME_WEIGHT = 4.0
+DESCRIPTION_WEIGHT = 1.0
+_fts = table("products_fts", column("rowid"), column("name"), column("description"))
+_fts_table = literal_column("products_fts")
+
+
+@dataclass(frozen=True)
+class ProductFilters:
+    """`category` is any category path (a top level, or deeper): products at or below it match."""
+
+    category: str | None = None
+    min_price: Decimal | float | None = None
+    max_price: Decimal | float | None = None
+    location: str | None = None
+
+    def apply(self, statement: Select) -> Select:  # type: ignore[type-arg]
+        if self.category:
+            statement = statement.where(
+                or_(
+                    Category.path == self.category,
+                    Category.path.startswith(self.category + CATEGORY_SEPARATOR, autoescape=True),
+                )
+            )
+        if self.min_price is not None:
+            statement = statement.where(Product.price_pence >= round(Decimal(str(self.min_price)) * 100))
+        if self.max_price is not None:
+            statement = statement.where(Product.price_pence <= round(Decimal(str(self.max_price)) * 100))
+        if self.location and self.location.strip():
+            statement = statement.where(Product.location.icontains(self.location.strip(), autoescape=True))
+        return statement
+
+
+@dataclass(frozen=True)
+class ProductView:
+    """A product as pages and the CLI show it: plain values, safe to cache and pickle."""
+
+    id: str
+    name: str
+    category: str
+    price: Decimal
+    location: str
+    description: str
+    image_paths: tuple[str, ...]  # relative to the media folder, in photo order
+    source: str
+
+    @property
+    def top_level(self) -> str:
+        return self.category.split(CATEGORY_SEPARATOR)[0]
+
+    @classmethod
+    def of(cls, product: Product) -> ProductView:
+        return cls(
+            id=product.id,
+            name=product.name,
+            category=product.category.path,
+            price=product.price,
+            location=product.location,
+            description=product.description,
+            image_paths=tuple(image.file_path for image in product.images),
+            source=product.source,
+        )
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    product: ProductView
+    category: str
+    score: float  # higher is better (negated bm25)
+    snippet: str
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    hits: list[SearchHit]
+    took_ms: float
+    matched_any_term: bool  # no product held every word, so the search fell back to any word
+
+
+@dataclass(frozen=True)
+class ProductPage:
+    products: list[ProductView]
+    total: int
+    page: int
+    page_size: int
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.page_size))
+
+
+def catalogue_counts(session: Session) -> tuple[int, int]:
+    products = session.scalar(select(func.count()).select_from(Product)) or 0
+    images = session.scalar(select(func.count()).select_from(Image)) or 0
+    return products, images
+
+
+def category_paths(session: Session, *, parent: str | None = None) -> list[str]:
+    """Top-level paths, or the direct children of `parent`."""
+    statement = select(Category.path).order_by(Category.path)
+    if parent is None:
+        statement = statement.where(Category.depth == 0)
+    else:
+        statement = statement.where(Category.parent_id.in_(select(Category.id).where(Category.path == parent)))
+    return list(session.scalars(statement))
+
+
+def browse_products(
+    session: Session, *, filters: ProductFilters = ProductFilters(), page: int = 1, page_size: int = 24
+) -> ProductPage:
+    """One page of products, newest import order, with their category and photos loaded."""
+    base = filters.apply(select(Product).join(Product.category))
+    total = session.scalar(select(func.count()).select_from(base.subquery())) or 0
+    page = max(1, min(page, max(1, -(-total // page_size))))
+    statement = (
+        base.options(selectinload(Product.images), selectinload(Product.category))
+        .order_by(Product.pk)
+        .offset((page - 1) * page_size)
+        .limit(page_size)
+    )
+    return ProductPage([ProductView.of(product) for product in session.scalars(statement)], total, page, page_size)
+
+
+def get_product(session: Session, product_id: str) -> ProductView | None:
+    statement = (
+        select(Product)
+        .where(Product.id == product_id)
+        .options(selectinload(Product.images), selectinload(Product.category))
+    )
+    product = session.scalar(statement)
+    return None if product is None else ProductView.of(product)
+
+
+def keyword_search(
+    session: Session, query: str, *, filters: ProductFilters = ProductFilters(), limit: int = 20
+) -> SearchResult:
+    """FTS5 search over name and description, bm25-ranked, best first.
+
+    All words must match; when no product has them all, any word may (best first still).
+    """
+    if session.get_bind().dialect.name != "sqlite":
+        raise NotImplementedError("keyword search uses SQLite FTS5; this database is not SQLite")
+    started = time.perf_counter()
+    hits: list[SearchHit] = []
+    matched_any = False
+    for any_term in (False, True):
+        expression = fts_match_expression(query, any_term=any_term)
+        if expression is None:
+            break
+        rank = func.bm25(_fts_table, NAME_WEIGHT, DESCRIPTION_WEIGHT)
+        snippet = func.snippet(_fts_table, 1, "[", "]", "…", 12)
+        statement = filters.apply(
+            select(Product, Category.path, rank, snippet)
+            .join(_fts, _fts.c.rowid == Product.pk)
+            .join(Product.category)
+            .where(_fts_table.op("MATCH")(expression))
+        ).options(selectinload(Product.images), selectinload(Product.category))
+        rows = session.execute(statement.order_by(rank).limit(limit)).all()
+        hits = [SearchHit(ProductView.of(product), path, -float(score), text or "") for product, path, score, text in rows]
+        if hits or len(query_terms(query)) < 2:
+            matched_any = any_term
+            break
+    return SearchResult(hits, (time.perf_counter() - started) * 1000, matched_any)
+
+
+def products_frame(session: Session) -> pd.DataFrame:
+    """One row per product for the dashboard: category levels, price, location, photo count."""
+    photo_counts = (
+        select(Image.product_id, func.count().label("photos")).group_by(Image.product_id).subquery()
+    )
+    statement = (
+        select(
+            Product.id,
+            Product.name,
+            Category.path.label("category"),
+            Product.price_pence,
+            Product.location,
+            func.coalesce(photo_counts.c.photos, 0).label("photos"),
+        )
+        .join(Product.category)
+        .outerjoin(photo_counts, photo_counts.c.product_id == Product.id)
+    )
+    frame = pd.DataFrame(session.execute(statement).all(), columns=["id", "name", "category", "price_pence", "location", "photos"])
+    levels = frame["category"].str.split(CATEGORY_SEPARATOR, regex=False)
+    frame["top"] = levels.str[0]
+    frame["sub"] = levels.str[1].fillna("(none)")
+    frame["price"] = frame["price_pence"] / 100
+    return frame

@@ -1,0 +1,81 @@
+"""Engine and session creation, SQLite pragmas, and the schema (tables + FTS5 index)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from db.models import Base
+
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+
+# External-content FTS5 index over products(name, description), kept in step by triggers.
+_FTS_DDL = (
+    """CREATE VIRTUAL TABLE IF NOT EXISTS products_fts USING fts5(
+        name, description, content='products', content_rowid='pk',
+        tokenize='porter unicode61 remove_diacritics 2')""",
+    """CREATE TRIGGER IF NOT EXISTS products_fts_insert AFTER INSERT ON products BEGIN
+        INSERT INTO products_fts(rowid, name, description) VALUES (new.pk, new.name, new.description);
+    END""",
+    """CREATE TRIGGER IF NOT EXISTS products_fts_delete AFTER DELETE ON products BEGIN
+        INSERT INTO products_fts(products_fts, rowid, name, description)
+        VALUES ('delete', old.pk, old.name, old.description);
+    END""",
+    """CREATE TRIGGER IF NOT EXISTS products_fts_update AFTER UPDATE OF name, description ON products BEGIN
+        INSERT INTO products_fts(products_fts, rowid, name, description)
+        VALUES ('delete', old.pk, old.name, old.description);
+        INSERT INTO products_fts(rowid, name, description) VALUES (new.pk, new.name, new.description);
+    END""",
+)
+
+
+def _set_sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def make_engine(database_url: str, *, create_schema: bool = True) -> Engine:
+    """An engine for `database_url`; for SQLite the folder is created and pragmas set per connection."""
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite":
+        if url.database and url.database != ":memory:":
+            Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+        event.listen(engine, "connect", _set_sqlite_pragmas)
+    else:
+        engine = create_engine(url, pool_pre_ping=True)
+    if create_schema:
+        init_schema(engine)
+    return engine
+
+
+def init_schema(engine: Engine) -> None:
+    """Create missing tables and, on SQLite, the full-text index and its triggers."""
+    Base.metadata.create_all(engine)
+    if engine.dialect.name == "sqlite":
+        with engine.begin() as connection:
+            fts_is_new = not inspect(connection).has_table("products_fts")
+            for statement in _FTS_DDL:
+                connection.execute(text(statement))
+            if fts_is_new:
+                connection.execute(text("INSERT INTO products_fts(products_fts) VALUES ('rebuild')"))
+
+
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+@contextmanager
+def session_scope(engine: Engine) -> Iterator[Session]:
+    """One transaction: committed on success, rolled back on any error."""
+    with session_factory(engine).begin() as session:
+        yield session
