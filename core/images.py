@@ -43,8 +43,10 @@ def open_image(source: str | Path | bytes | BinaryIO, *, max_pixels: int = MAX_I
         raise
     except FileNotFoundError as error:
         raise ImageError(f"{label}: file not found") from error
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-        raise ImageError(f"{label}: not a readable image ({type(error).__name__})") from error
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise ImageError(f"{label}: too many pixels, over the limit of {max_pixels:,} pixels") from error
+    except UnidentifiedImageError as error:
+        raise ImageError(f"{label}: not a readable image (unknown or unsupported format)") from error
     except (OSError, SyntaxError, ValueError, EOFError) as error:
         raise ImageError(f"{label}: corrupt or truncated image ({error})") from error
     if width < 1 or height < 1:

@@ -17,6 +17,8 @@ from db.models import Category, Image, Product
 # Title words say more about the item than the seller's prose.
 NAME_WEIGHT = 4.0
 DESCRIPTION_WEIGHT = 1.0
+# Control characters cannot occur in cleaned text, so they mark matched words unambiguously.
+MATCH_START, MATCH_END = "\x02", "\x03"
 _fts = table("products_fts", column("rowid"), column("name"), column("description"))
 _fts_table = literal_column("products_fts")
 
@@ -83,7 +85,7 @@ class SearchHit:
     product: ProductView
     category: str
     score: float  # higher is better (negated bm25)
-    snippet: str
+    snippet: str  # description excerpt, matched words between MATCH_START and MATCH_END
 
 
 @dataclass(frozen=True)
@@ -164,7 +166,7 @@ def keyword_search(
         if expression is None:
             break
         rank = func.bm25(_fts_table, NAME_WEIGHT, DESCRIPTION_WEIGHT)
-        snippet = func.snippet(_fts_table, 1, "[", "]", "…", 12)
+        snippet = func.snippet(_fts_table, 1, MATCH_START, MATCH_END, "…", 12)
         statement = filters.apply(
             select(Product, Category.path, rank, snippet)
             .join(_fts, _fts.c.rowid == Product.pk)

@@ -1,0 +1,98 @@
+"""Cached access to the catalogue for the pages (engine per URL, query results with a short TTL)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pandas as pd
+import streamlit as st
+from sqlalchemy import Engine
+
+from core.settings import get_settings
+from db import queries
+from db.session import make_engine, session_scope
+
+QUERY_TTL_SECONDS = 300
+
+
+@st.cache_resource(show_spinner=False)
+def _engine_for(database_url: str) -> Engine:
+    return make_engine(database_url)
+
+
+def engine() -> Engine:
+    return _engine_for(get_settings().database_url)
+
+
+def database_url() -> str:
+    return get_settings().database_url
+
+
+def invalidate() -> None:
+    """After any write: drop cached query results so every page sees it."""
+    st.cache_data.clear()
+
+
+@st.cache_data(ttl=QUERY_TTL_SECONDS, show_spinner=False)
+def catalogue_counts(database_url: str) -> tuple[int, int]:
+    with session_scope(_engine_for(database_url)) as session:
+        return queries.catalogue_counts(session)
+
+
+@st.cache_data(ttl=QUERY_TTL_SECONDS, show_spinner=False)
+def category_paths(database_url: str, parent: str | None = None) -> list[str]:
+    with session_scope(_engine_for(database_url)) as session:
+        return queries.category_paths(session, parent=parent)
+
+
+def _filters(category: str | None, min_price: float | None, max_price: float | None, location: str | None) -> queries.ProductFilters:
+    return queries.ProductFilters(
+        category=category or None,
+        min_price=Decimal(str(min_price)) if min_price is not None else None,
+        max_price=Decimal(str(max_price)) if max_price is not None else None,
+        location=location or None,
+    )
+
+
+@st.cache_data(ttl=QUERY_TTL_SECONDS, show_spinner=False)
+def browse_page(
+    database_url: str,
+    category: str | None,
+    min_price: float | None,
+    max_price: float | None,
+    location: str | None,
+    page: int,
+    page_size: int,
+) -> queries.ProductPage:
+    with session_scope(_engine_for(database_url)) as session:
+        return queries.browse_products(
+            session, filters=_filters(category, min_price, max_price, location), page=page, page_size=page_size
+        )
+
+
+@st.cache_data(ttl=QUERY_TTL_SECONDS, show_spinner=False)
+def keyword_search(
+    database_url: str,
+    query: str,
+    category: str | None,
+    min_price: float | None,
+    max_price: float | None,
+    location: str | None,
+    limit: int,
+) -> queries.SearchResult:
+    with session_scope(_engine_for(database_url)) as session:
+        return queries.keyword_search(
+            session, query, filters=_filters(category, min_price, max_price, location), limit=limit
+        )
+
+
+@st.cache_data(ttl=QUERY_TTL_SECONDS, show_spinner=False)
+def product(database_url: str, product_id: str) -> queries.ProductView | None:
+    with session_scope(_engine_for(database_url)) as session:
+        return queries.get_product(session, product_id)
+
+
+@st.cache_data(ttl=QUERY_TTL_SECONDS, show_spinner=False)
+def products_frame(database_url: str) -> pd.DataFrame:
+    with session_scope(_engine_for(database_url)) as session:
+        return queries.products_frame(session)

@@ -1,0 +1,120 @@
+"""Reusable page pieces: empty-catalogue notice, filters, product gallery and detail view."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import streamlit as st
+
+from core.markdown import escape_markdown
+from core.settings import get_settings
+from db.queries import ProductView
+from ui import data
+
+ADMIN_PAGE = "pages/admin.py"
+
+
+@dataclass(frozen=True)
+class FilterValues:
+    category: str | None
+    min_price: float | None
+    max_price: float | None
+    location: str | None
+
+
+def require_catalogue() -> tuple[int, int]:
+    """Counts of products and images; with an empty catalogue, explains how to import one and stops."""
+    products, images = data.catalogue_counts(data.database_url())
+    if products == 0:
+        st.info(
+            "The catalogue is empty. Import one from the command line:\n\n"
+            "```\npython -m core import ../shared/data/marketplace\n```\n\n"
+            "or from the Import page, which takes a folder path."
+        )
+        st.page_link(ADMIN_PAGE, label="Open the Import page", icon=":material/upload:")
+        st.stop()
+    return products, images
+
+
+def filter_controls(*, key: str) -> FilterValues:
+    """Category (top level, then sub-category), price range and location, in one row."""
+    top_col, sub_col, min_col, max_col, location_col = st.columns([3, 3, 1.4, 1.4, 2])
+    tops = data.category_paths(data.database_url())
+    top = top_col.selectbox("Category", ["All categories", *tops], key=f"{key}_top")
+    category = None if top == "All categories" else top
+    if category:
+        subs = data.category_paths(data.database_url(), category)
+        labels = {path: path.split(" / ")[-1] for path in subs}
+        sub = sub_col.selectbox(
+            "Sub-category", ["All", *subs], key=f"{key}_sub", format_func=lambda path: labels.get(path, path)
+        )
+        category = category if sub == "All" else sub
+    else:
+        sub_col.selectbox("Sub-category", ["All"], key=f"{key}_sub_disabled", disabled=True)
+    min_price = min_col.number_input("Min £", min_value=0.0, value=None, step=10.0, key=f"{key}_min")
+    max_price = max_col.number_input("Max £", min_value=0.0, value=None, step=10.0, key=f"{key}_max")
+    location = location_col.text_input("Location contains", key=f"{key}_location", max_chars=100)
+    if min_price is not None and max_price is not None and min_price > max_price:
+        st.warning("The minimum price is above the maximum: no product can match.")
+    return FilterValues(category, min_price, max_price, location.strip() or None)
+
+
+def photo_path(relative: str) -> Path:
+    return get_settings().media_dir / relative
+
+
+def show_photo(relative: str | None, *, caption: str | None = None) -> None:
+    path = photo_path(relative) if relative else None
+    if path is not None and path.is_file():
+        st.image(str(path), caption=caption, width="stretch")
+    else:
+        st.caption("No photo" if relative is None else "Photo file missing")
+
+
+def product_card(product: ProductView, *, key: str, note: str | None = None) -> None:
+    with st.container(border=True):
+        show_photo(product.image_paths[0] if product.image_paths else None)
+        st.markdown(f"**{escape_markdown(product.name)}**")
+        st.markdown(f"£{product.price:,.2f} · {escape_markdown(product.location)}")
+        st.caption(escape_markdown(product.category))
+        if note:
+            st.caption(note)
+        if st.button("Details", key=f"{key}_{product.id}", width="stretch"):
+            st.query_params["product"] = product.id
+            st.rerun()
+
+
+def product_gallery(products: list[ProductView], *, key: str, notes: list[str] | None = None, columns: int = 4) -> None:
+    for start in range(0, len(products), columns):
+        row = st.columns(columns)
+        for offset, product in enumerate(products[start : start + columns]):
+            with row[offset]:
+                product_card(product, key=key, note=notes[start + offset] if notes else None)
+
+
+def product_detail_from_query() -> bool:
+    """Show the product named in the URL (?product=ID) with all its photos; False when none is."""
+    product_id = st.query_params.get("product")
+    if not product_id:
+        return False
+    if st.button("← Back to the list", key="detail_back"):
+        del st.query_params["product"]
+        st.rerun()
+    product = data.product(data.database_url(), product_id)
+    if product is None:
+        st.warning("That product is not in the catalogue (it may have been removed).")
+        return True
+    st.subheader(product.name, anchor=False)
+    st.markdown(f"**£{product.price:,.2f}** · {escape_markdown(product.location)} · {escape_markdown(product.category)}")
+    if product.image_paths:
+        photo_columns = st.columns(max(2, len(product.image_paths)))
+        for column, relative in zip(photo_columns, product.image_paths):
+            with column:
+                show_photo(relative)
+    else:
+        st.caption("This product has no photo.")
+    st.markdown("**Description**")
+    st.text(product.description or "(no description)")
+    st.caption(f"Listing id {product.id} · source: {product.source}")
+    return True
