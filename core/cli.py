@@ -89,6 +89,197 @@ def run_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_train(args: argparse.Namespace) -> int:
+    from core.training import DEFAULTS, Trainer, TrainingError, with_overrides
+    from db.queries import training_catalogue
+    from db.session import session_scope
+
+    settings = get_settings()
+    engine = _engine(args.db)
+    with session_scope(engine) as session:
+        catalogue = training_catalogue(session, media_dir=settings.media_dir)
+    if not catalogue.products:
+        raise CommandError("the catalogue is empty: import one first (python -m core import DIR)")
+    overrides = {"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size, "momentum": args.momentum,
+                 "step_size": args.step_size, "gamma": args.gamma, "seed": args.seed, "val_fraction": args.val_fraction,
+                 "test_fraction": args.test_fraction, "backbone": args.backbone, "finetune_layers": args.finetune_layers,
+                 "dropout": args.dropout, "weight_decay": args.weight_decay}
+    kinds = ["image", "text", "combined"] if args.model == "all" else [args.model]
+    bars = _EpochBars(quiet=args.quiet)
+    trainer = Trainer(catalogue, engine=engine, runs_dir=settings.data_dir / "runs", cache_dir=settings.data_dir / "cache",
+                      progress=print, epoch_progress=bars.update, feature_progress=None if args.quiet else _tqdm_progress())
+    results = {}
+    try:
+        for kind in kinds:
+            hyper = with_overrides(DEFAULTS[kind], **overrides)
+            bars.start(kind, hyper.epochs)
+            print(f"training the {kind} model ({len(catalogue.products)} products, {len(catalogue.images)} photos)")
+            if kind == "combined":
+                text_checkpoint = results["text"].checkpoint if "text" in results else _latest_checkpoint(engine, "text")
+                results[kind] = trainer.train_combined(text_checkpoint, hyper)
+            else:
+                results[kind] = getattr(trainer, f"train_{kind}")(hyper)
+            bars.close()
+            result = results[kind]
+            metrics = result.test_metrics
+            print(f"run {result.run_id} ({kind}): best epoch {result.best_epoch}, validation accuracy {result.best_val_accuracy:.3f}, "
+                  f"test accuracy {metrics['accuracy']:.3f}, top-3 {metrics['top3_accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f} "
+                  f"(n={metrics['n']}); checkpoint {result.checkpoint}")
+    except TrainingError as error:
+        raise CommandError(str(error)) from error
+    if args.ship:
+        from core.shipping import ship_models
+
+        manifest = ship_models({kind: result.checkpoint for kind, result in results.items()}, settings.models_dir,
+                               catalogue_fingerprint=catalogue.fingerprint())
+        print(f"shipped to {settings.models_dir}: {', '.join(manifest['models'])}")
+    return 0
+
+
+def _load_classifier(models_dir: str | None):  # type: ignore[no-untyped-def]
+    from core.classify import CategoryClassifier
+    from core.model_io import ModelFileError
+
+    try:
+        return CategoryClassifier(Path(models_dir) if models_dir else get_settings().models_dir)
+    except ModelFileError as error:
+        raise CommandError(str(error)) from error
+
+
+def run_classify(args: argparse.Namespace) -> int:
+    from core.classify import NothingToClassify
+    from core.images import ImageError, open_image
+
+    if not args.image and not (args.text or "").strip():
+        raise CommandError("give --image PATH (one or more) and/or --text TEXT")
+    photos = []
+    for path in args.image or []:
+        try:
+            photos.append(open_image(Path(path), name=path))
+        except ImageError as error:
+            raise CommandError(str(error)) from error
+    classifier = _load_classifier(args.models)
+    try:
+        prediction = classifier.classify(images=photos, text=args.text)
+    except NothingToClassify as error:
+        raise CommandError(str(error)) from error
+    print(json.dumps(prediction.as_json(), ensure_ascii=False))
+    return 0
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from core.model_evaluation import evaluate_catalogue
+    from db.importer import CatalogueFormatError, read_catalogue_folder
+
+    try:
+        catalogue, report = read_catalogue_folder(Path(args.data))
+    except CatalogueFormatError as error:
+        raise CommandError(str(error)) from error
+    classifier = _load_classifier(args.models)
+    progress = None if args.quiet else _tqdm_progress()
+    results = evaluate_catalogue(classifier, catalogue, progress=progress)
+    results["skipped_rows"] = len(report.skipped)
+    Path(args.out).write_text(json.dumps(results, indent=1, ensure_ascii=False))
+    for kind in ("image", "text", "combined"):
+        metrics = results[kind]
+        if metrics["n"]:
+            print(f"{kind:>8}: accuracy {metrics['accuracy']:.3f}, top-3 {metrics['top3_accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f} (n={metrics['n']})")
+    print(f"written to {args.out}")
+    return 0
+
+
+def run_baselines_command(args: argparse.Namespace) -> int:
+    from core.backbones import get_backbone
+    from core.baselines import run_baselines
+    from core.features import cached_image_features
+    from core.splits import split_products
+    from db.queries import listings_frame, training_catalogue
+    from db.session import session_scope
+
+    settings = get_settings()
+    engine = _engine(args.db)
+    with session_scope(engine) as session:
+        catalogue = training_catalogue(session, media_dir=settings.media_dir)
+        listings = listings_frame(session).set_index("id")
+    if not catalogue.products:
+        raise CommandError("the catalogue is empty: import one first (python -m core import DIR)")
+    split = split_products([product.id for product in catalogue.products], [product.label for product in catalogue.products],
+                           test_fraction=0.2, val_fraction=0.2, seed=args.seed)
+    features = cached_image_features(get_backbone(args.backbone), [image.id for image in catalogue.images],
+                                     [image.checksum for image in catalogue.images], [image.path for image in catalogue.images],
+                                     cache_dir=settings.data_dir / "cache")
+    results = run_baselines(catalogue, split, features, prices=listings["price"].to_dict(), names=listings["name"].to_dict(),
+                            descriptions=listings["description"].to_dict(), locations=listings["location"].to_dict())
+    text = json.dumps(results, indent=1)
+    if args.out:
+        Path(args.out).write_text(text)
+    print(text)
+    return 0
+
+
+def run_ship(args: argparse.Namespace) -> int:
+    from core.shipping import ship_models
+    from db.models import TrainingRun
+    from db.queries import training_catalogue
+    from db.session import session_scope
+
+    settings = get_settings()
+    engine = _engine(args.db)
+    checkpoints: dict[str, Path] = {}
+    for kind in ("image", "text", "combined"):
+        run_id = getattr(args, kind)
+        if run_id is None:
+            checkpoints[kind] = _latest_checkpoint(engine, kind)
+            continue
+        with session_scope(engine) as session:
+            run = session.get(TrainingRun, run_id)
+            if run is None or run.model_kind != kind or run.status != "finished" or not run.checkpoint_path:
+                raise CommandError(f"run {run_id} is not a finished {kind} run")
+            checkpoints[kind] = Path(run.checkpoint_path)
+    with session_scope(engine) as session:
+        fingerprint = training_catalogue(session, media_dir=settings.media_dir).fingerprint()
+    manifest = ship_models(checkpoints, settings.models_dir, catalogue_fingerprint=fingerprint)
+    for kind, entry in manifest["models"].items():
+        print(f"{kind}: run {entry['run_id']}, test accuracy {entry['test_metrics']['accuracy']:.3f}, {entry['bytes'] / 1e6:.1f} MB")
+    return 0
+
+
+def _latest_checkpoint(engine, kind: str) -> Path:  # type: ignore[no-untyped-def]
+    from db.runs import latest_run
+
+    run = latest_run(engine, model_kind=kind)
+    if run is None or not run.checkpoint_path:
+        raise CommandError(f"no finished {kind} run to build on: train it first (python -m core train --model {kind})")
+    return Path(run.checkpoint_path)
+
+
+class _EpochBars:
+    """A tqdm bar per model over its epochs, showing the latest losses and accuracies."""
+
+    def __init__(self, *, quiet: bool) -> None:
+        self.quiet = quiet
+        self.bar = None
+
+    def start(self, kind: str, epochs: int) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=epochs, desc=f"{kind} epochs", unit="epoch", disable=self.quiet)
+
+    def update(self, kind: str, result) -> None:  # type: ignore[no-untyped-def]
+        if self.bar is not None:
+            self.bar.set_postfix(loss=f"{result.train_loss:.3f}", acc=f"{result.train_accuracy:.3f}",
+                                 val_loss=f"{result.val_loss:.3f}", val_acc=f"{result.val_accuracy:.3f}")
+            self.bar.update(1)
+        line = (f"  {kind} epoch {result.epoch}: train loss {result.train_loss:.3f} acc {result.train_accuracy:.3f} | "
+                f"val loss {result.val_loss:.3f} acc {result.val_accuracy:.3f} | lr {result.learning_rate:.2g} | {result.seconds:.0f} s")
+        (self.bar.write if self.bar is not None and not self.quiet else print)(line)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
 def _price(text: str) -> Decimal:
     from core.cleaning import parse_price
 
@@ -127,6 +318,51 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--json", action="store_true", help='print {"hits": [...], "took_ms": N}')
     search.add_argument("--db", help="database URL")
     search.set_defaults(handler=run_search)
+    train = commands.add_parser("train", help="train the image, text and/or combined classifier on the catalogue in the DB")
+    train.add_argument("--model", choices=["image", "text", "combined", "all"], default="all")
+    train.add_argument("--epochs", type=_positive_int)
+    train.add_argument("--lr", type=float, help="learning rate (image SGD 0.002, text Adam 0.001, combined SGD 0.001)")
+    train.add_argument("--batch-size", type=_positive_int)
+    train.add_argument("--momentum", type=float)
+    train.add_argument("--step-size", type=_positive_int, help="StepLR step in epochs")
+    train.add_argument("--gamma", type=float, help="StepLR factor")
+    train.add_argument("--dropout", type=float)
+    train.add_argument("--weight-decay", type=float)
+    train.add_argument("--seed", type=int, help="split and initialisation seed (default 42)")
+    train.add_argument("--val-fraction", type=float, help="validation share of the non-test products (default 0.2)")
+    train.add_argument("--test-fraction", type=float, help="held-out test share of products (default 0.2)")
+    train.add_argument("--backbone", help="image backbone: efficientnet-lite0 (default), efficientnet-lite2, resnet50")
+    train.add_argument("--finetune-layers", type=int, help="text: encoder layers fine-tuned with the CNN (default 2)")
+    train.add_argument("--ship", action="store_true", help="make the trained models the shipped defaults under models/")
+    train.add_argument("--quiet", action="store_true")
+    train.add_argument("--db", help="database URL")
+    train.set_defaults(handler=run_train)
+
+    ship = commands.add_parser("ship", help="make trained runs the shipped models under models/ (default: latest finished runs)")
+    for kind in ("image", "text", "combined"):
+        ship.add_argument(f"--{kind}", type=int, metavar="RUN", help=f"the {kind} run to ship")
+    ship.add_argument("--db", help="database URL")
+    ship.set_defaults(handler=run_ship)
+
+    baselines = commands.add_parser("baselines", help="measure the seed's baselines on the held-out test products")
+    baselines.add_argument("--seed", type=int, default=42)
+    baselines.add_argument("--backbone", default="efficientnet-lite0")
+    baselines.add_argument("--out", help="also write the figures to this JSON file")
+    baselines.add_argument("--db", help="database URL")
+    baselines.set_defaults(handler=run_baselines_command)
+
+    classify = commands.add_parser("classify", help="predict the category of a listing from photos and/or text")
+    classify.add_argument("--image", action="append", metavar="PATH", help="a photo of the item (repeat for several)")
+    classify.add_argument("--text", help="title and/or description")
+    classify.add_argument("--models", help="folder of models (default: the shipped models/)")
+    classify.set_defaults(handler=run_classify)
+
+    evaluate = commands.add_parser("evaluate", help="evaluate the models on a catalogue folder (no database involved)")
+    evaluate.add_argument("--data", required=True, help="folder in the seed format")
+    evaluate.add_argument("--out", required=True, help="JSON file for the metrics")
+    evaluate.add_argument("--models", help="folder of models (default: the shipped models/)")
+    evaluate.add_argument("--quiet", action="store_true")
+    evaluate.set_defaults(handler=run_evaluate)
     return parser
 
 

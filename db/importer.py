@@ -30,6 +30,7 @@ from core.cleaning import (
     price_to_pence,
     split_category,
 )
+from core.dataset import Catalogue, ImageRecord, ProductRecord
 from core.images import DEFAULT_CANVAS_SIZE, ImageError, clean_image, open_image
 from db.models import Category, Image, LabelHistory, Product
 from db.session import session_scope
@@ -412,3 +413,21 @@ def import_catalogue(
                 report.images_unchanged += 1
     report.seconds = time.perf_counter() - started
     return report
+
+
+def read_catalogue_folder(source_dir: str | Path) -> tuple[Catalogue, ImportReport]:
+    """A seed-format folder as model records, without touching any database (photos read in place).
+
+    Rows are checked exactly as an import checks them; photos are opened later, by the models.
+    """
+    source = Path(source_dir)
+    if not source.is_dir():
+        raise CatalogueFormatError(f"{source} is not a folder")
+    report = ImportReport()
+    products = _parse_products(read_csv_rows(source / "Products.csv", PRODUCT_COLUMNS, report), report)
+    image_rows: list[_ImageRow] = []
+    if (source / "images").is_dir():
+        image_rows = _parse_images(read_csv_rows(source / "Images.csv", IMAGE_COLUMNS, report), source / "images", set(products), report)
+    records = [ProductRecord.of(row.id, row.name, row.description, row.category_path) for row in products.values()]
+    images = [ImageRecord(row.id, row.product_id, row.original, "") for row in image_rows]
+    return Catalogue(records, images), report

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from decimal import Decimal
 
-from sqlalchemy import CheckConstraint, DateTime, Float, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, CheckConstraint, DateTime, Float, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from core.cleaning import CATEGORY_SEPARATOR
@@ -107,3 +107,67 @@ class LabelHistory(Base):
 
     old_category: Mapped[Category | None] = relationship(foreign_keys=[old_category_id])
     new_category: Mapped[Category] = relationship(foreign_keys=[new_category_id])
+
+
+class TrainingRun(Base):
+    """One `python -m core train` run: what was trained, how, on which split, and how it went."""
+
+    __tablename__ = "training_runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model_kind: Mapped[str] = mapped_column(String(20))  # image | text | combined
+    encoder_ids: Mapped[dict] = mapped_column(JSON)
+    hyperparameters: Mapped[dict] = mapped_column(JSON)
+    split_seed: Mapped[int] = mapped_column(Integer)
+    labels: Mapped[list] = mapped_column(JSON)  # class names, index order
+    data_fingerprint: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(20), default="running")  # running | finished | stopped | failed
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    best_epoch: Mapped[int | None] = mapped_column(Integer)
+    best_val_accuracy: Mapped[float | None] = mapped_column(Float)
+    test_metrics: Mapped[dict | None] = mapped_column(JSON)
+    checkpoint_path: Mapped[str | None] = mapped_column(String(1000))
+    note: Mapped[str] = mapped_column(Text, default="")
+
+    epochs: Mapped[list[RunEpoch]] = relationship(back_populates="run", cascade="all, delete-orphan", order_by="RunEpoch.epoch")
+    split: Mapped[list[RunSplit]] = relationship(cascade="all, delete-orphan")
+
+
+class RunEpoch(Base):
+    __tablename__ = "run_epochs"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("training_runs.id", ondelete="CASCADE"), primary_key=True)
+    epoch: Mapped[int] = mapped_column(Integer, primary_key=True)
+    train_loss: Mapped[float] = mapped_column(Float)
+    train_accuracy: Mapped[float] = mapped_column(Float)
+    val_loss: Mapped[float] = mapped_column(Float)
+    val_accuracy: Mapped[float] = mapped_column(Float)
+    learning_rate: Mapped[float] = mapped_column(Float)
+    seconds: Mapped[float] = mapped_column(Float)
+
+    run: Mapped[TrainingRun] = relationship(back_populates="epochs")
+
+
+class RunSplit(Base):
+    """Which side of the run's split each product fell on (stored, so the split can be checked)."""
+
+    __tablename__ = "run_splits"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("training_runs.id", ondelete="CASCADE"), primary_key=True)
+    product_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    part: Mapped[str] = mapped_column(String(5))  # train | val | test
+
+
+class RunPrediction(Base):
+    """The best checkpoint's predictions on validation and test items, with all probabilities."""
+
+    __tablename__ = "run_predictions"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("training_runs.id", ondelete="CASCADE"), primary_key=True)
+    item_id: Mapped[str] = mapped_column(String(64), primary_key=True)  # image id (image model) or product id
+    product_id: Mapped[str] = mapped_column(String(64), index=True)
+    part: Mapped[str] = mapped_column(String(5))
+    true_label: Mapped[int] = mapped_column(Integer)
+    predicted_label: Mapped[int] = mapped_column(Integer)
+    probabilities: Mapped[list] = mapped_column(JSON)

@@ -5,12 +5,14 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from decimal import Decimal
+from pathlib import Path
 
 import pandas as pd
 from sqlalchemy import Select, column, func, literal_column, or_, select, table
 from sqlalchemy.orm import Session, selectinload
 
 from core.cleaning import CATEGORY_SEPARATOR
+from core.dataset import Catalogue, ImageRecord, ProductRecord
 from core.search import fts_match_expression, query_terms
 from db.models import Category, Image, Product
 
@@ -203,4 +205,27 @@ def products_frame(session: Session) -> pd.DataFrame:
     frame["top"] = levels.str[0]
     frame["sub"] = levels.str[1].fillna("(none)")
     frame["price"] = frame["price_pence"] / 100
+    return frame
+
+
+def training_catalogue(session: Session, *, media_dir: Path) -> Catalogue:
+    """Every product with its current (possibly reviewed) label, and its cleaned photos."""
+    rows = session.execute(
+        select(Product.id, Product.name, Product.description, Category.path).join(Product.category).order_by(Product.pk)
+    )
+    products = [ProductRecord.of(product_id, name, description, path) for product_id, name, description, path in rows]
+    images = [
+        ImageRecord(image_id, product_id, media_dir / file_path, checksum)
+        for image_id, product_id, file_path, checksum in session.execute(
+            select(Image.id, Image.product_id, Image.file_path, Image.checksum).order_by(Image.product_id, Image.position)
+        )
+    ]
+    return Catalogue(products, images)
+
+
+def listings_frame(session: Session) -> pd.DataFrame:
+    """id, cleaned name and description, location and price (£) of every product: the price model's input."""
+    rows = session.execute(select(Product.id, Product.name, Product.description, Product.location, Product.price_pence))
+    frame = pd.DataFrame(rows.all(), columns=["id", "name", "description", "location", "price_pence"])
+    frame["price"] = frame.pop("price_pence") / 100
     return frame

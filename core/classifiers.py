@@ -1,0 +1,122 @@
+"""The three category classifiers (as nn.Modules), each working on cached encoder outputs.
+
+- image: pretrained backbone (frozen, features cached) + a new head to the categories;
+- text: BERT token embeddings -> 1-D convolutions, each followed by ReLU -> max over tokens ->
+  linear to the categories; optionally the encoder's last layers are fine-tuned with it;
+- combined: each branch resized to 128 features, concatenated, one linear layer to the categories;
+  a learned stand-in replaces a missing photo or missing text.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+BRANCH_DIM = 128
+
+
+def robust_std(features: torch.Tensor) -> torch.Tensor:
+    """Per-feature std with a floor: a feature constant on the training set must not blow up later."""
+    std = features.std(0)
+    return std.clamp(min=max(1e-3, 0.05 * float(std.mean())))
+
+
+class ImageHead(nn.Module):
+    """Pooled backbone features (B, feature_dim) -> logits; `branch` gives the 128-d hidden layer."""
+
+    def __init__(self, feature_dim: int, n_classes: int, *, hidden: int = BRANCH_DIM * 4, dropout: float = 0.5) -> None:
+        super().__init__()
+        self.hidden = nn.Sequential(nn.Dropout(dropout), nn.Linear(feature_dim, hidden), nn.ReLU())
+        self.output = nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden, n_classes))
+        self.register_buffer("feature_mean", torch.zeros(feature_dim))
+        self.register_buffer("feature_std", torch.ones(feature_dim))
+
+    def set_normalisation(self, features: torch.Tensor) -> None:
+        """Standardise inputs with training-set statistics (stored in the checkpoint)."""
+        self.feature_mean.copy_(features.mean(0))
+        self.feature_std.copy_(robust_std(features))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.output(self.hidden((features - self.feature_mean) / self.feature_std))
+
+
+class TextCNN(nn.Module):
+    """Token embeddings (B, L, 384) + mask (B, L) -> logits.
+
+    `top_layers` are copies of the encoder's last transformer layers, fine-tuned with the CNN; the
+    input is then the hidden state entering them (cached), not the encoder's last output.
+    """
+
+    def __init__(
+        self,
+        n_classes: int,
+        *,
+        embedding_dim: int = 384,
+        channels: int = 256,
+        kernel_size: int = 3,
+        conv_layers: int = 2,
+        dropout: float = 0.3,
+        top_layers: list[nn.Module] | None = None,
+        encoder_config: object | None = None,
+    ) -> None:
+        super().__init__()
+        self.convolutions = nn.ModuleList(
+            nn.Conv1d(embedding_dim if index == 0 else channels, channels, kernel_size, padding=kernel_size // 2)
+            for index in range(conv_layers)
+        )
+        self.dropout = nn.Dropout(dropout)
+        self.output = nn.Linear(channels, n_classes)
+        self.top_layers = nn.ModuleList([copy.deepcopy(layer) for layer in (top_layers or [])])
+        self.encoder_config = encoder_config
+        self.feature_dim = channels
+
+    def features(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """(B, channels): the max over real tokens of the last convolution's output."""
+        mask = mask.bool()
+        if len(self.top_layers):
+            from transformers.masking_utils import create_bidirectional_mask
+
+            attention = create_bidirectional_mask(config=self.encoder_config, inputs_embeds=tokens, attention_mask=mask.long())
+            for layer in self.top_layers:
+                tokens = layer(tokens, attention)
+        # Padding positions are zeroed before every convolution, as the convolution's own padding
+        # is: then how much padding a batch carries never changes a text's result.
+        keep = mask.unsqueeze(1).to(tokens.dtype)
+        mapped = tokens.transpose(1, 2)
+        for convolution in self.convolutions:
+            mapped = torch.relu(convolution(mapped * keep))
+        return mapped.masked_fill(~mask.unsqueeze(1), torch.finfo(mapped.dtype).min).amax(dim=-1)
+
+    def forward(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.output(self.dropout(self.features(tokens, mask)))
+
+
+class CombinedClassifier(nn.Module):
+    """Image features (mean over a product's photos) and text features -> 128 each -> concat -> logits."""
+
+    def __init__(self, image_dim: int, text_dim: int, n_classes: int, *, dropout: float = 0.3) -> None:
+        super().__init__()
+        self.image_branch = nn.Sequential(nn.Linear(image_dim, BRANCH_DIM), nn.ReLU())
+        self.text_branch = nn.Sequential(nn.Linear(text_dim, BRANCH_DIM), nn.ReLU())
+        self.missing_image = nn.Parameter(torch.zeros(BRANCH_DIM))
+        self.missing_text = nn.Parameter(torch.zeros(BRANCH_DIM))
+        self.output = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * BRANCH_DIM, n_classes))
+        self.register_buffer("image_mean", torch.zeros(image_dim))
+        self.register_buffer("image_std", torch.ones(image_dim))
+        self.register_buffer("text_mean", torch.zeros(text_dim))
+        self.register_buffer("text_std", torch.ones(text_dim))
+
+    def set_normalisation(self, image: torch.Tensor, text: torch.Tensor) -> None:
+        self.image_mean.copy_(image.mean(0))
+        self.image_std.copy_(robust_std(image))
+        self.text_mean.copy_(text.mean(0))
+        self.text_std.copy_(robust_std(text))
+
+    def forward(self, image: torch.Tensor, text: torch.Tensor, has_image: torch.Tensor, has_text: torch.Tensor) -> torch.Tensor:
+        image_part = self.image_branch((image - self.image_mean) / self.image_std)
+        text_part = self.text_branch((text - self.text_mean) / self.text_std)
+        image_part = torch.where(has_image.unsqueeze(-1), image_part, self.missing_image.expand_as(image_part))
+        text_part = torch.where(has_text.unsqueeze(-1), text_part, self.missing_text.expand_as(text_part))
+        return self.output(torch.cat([image_part, text_part], dim=-1))

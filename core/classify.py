@@ -1,0 +1,120 @@
+"""Classifying a listing from its photos and/or text with the shipped (or any chosen) models.
+
+With photos and text the combined model answers; with one of them, that model alone. Every
+model that can answer gives its probabilities too, for side-by-side views.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from core.backbones import get_backbone
+from core.cleaning import model_text
+from core.features import image_features, load_text_encoder
+from core.model_io import LoadedModel, ModelFileError, load_checkpoint
+from core.training import text_features
+
+TOP_K = 5
+
+
+@dataclass(frozen=True)
+class Prediction:
+    category: str
+    model: str  # image | text | combined: which model answered
+    top: list[tuple[str, float]]
+    probabilities: dict[str, list[float]] = field(default_factory=dict)  # per model that could answer, in label order
+    labels: list[str] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, object]:
+        return {"category": self.category, "model": self.model,
+                "top": [{"category": category, "probability": round(probability, 4)} for category, probability in self.top]}
+
+
+class NothingToClassify(ValueError):
+    """Neither a photo nor any words were given."""
+
+
+class CategoryClassifier:
+    """The image, text and combined models of one folder (default: the shipped `models/`), loaded once."""
+
+    def __init__(self, models_dir: Path) -> None:
+        self.models_dir = models_dir
+        self.models: dict[str, LoadedModel] = {}
+        for kind in ("image", "text", "combined"):
+            path = models_dir / f"{kind}.pt"
+            if not path.is_file():
+                raise ModelFileError(f"{path}: model file not found (train and ship models with: python -m core train --model all --ship)")
+            self.models[kind] = load_checkpoint(path)
+        labels = {tuple(model.labels) for model in self.models.values()}
+        if len(labels) != 1:
+            raise ModelFileError(f"{models_dir}: the models disagree on their categories; retrain them together")
+        self.labels = list(self.models["image"].labels)
+        self.backbone = get_backbone(self.models["image"].info["encoders"]["image_backbone"])
+        self.text_layer = self.models["text"].text_layer
+        self.max_tokens = int(self.models["text"].config.get("max_tokens", 128))
+
+    # ----- encoders
+
+    def photo_features(self, images: Sequence[Image.Image | Path]) -> np.ndarray:
+        return image_features(self.backbone, list(images))
+
+    def text_states(self, texts: Sequence[str]) -> torch.Tensor:
+        encoder = load_text_encoder(self.max_tokens)
+        batch = encoder.encode(list(texts), layer=self.text_layer)
+        return batch.embeddings * batch.attention_mask.unsqueeze(-1)
+
+    # ----- models on encoder outputs (batched: used by evaluation too)
+
+    @torch.no_grad()
+    def image_probabilities(self, features: np.ndarray) -> np.ndarray:
+        return torch.softmax(self.models["image"].model(torch.from_numpy(features).float()), dim=-1).numpy()
+
+    @torch.no_grad()
+    def text_probabilities(self, states: torch.Tensor) -> np.ndarray:
+        from core.features import token_mask
+
+        mask = token_mask(states)
+        longest = max(1, int(mask.sum(dim=1).max()))  # padding beyond the longest text changes nothing
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            logits = self.models["text"].model(states[:, :longest].float(), mask[:, :longest])
+        return torch.softmax(logits.float(), dim=-1).numpy()
+
+    def text_branch_features(self, states: torch.Tensor) -> np.ndarray:
+        return text_features(self.models["text"], states)
+
+    @torch.no_grad()
+    def combined_probabilities(self, image: np.ndarray, has_image: np.ndarray, text: np.ndarray, has_text: np.ndarray) -> np.ndarray:
+        logits = self.models["combined"].model(torch.from_numpy(image).float(), torch.from_numpy(text).float(),
+                                               torch.from_numpy(has_image), torch.from_numpy(has_text))
+        return torch.softmax(logits, dim=-1).numpy()
+
+    # ----- one listing
+
+    def classify(self, *, images: Sequence[Image.Image | Path] = (), text: str | None = None) -> Prediction:
+        words = model_text("", text or "")
+        if not images and not words:
+            raise NothingToClassify("give a photo, a description, or both")
+        probabilities: dict[str, list[float]] = {}
+        image_mean = np.zeros((1, self.models["combined"].config["image_dim"]), np.float32)
+        text_vector = np.zeros((1, self.models["combined"].config["text_dim"]), np.float32)
+        if images:
+            features = self.photo_features(images)
+            probabilities["image"] = self.image_probabilities(features).mean(axis=0).tolist()
+            image_mean = features.mean(axis=0, keepdims=True)
+        if words:
+            states = self.text_states([words])
+            probabilities["text"] = self.text_probabilities(states)[0].tolist()
+            text_vector = self.text_branch_features(states)
+        if images and words:
+            probabilities["combined"] = self.combined_probabilities(image_mean, np.array([True]), text_vector, np.array([True]))[0].tolist()
+        answering = "combined" if "combined" in probabilities else next(iter(probabilities))
+        chosen = np.array(probabilities[answering])
+        order = np.argsort(-chosen)[:TOP_K]
+        return Prediction(self.labels[order[0]], answering, [(self.labels[index], float(chosen[index])) for index in order],
+                          probabilities, self.labels)

@@ -1,0 +1,84 @@
+"""A file cache of embeddings keyed by item id and encoder id, recomputed only for new or changed items.
+
+Each (kind, encoder) pair is one `.npy` array (first axis = item) plus a `.json` index of item ids
+and content hashes (photo checksum, or a hash of the model text). Writes are atomic.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+Compute = Callable[[list[str]], np.ndarray]
+Progress = Callable[[int, int], None]
+
+
+def text_hash(text: str) -> str:
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()
+
+
+class EmbeddingStore:
+    def __init__(self, directory: str | Path, *, kind: str, encoder_id: str) -> None:
+        safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{kind}--{encoder_id}")
+        self.directory = Path(directory)
+        self.array_path = self.directory / f"{safe}.npy"
+        self.index_path = self.directory / f"{safe}.json"
+        self.kind = kind
+        self.encoder_id = encoder_id
+
+    def load(self) -> tuple[list[str], list[str], np.ndarray | None]:
+        """Stored ids, their content hashes and the array (memory-mapped), or empty when absent."""
+        if not (self.array_path.is_file() and self.index_path.is_file()):
+            return [], [], None
+        index = json.loads(self.index_path.read_text())
+        array = np.load(self.array_path, mmap_mode="r")
+        if len(index["ids"]) != len(array):  # torn by an old crash: start again
+            return [], [], None
+        return index["ids"], index["hashes"], array
+
+    def get(
+        self,
+        ids: Sequence[str],
+        hashes: Sequence[str],
+        compute: Compute,
+        *,
+        batch_size: int = 256,
+        progress: Progress | None = None,
+    ) -> np.ndarray:
+        """Vectors for `ids`, in that order; only missing or changed items go through `compute`."""
+        stored_ids, stored_hashes, stored = self.load()
+        row_of = {item: row for row, item in enumerate(stored_ids)}
+        wanted = dict(zip(ids, hashes))
+        todo = [item for item, digest in wanted.items() if item not in row_of or stored_hashes[row_of[item]] != digest]
+        if todo:
+            computed: list[np.ndarray] = []
+            for start in range(0, len(todo), batch_size):
+                computed.append(np.asarray(compute(todo[start : start + batch_size])))
+                if progress:
+                    progress(min(start + batch_size, len(todo)), len(todo))
+            recomputed = set(todo)
+            # Items stored before and not recomputed stay: other catalogues may share the cache.
+            keep = [item for item in stored_ids if item not in recomputed]
+            parts = ([np.asarray(stored[[row_of[item] for item in keep]])] if keep else []) + computed
+            self._write(keep + todo, [stored_hashes[row_of[item]] for item in keep] + [wanted[item] for item in todo], np.concatenate(parts))
+            stored_ids, stored_hashes, stored = self.load()
+            row_of = {item: row for row, item in enumerate(stored_ids)}
+        if stored is None:
+            raise ValueError("no items asked for and nothing stored")
+        return np.asarray(stored[[row_of[item] for item in ids]])
+
+    def _write(self, ids: list[str], hashes: list[str], array: np.ndarray) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        array_temporary = self.directory / f".{self.array_path.stem}.{os.getpid()}.tmp.npy"
+        index_temporary = self.directory / f".{self.index_path.stem}.{os.getpid()}.tmp.json"
+        np.save(array_temporary, array)
+        index_temporary.write_text(json.dumps({"kind": self.kind, "encoder_id": self.encoder_id, "ids": ids, "hashes": hashes}))
+        # The index goes last: a crash in between leaves a length mismatch, which load() rejects.
+        os.replace(array_temporary, self.array_path)
+        os.replace(index_temporary, self.index_path)

@@ -1,0 +1,83 @@
+"""Checkpoints: one file per trained model holding its weights, constructor config, label map,
+encoder ids, preprocessing and metrics; written atomically, checked on load."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from core.classifiers import CombinedClassifier, ImageHead, TextCNN
+
+CHECKPOINT_FORMAT = 1
+
+
+class ModelFileError(RuntimeError):
+    """A model file is missing, truncated or not one of ours; the message names the file."""
+
+
+@dataclass
+class LoadedModel:
+    kind: str  # image | text | combined
+    model: nn.Module
+    labels: list[str]
+    config: dict[str, Any]
+    info: dict[str, Any]  # encoders, preprocessing, hyper-parameters, metrics, fingerprint, run id
+
+    @property
+    def text_layer(self) -> int:
+        """How many encoder layers run before the model's own (text and combined models)."""
+        return int(self.config.get("text_layer", 6))
+
+
+def build_model(kind: str, config: dict[str, Any]) -> nn.Module:
+    n_classes = int(config["n_classes"])
+    if kind == "image":
+        return ImageHead(config["feature_dim"], n_classes, hidden=config["hidden"], dropout=config["dropout"])
+    if kind == "text":
+        top_layers, encoder_config = [], None
+        if config.get("finetune_layers", 0):
+            from core.features import load_text_encoder
+
+            encoder = load_text_encoder(config.get("max_tokens", 128)).model
+            top_layers = list(encoder.encoder.layer[config["text_layer"] :])
+            encoder_config = encoder.config
+        return TextCNN(n_classes, channels=config["channels"], kernel_size=config["kernel_size"], conv_layers=config["conv_layers"],
+                       dropout=config["dropout"], top_layers=top_layers, encoder_config=encoder_config)
+    if kind == "combined":
+        return CombinedClassifier(config["image_dim"], config["text_dim"], n_classes, dropout=config["dropout"])
+    raise ValueError(f"unknown model kind {kind!r}")
+
+
+def save_checkpoint(path: Path, *, kind: str, model: nn.Module, labels: list[str], config: dict[str, Any], info: dict[str, Any],
+                    half: bool = False) -> None:
+    """`half=True` stores float weights as float16 (shipped models: half the size, same predictions to 3 decimals)."""
+    state = {key: (value.half() if half and value.is_floating_point() else value).clone() for key, value in model.state_dict().items()}
+    payload = {"format": CHECKPOINT_FORMAT, "kind": kind, "labels": labels, "config": config, "info": info, "state_dict": state}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(payload, temporary)
+    os.replace(temporary, path)  # never a half-written checkpoint under the real name
+
+
+def load_checkpoint(path: str | Path) -> LoadedModel:
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"{path}: model file not found")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - any unpickling failure means a damaged file
+        raise ModelFileError(f"{path}: not a readable model file ({type(error).__name__})") from error
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT or "state_dict" not in payload:
+        raise ModelFileError(f"{path}: not a model file of this project")
+    model = build_model(payload["kind"], payload["config"])
+    state = {key: value.float() if value.is_floating_point() else value for key, value in payload["state_dict"].items()}
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as error:
+        raise ModelFileError(f"{path}: weights do not fit the model ({str(error).splitlines()[0]})") from error
+    return LoadedModel(payload["kind"], model.eval(), list(payload["labels"]), dict(payload["config"]), dict(payload["info"]))

@@ -1,0 +1,41 @@
+"""The shipped default models under models/: one checkpoint per kind (float16) and a manifest."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from core.model_io import load_checkpoint, save_checkpoint
+
+MANIFEST = "manifest.json"
+
+
+def ship_models(checkpoints: dict[str, Path], models_dir: Path, *, catalogue_fingerprint: str) -> dict[str, Any]:
+    """Copy trained checkpoints (as float16) into `models_dir` and rewrite the manifest for them."""
+    models_dir.mkdir(parents=True, exist_ok=True)
+    manifest_path = models_dir / MANIFEST
+    manifest: dict[str, Any] = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {"models": {}}
+    for kind, checkpoint in checkpoints.items():
+        loaded = load_checkpoint(checkpoint)
+        target = models_dir / f"{kind}.pt"
+        save_checkpoint(target, kind=kind, model=loaded.model, labels=loaded.labels, config=loaded.config, info=loaded.info, half=True)
+        manifest["models"][kind] = {
+            "file": target.name,
+            "sha256": hashlib.sha256(target.read_bytes()).hexdigest(),
+            "bytes": target.stat().st_size,
+            "labels": loaded.labels,
+            "config": loaded.config,
+            **{key: loaded.info.get(key) for key in ("run_id", "encoders", "preprocessing", "hyperparameters", "best_epoch", "val_accuracy", "test_metrics", "data_fingerprint")},
+        }
+    manifest["labels"] = next(iter(manifest["models"].values()))["labels"]
+    manifest["training_data_fingerprint"] = catalogue_fingerprint
+    manifest["shipped_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    manifest["produced_by"] = "python -m core train --model all --ship (on ../shared/data/marketplace imported with python -m core import)"
+    temporary = manifest_path.with_name(f".{MANIFEST}.{os.getpid()}.tmp")
+    temporary.write_text(json.dumps(manifest, indent=2))
+    os.replace(temporary, manifest_path)
+    return manifest

