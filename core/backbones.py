@@ -46,8 +46,16 @@ class ImageBackbone:
         )
 
     def load(self) -> nn.Module:
-        """The feature extractor in eval mode: (B, 3, H, W) -> (B, feature_dim) pooled features."""
+        """The feature extractor in eval mode: (B, 3, H, W) -> (B, feature_dim) pooled features.
+
+        EfficientNet-Lite extractors also offer `lower(images, tail_blocks=N)` and `tail(N)`, which
+        split them for fine-tuning the last N blocks.
+        """
         return self._build().eval()
+
+    @property
+    def supports_finetuning(self) -> bool:
+        return self.id.startswith("efficientnet-lite")
 
     def preprocess(self, images: list[Image.Image]) -> torch.Tensor:
         transform = self.transforms()
@@ -66,6 +74,28 @@ class ImageBackbone:
         }
 
 
+class EfficientNetTail(nn.Module):
+    """The last `n_blocks` MBConv blocks, the head convolution and mean pooling: the part that
+    fine-tuning trains, on cached maps from the frozen blocks before it."""
+
+    def __init__(self, network: nn.Module, n_blocks: int) -> None:
+        super().__init__()
+        total = len(network._blocks)
+        if not 0 <= n_blocks <= total:
+            raise ValueError(f"n_blocks must be between 0 and {total}")
+        self.first_block = total - n_blocks
+        self.total_blocks = total
+        self.drop_connect_rate = network._global_params.drop_connect_rate
+        self.blocks = nn.ModuleList(network._blocks[self.first_block :])
+        self.conv_head, self.bn1, self.activation = network._conv_head, network._bn1, network._swish
+
+    def forward(self, maps: torch.Tensor) -> torch.Tensor:
+        for offset, block in enumerate(self.blocks):
+            rate = self.drop_connect_rate * (self.first_block + offset) / self.total_blocks if self.drop_connect_rate else None
+            maps = block(maps, drop_connect_rate=rate)
+        return self.activation(self.bn1(self.conv_head(maps))).mean(dim=(2, 3))
+
+
 class _EfficientNetLiteFeatures(nn.Module):
     def __init__(self, network: nn.Module) -> None:
         super().__init__()
@@ -73,6 +103,25 @@ class _EfficientNetLiteFeatures(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.network.extract_features(images).mean(dim=(2, 3))
+
+    def lower(self, images: torch.Tensor, *, tail_blocks: int) -> torch.Tensor:
+        """Stem and every block before the last `tail_blocks`: the frozen part's output maps."""
+        network = self.network
+        maps = network._swish(network._bn0(network._conv_stem(images)))
+        for index, block in enumerate(network._blocks[: len(network._blocks) - tail_blocks]):
+            rate = network._global_params.drop_connect_rate
+            maps = block(maps, drop_connect_rate=rate * index / len(network._blocks) if rate else None)
+        return maps
+
+    def upper(self, maps: torch.Tensor, *, tail_blocks: int) -> torch.Tensor:
+        """The pretrained last `tail_blocks` blocks and head on `lower`'s maps: the pooled features."""
+        return EfficientNetTail(self.network, tail_blocks)(maps)
+
+    def tail(self, tail_blocks: int) -> EfficientNetTail:
+        """A copy of the last `tail_blocks` blocks and the head, to fine-tune."""
+        import copy
+
+        return EfficientNetTail(copy.deepcopy(self.network), tail_blocks)
 
 
 def _efficientnet_lite(name: str, weights_file: Callable[[], str]) -> Callable[[], nn.Module]:

@@ -42,6 +42,25 @@ class ImageHead(nn.Module):
         return self.output(self.hidden((features - self.feature_mean) / self.feature_std))
 
 
+class FineTunedImageClassifier(nn.Module):
+    """The backbone's last blocks (fine-tuned) + the image head, on cached maps of the frozen blocks."""
+
+    def __init__(self, tail: nn.Module, head: ImageHead) -> None:
+        super().__init__()
+        self.tail = tail
+        self.head = head
+
+    def train(self, mode: bool = True) -> FineTunedImageClassifier:
+        super().train(mode)
+        for module in self.tail.modules():  # batch-norm statistics stay those of ImageNet
+            if isinstance(module, nn.BatchNorm2d):
+                module.eval()
+        return self
+
+    def forward(self, maps: torch.Tensor) -> torch.Tensor:
+        return self.head(self.tail(maps))
+
+
 class TextCNN(nn.Module):
     """Token embeddings (B, L, 384) + mask (B, L) -> logits.
 

@@ -16,7 +16,7 @@ from PIL import Image
 
 from core.backbones import get_backbone
 from core.cleaning import model_text
-from core.features import image_features, load_text_encoder
+from core.features import image_features, image_maps, load_backbone, load_text_encoder
 from core.model_io import LoadedModel, ModelFileError, load_checkpoint
 from core.training import text_features
 
@@ -56,13 +56,22 @@ class CategoryClassifier:
             raise ModelFileError(f"{models_dir}: the models disagree on their categories; retrain them together")
         self.labels = list(self.models["image"].labels)
         self.backbone = get_backbone(self.models["image"].info["encoders"]["image_backbone"])
+        self.tail_blocks = int(self.models["image"].config.get("finetune_blocks", 0))
         self.text_layer = self.models["text"].text_layer
         self.max_tokens = int(self.models["text"].config.get("max_tokens", 128))
 
     # ----- encoders
 
-    def photo_features(self, images: Sequence[Image.Image | Path]) -> np.ndarray:
-        return image_features(self.backbone, list(images))
+    def photo_inputs(self, images: Sequence[Image.Image | Path], *, progress=None) -> tuple[np.ndarray, np.ndarray]:  # type: ignore[no-untyped-def]
+        """(image model input, pooled backbone features): the same array unless the image model
+        fine-tuned the backbone's last blocks, whose input is then the frozen blocks' maps."""
+        if not self.tail_blocks:
+            features = image_features(self.backbone, list(images), progress=progress)
+            return features, features
+        maps = image_maps(self.backbone, list(images), tail_blocks=self.tail_blocks, progress=progress)
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+            pooled = load_backbone(self.backbone.id).upper(torch.from_numpy(maps), tail_blocks=self.tail_blocks).float().numpy()
+        return maps, pooled
 
     def text_states(self, texts: Sequence[str]) -> torch.Tensor:
         encoder = load_text_encoder(self.max_tokens)
@@ -72,8 +81,13 @@ class CategoryClassifier:
     # ----- models on encoder outputs (batched: used by evaluation too)
 
     @torch.no_grad()
-    def image_probabilities(self, features: np.ndarray) -> np.ndarray:
-        return torch.softmax(self.models["image"].model(torch.from_numpy(features).float()), dim=-1).numpy()
+    def image_probabilities(self, inputs: np.ndarray, *, batch_size: int = 256) -> np.ndarray:
+        parts = []
+        for start in range(0, len(inputs), batch_size):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bool(self.tail_blocks)):
+                logits = self.models["image"].model(torch.from_numpy(inputs[start : start + batch_size]).float())
+            parts.append(torch.softmax(logits.float(), dim=-1).numpy())
+        return np.concatenate(parts) if parts else np.empty((0, len(self.labels)))
 
     @torch.no_grad()
     def text_probabilities(self, states: torch.Tensor) -> np.ndarray:
@@ -104,8 +118,8 @@ class CategoryClassifier:
         image_mean = np.zeros((1, self.models["combined"].config["image_dim"]), np.float32)
         text_vector = np.zeros((1, self.models["combined"].config["text_dim"]), np.float32)
         if images:
-            features = self.photo_features(images)
-            probabilities["image"] = self.image_probabilities(features).mean(axis=0).tolist()
+            model_inputs, features = self.photo_inputs(images)
+            probabilities["image"] = self.image_probabilities(model_inputs).mean(axis=0).tolist()
             image_mean = features.mean(axis=0, keepdims=True)
         if words:
             states = self.text_states([words])

@@ -102,7 +102,7 @@ def run_train(args: argparse.Namespace) -> int:
         raise CommandError("the catalogue is empty: import one first (python -m core import DIR)")
     overrides = {"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size, "momentum": args.momentum,
                  "step_size": args.step_size, "gamma": args.gamma, "seed": args.seed, "val_fraction": args.val_fraction,
-                 "test_fraction": args.test_fraction, "backbone": args.backbone, "finetune_layers": args.finetune_layers,
+                 "test_fraction": args.test_fraction, "backbone": args.backbone, "finetune_layers": args.finetune_layers, "finetune_blocks": args.finetune_blocks,
                  "dropout": args.dropout, "weight_decay": args.weight_decay}
     kinds = ["image", "text", "combined"] if args.model == "all" else [args.model]
     bars = _EpochBars(quiet=args.quiet)
@@ -333,6 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--test-fraction", type=float, help="held-out test share of products (default 0.2)")
     train.add_argument("--backbone", help="image backbone: efficientnet-lite0 (default), efficientnet-lite2, resnet50")
     train.add_argument("--finetune-layers", type=int, help="text: encoder layers fine-tuned with the CNN (default 2)")
+    train.add_argument("--finetune-blocks", type=int, help="image: last backbone blocks fine-tuned with the head (default 0)")
     train.add_argument("--ship", action="store_true", help="make the trained models the shipped defaults under models/")
     train.add_argument("--quiet", action="store_true")
     train.add_argument("--db", help="database URL")

@@ -46,6 +46,25 @@ def image_features(
 ) -> np.ndarray:
     """(N, feature_dim) float32 pooled features; photos decoded in threads while the model runs."""
     model = load_backbone(backbone.id)
+    return _run_on_photos(backbone, sources, model, batch_size=batch_size, workers=workers, progress=progress)
+
+
+def image_maps(
+    backbone: ImageBackbone,
+    sources: Sequence[ImageSource],
+    *,
+    tail_blocks: int,
+    batch_size: int = 32,
+    progress: Progress | None = None,
+) -> np.ndarray:
+    """(N, C, h, w) float32 maps of the frozen blocks, the input of a fine-tuned tail of `tail_blocks`."""
+    model = load_backbone(backbone.id)
+    return _run_on_photos(backbone, sources, lambda pixels: model.lower(pixels, tail_blocks=tail_blocks),
+                          batch_size=batch_size, workers=2, progress=progress)
+
+
+def _run_on_photos(backbone: ImageBackbone, sources: Sequence[ImageSource], forward: Callable[[torch.Tensor], torch.Tensor], *,
+                   batch_size: int, workers: int, progress: Progress | None) -> np.ndarray:
     transform = backbone.transforms()
 
     def prepare(source: ImageSource) -> torch.Tensor:
@@ -55,11 +74,10 @@ def image_features(
     outputs: list[np.ndarray] = []
     with ThreadPoolExecutor(max_workers=workers) as pool:
         batches = [sources[start : start + batch_size] for start in range(0, len(sources), batch_size)]
-        pending = pool.map(lambda batch: torch.stack([prepare(source) for source in batch]), batches)
         done = 0
-        for pixels in pending:
+        for pixels in pool.map(lambda batch: torch.stack([prepare(source) for source in batch]), batches):
             with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
-                outputs.append(model(pixels.contiguous(memory_format=torch.channels_last)).float().numpy())
+                outputs.append(forward(pixels.contiguous(memory_format=torch.channels_last)).float().numpy())
             done += len(pixels)
             if progress:
                 progress(done, len(sources))
@@ -125,5 +143,24 @@ def cached_text_states(
     return store.get(
         product_ids, [text_hash(text) for text in texts],
         lambda ids: text_states([text_of[item] for item in ids], layer=layer, max_tokens=max_tokens),
+        batch_size=512, progress=progress,
+    )
+
+
+def cached_image_maps(
+    backbone: ImageBackbone,
+    image_ids: Sequence[str],
+    checksums: Sequence[str],
+    paths: Sequence[Path],
+    *,
+    tail_blocks: int,
+    cache_dir: Path,
+    progress: Progress | None = None,
+) -> np.ndarray:
+    path_of = dict(zip(image_ids, paths))
+    store = EmbeddingStore(cache_dir, kind="image-maps", encoder_id=f"{backbone.id}-tail{tail_blocks}")
+    return store.get(
+        image_ids, checksums,
+        lambda ids: image_maps(backbone, [path_of[item] for item in ids], tail_blocks=tail_blocks).astype(np.float16),
         batch_size=512, progress=progress,
     )

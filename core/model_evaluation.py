@@ -11,7 +11,7 @@ import torch
 from core.classify import CategoryClassifier
 from core.dataset import Catalogue
 from core.evaluation import classification_metrics
-from core.features import image_features, text_states
+from core.features import text_states
 
 Progress = Callable[[str, int, int], None]
 
@@ -28,13 +28,13 @@ def evaluate_catalogue(classifier: CategoryClassifier, catalogue: Catalogue, *, 
     images = [image for image in catalogue.images if image.product_id in known]
     label_of = {product.id: label_index[product.label] for product in products}
 
-    photo_features = image_features(classifier.backbone, [image.path for image in images],
-                                    progress=(lambda done, total: progress("photos", done, total)) if progress else None)
+    model_inputs, photo_features = classifier.photo_inputs([image.path for image in images],
+                                                           progress=(lambda done, total: progress("photos", done, total)) if progress else None)
     states = torch.from_numpy(text_states([product.text for product in products], layer=classifier.text_layer, max_tokens=classifier.max_tokens,
                                           progress=(lambda done, total: progress("texts", done, total)) if progress else None))
 
     image_y = np.array([label_of[image.product_id] for image in images], dtype=int)
-    image_probabilities = classifier.image_probabilities(photo_features) if len(images) else np.empty((0, len(label_index)))
+    image_probabilities = classifier.image_probabilities(model_inputs) if len(images) else np.empty((0, len(label_index)))
     product_y = np.array([label_of[product.id] for product in products], dtype=int)
     text_probabilities = _batched(classifier.text_probabilities, states)
     text_vectors = _batched(classifier.text_branch_features, states)

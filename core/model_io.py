@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from core.classifiers import CombinedClassifier, ImageHead, TextCNN
+from core.classifiers import CombinedClassifier, FineTunedImageClassifier, ImageHead, TextCNN
 
 CHECKPOINT_FORMAT = 1
 
@@ -37,7 +37,12 @@ class LoadedModel:
 def build_model(kind: str, config: dict[str, Any]) -> nn.Module:
     n_classes = int(config["n_classes"])
     if kind == "image":
-        return ImageHead(config["feature_dim"], n_classes, hidden=config["hidden"], dropout=config["dropout"])
+        head = ImageHead(config["feature_dim"], n_classes, hidden=config["hidden"], dropout=config["dropout"])
+        if not config.get("finetune_blocks"):
+            return head
+        from core.features import load_backbone
+
+        return FineTunedImageClassifier(load_backbone(config["backbone"]).tail(config["finetune_blocks"]), head)
     if kind == "text":
         top_layers, encoder_config = [], None
         if config.get("finetune_layers", 0):

@@ -21,10 +21,10 @@ from sqlalchemy import Engine
 from torch import nn
 
 from core.backbones import DEFAULT_BACKBONE, get_backbone
-from core.classifiers import CombinedClassifier, ImageHead, TextCNN
+from core.classifiers import CombinedClassifier, FineTunedImageClassifier, ImageHead, TextCNN
 from core.dataset import Catalogue
 from core.evaluation import classification_metrics
-from core.features import cached_image_features, cached_text_states, load_text_encoder, token_mask
+from core.features import cached_image_features, cached_image_maps, cached_text_states, load_backbone, load_text_encoder, token_mask
 from core.model_io import LoadedModel, load_checkpoint, save_checkpoint
 from core.splits import TEST, TRAIN, VALIDATION, split_products
 from core.text_encoder import TextEncoder
@@ -32,6 +32,8 @@ from db import runs
 from db.models import RunPrediction
 
 MODEL_KINDS = ("image", "text", "combined")
+MAX_GRAD_NORM = 5.0
+BACKBONE_LR_FACTOR = 0.1  # fine-tuned pretrained blocks learn 10x slower than the new head
 Batch = tuple[tuple[torch.Tensor, ...], torch.Tensor]
 
 
@@ -53,6 +55,7 @@ class HyperParameters:
     backbone: str = DEFAULT_BACKBONE
     max_tokens: int = 128
     finetune_layers: int = 0  # text: encoder layers fine-tuned with the CNN
+    finetune_blocks: int = 0  # image: backbone blocks fine-tuned with the head (on cached maps)
     encoder_lr: float = 5e-5
     modality_dropout: float = 0.2  # combined: chance of hiding the photo (or the text) of an example
 
@@ -131,6 +134,7 @@ def fit(
                 logits = model(*inputs)
             loss = nn.functional.cross_entropy(logits.float(), targets, label_smoothing=label_smoothing)
             loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), MAX_GRAD_NORM)  # one bad batch must not wreck pretrained layers
             optimizer.step()
             loss_sum += loss.item() * len(targets)
             correct += (logits.argmax(-1) == targets).sum().item()
@@ -278,22 +282,35 @@ class Trainer:
         if len(train_rows) == 0 or len(val_rows) == 0:
             raise TrainingError("the image model needs photos on both the training and the validation side")
         backbone = get_backbone(hyper.backbone)
-        config = {"feature_dim": backbone.feature_dim, "hidden": 512, "dropout": hyper.dropout, "n_classes": len(self.labels)}
-        model = ImageHead(backbone.feature_dim, len(self.labels), hidden=512, dropout=hyper.dropout)
-        model.set_normalisation(features[train_rows])
+        config = {"feature_dim": backbone.feature_dim, "hidden": 512, "dropout": hyper.dropout, "n_classes": len(self.labels),
+                  "backbone": backbone.id, "finetune_blocks": hyper.finetune_blocks}
+        head = ImageHead(backbone.feature_dim, len(self.labels), hidden=512, dropout=hyper.dropout)
+        head.set_normalisation(features[train_rows])
+        model: nn.Module = head
+        inputs = features
+        if hyper.finetune_blocks:
+            if not backbone.supports_finetuning:
+                raise TrainingError(f"fine-tuning backbone blocks is available for EfficientNet-Lite backbones, not {backbone.id}")
+            inputs = torch.from_numpy(cached_image_maps(backbone, [image.id for image in images], [image.checksum for image in images],
+                                                        [image.path for image in images], tail_blocks=hyper.finetune_blocks,
+                                                        cache_dir=self.cache_dir, progress=self._features_progress("photo maps")))
+            model = FineTunedImageClassifier(load_backbone(backbone.id).tail(hyper.finetune_blocks), head)
+            groups = [{"params": head.parameters()}, {"params": model.tail.parameters(), "lr": hyper.lr * BACKBONE_LR_FACTOR}]
+        else:
+            groups = [{"params": head.parameters()}]
 
         def make(rows: np.ndarray) -> Batch:
-            return (features[rows],), y[rows]
+            return (inputs[rows].float(),), y[rows]
 
         def predict(trained: nn.Module):  # type: ignore[no-untyped-def]
             rows = np.where(parts != TRAIN)[0]
-            probabilities = predict_probabilities(trained, _index_batches(rows, 512, make))
+            probabilities = predict_probabilities(trained, _index_batches(rows, 256, make), bf16=bool(hyper.finetune_blocks))
             return (np.array([images[row].id for row in rows]), np.array([images[row].product_id for row in rows]), parts[rows],
                     y[rows].numpy(), probabilities)
 
-        return self._run("image", hyper, {"image_backbone": hyper.backbone}, split, config, model, [{"params": model.parameters()}],
+        return self._run("image", hyper, {"image_backbone": hyper.backbone}, split, config, model, groups,
                          lambda generator: _index_batches(train_rows, hyper.batch_size, make, generator),
-                         lambda: _index_batches(val_rows, 512, make), predict)
+                         lambda: _index_batches(val_rows, 256, make), predict, bf16=bool(hyper.finetune_blocks))
 
     def train_text(self, hyper: HyperParameters = DEFAULTS["text"]) -> RunResult:
         split = self.split(hyper)

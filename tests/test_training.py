@@ -153,3 +153,21 @@ def test_shipped_models_classify_and_evaluate(trained: dict[str, object], tmp_pa
         assert set(metrics) >= {"accuracy", "top3_accuracy", "macro_f1", "n", "labels", "confusion_matrix", "per_class"}
         assert metrics["accuracy"] > 0.5
         assert sum(map(sum, metrics["confusion_matrix"])) == metrics["n"]
+
+
+def test_image_model_with_fine_tuned_backbone_blocks(trained: dict[str, object], tmp_path: Path) -> None:
+    trainer: Trainer = trained["trainer"]  # type: ignore[assignment]
+    tuned = trainer.train_image(with_overrides(DEFAULTS["image"], epochs=4, lr=0.01, finetune_blocks=1, val_fraction=0.25,
+                                               test_fraction=0.25, batch_size=8))
+    assert tuned.test_metrics["accuracy"] > 0.5
+    from core.model_io import load_checkpoint
+
+    loaded = load_checkpoint(tuned.checkpoint)
+    assert loaded.config["finetune_blocks"] == 1 and any(name.startswith("tail.") for name, _ in loaded.model.named_parameters())
+    ship_models({"image": tuned.checkpoint, "text": trained["text"].checkpoint, "combined": trained["combined"].checkpoint},  # type: ignore[attr-defined]
+                tmp_path / "models", catalogue_fingerprint="test")
+    classifier = CategoryClassifier(tmp_path / "models")
+    photo = _photo(CLASSES["Baby & Kids Stuff"][1], "triangle", random.Random(5))
+    prediction = classifier.classify(images=[photo, photo], text="pram")
+    assert prediction.model == "combined" and prediction.category == "Baby & Kids Stuff"
+    assert classifier.classify(images=[photo]).category == "Baby & Kids Stuff"
