@@ -105,6 +105,7 @@ def run_train(args: argparse.Namespace) -> int:
                  "test_fraction": args.test_fraction, "backbone": args.backbone, "finetune_layers": args.finetune_layers, "finetune_blocks": args.finetune_blocks,
                  "dropout": args.dropout, "weight_decay": args.weight_decay}
     kinds = ["image", "text", "combined"] if args.model == "all" else [args.model]
+    _stop_on_sigterm()
     bars = _EpochBars(quiet=args.quiet)
     trainer = Trainer(catalogue, engine=engine, runs_dir=settings.data_dir / "runs", cache_dir=settings.data_dir / "cache",
                       progress=print, epoch_progress=bars.update, feature_progress=None if args.quiet else _tqdm_progress())
@@ -251,6 +252,16 @@ def _latest_checkpoint(engine, kind: str) -> Path:  # type: ignore[no-untyped-de
     if run is None or not run.checkpoint_path:
         raise CommandError(f"no finished {kind} run to build on: train it first (python -m core train --model {kind})")
     return Path(run.checkpoint_path)
+
+
+def _stop_on_sigterm() -> None:
+    """`kill` stops a training run like Ctrl-C does: marked stopped, best checkpoint kept."""
+    import signal
+
+    def interrupt(_signal: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 class _EpochBars:

@@ -171,3 +171,34 @@ def test_image_model_with_fine_tuned_backbone_blocks(trained: dict[str, object],
     prediction = classifier.classify(images=[photo, photo], text="pram")
     assert prediction.model == "combined" and prediction.category == "Baby & Kids Stuff"
     assert classifier.classify(images=[photo]).category == "Baby & Kids Stuff"
+
+
+def test_killed_training_command_marks_the_run_stopped(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from core.settings import PROJECT_ROOT
+
+    source = generated_catalogue(tmp_path / "source", per_class=8)
+    environment = {**os.environ, "MARKETPLACE_HOME": str(tmp_path / "home")}
+    environment.pop("DATABASE_URL", None)
+    subprocess.run([sys.executable, "-m", "core", "import", str(source), "--quiet"], cwd=PROJECT_ROOT, env=environment, check=True,
+                   capture_output=True, timeout=300)
+    process = subprocess.Popen([sys.executable, "-m", "core", "train", "--model", "image", "--epochs", "100000", "--quiet"],
+                               cwd=PROJECT_ROOT, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    engine = make_engine(f"sqlite:///{tmp_path / 'home' / 'catalogue.db'}")
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        with session_scope(engine) as session:
+            if session.scalar(select(func.count()).select_from(RunEpoch)):
+                break
+        time.sleep(0.5)
+    process.send_signal(signal.SIGTERM)
+    _out, err = process.communicate(timeout=120)
+    assert process.returncode == 130 and "interrupted" in err and "Traceback" not in err
+    with session_scope(engine) as session:
+        run = session.scalars(select(TrainingRun)).one()
+        assert run.status == "stopped" and run.checkpoint_path and Path(run.checkpoint_path).is_file()
