@@ -105,9 +105,7 @@ def run_baselines(catalogue: Catalogue, split: dict[str, str], image_features: n
     started = time.perf_counter()
     text_model = tfidf_category_model().fit(texts[~product_test], product_y[~product_test])
     predicted = text_model.predict(texts[product_test])
-    results["tfidf_linear_text"] = {"accuracy": float(accuracy_score(product_y[product_test], predicted)),
-                                    "macro_f1": float(f1_score(product_y[product_test], predicted, average="macro")),
-                                    "n": int(product_test.sum()), "seconds": time.perf_counter() - started}
+    results["tfidf_linear_text"] = _scores(product_y[product_test], predicted, started)
 
     label_of = {product.id: index[product.label] for product in products}
     image_test = np.array([split[image.product_id] == TEST for image in catalogue.images])
@@ -115,9 +113,7 @@ def run_baselines(catalogue: Catalogue, split: dict[str, str], image_features: n
     started = time.perf_counter()
     knn = knn_image_model().fit(image_features[~image_test], image_y[~image_test])
     predicted = knn.predict(image_features[image_test])
-    results["knn_image_features"] = {"accuracy": float(accuracy_score(image_y[image_test], predicted)),
-                                     "macro_f1": float(f1_score(image_y[image_test], predicted, average="macro")),
-                                     "n": int(image_test.sum()), "seconds": time.perf_counter() - started}
+    results["knn_image_features"] = _scores(image_y[image_test], predicted, started)
 
     started = time.perf_counter()
     pixels = small_images([image.path for image in catalogue.images])
@@ -125,9 +121,7 @@ def run_baselines(catalogue: Catalogue, split: dict[str, str], image_features: n
     scratch = train_scratch_cnn(pixels[~image_test], targets[~image_test], len(labels), epochs=scratch_epochs)
     with torch.no_grad():
         predicted = torch.cat([scratch(chunk).argmax(-1) for chunk in pixels[image_test].split(256)]).numpy()
-    results["scratch_cnn_64px"] = {"accuracy": float(accuracy_score(image_y[image_test], predicted)),
-                                   "macro_f1": float(f1_score(image_y[image_test], predicted, average="macro")),
-                                   "n": int(image_test.sum()), "seconds": time.perf_counter() - started}
+    results["scratch_cnn_64px"] = _scores(image_y[image_test], predicted, started)
 
     started = time.perf_counter()
     frame = pd.DataFrame({"name": [names[product.id] for product in products],
@@ -143,6 +137,11 @@ def run_baselines(catalogue: Catalogue, split: dict[str, str], image_features: n
                                      "best_params": {key: str(value) for key, value in search.best_params_.items()},
                                      "n": int(product_test.sum()), "seconds": time.perf_counter() - started}
     return results
+
+
+def _scores(truth: np.ndarray, predicted: np.ndarray, started: float) -> dict[str, float | int]:
+    return {"accuracy": float(accuracy_score(truth, predicted)), "macro_f1": float(f1_score(truth, predicted, average="macro")),
+            "n": int(len(truth)), "seconds": time.perf_counter() - started}
 
 
 def log_price(prices: Sequence[float] | np.ndarray) -> np.ndarray:

@@ -91,15 +91,10 @@ def run_search(args: argparse.Namespace) -> int:
 
 def run_train(args: argparse.Namespace) -> int:
     from core.training import DEFAULTS, Trainer, TrainingError, with_overrides
-    from db.queries import training_catalogue
-    from db.session import session_scope
 
     settings = get_settings()
     engine = _engine(args.db)
-    with session_scope(engine) as session:
-        catalogue = training_catalogue(session, media_dir=settings.media_dir)
-    if not catalogue.products:
-        raise CommandError("the catalogue is empty: import one first (python -m core import DIR)")
+    catalogue = _catalogue_to_train_on(engine)
     overrides = {"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size, "momentum": args.momentum,
                  "step_size": args.step_size, "gamma": args.gamma, "seed": args.seed, "val_fraction": args.val_fraction,
                  "test_fraction": args.test_fraction, "backbone": args.backbone, "finetune_layers": args.finetune_layers, "finetune_blocks": args.finetune_blocks,
@@ -108,7 +103,7 @@ def run_train(args: argparse.Namespace) -> int:
     _stop_on_sigterm()
     bars = _EpochBars(quiet=args.quiet)
     trainer = Trainer(catalogue, engine=engine, runs_dir=settings.data_dir / "runs", cache_dir=settings.data_dir / "cache",
-                      progress=print, epoch_progress=bars.update, feature_progress=None if args.quiet else _tqdm_progress())
+                      epoch_progress=bars.update, feature_progress=None if args.quiet else _tqdm_progress())
     results = {}
     try:
         for kind in kinds:
@@ -194,16 +189,14 @@ def run_baselines_command(args: argparse.Namespace) -> int:
     from core.baselines import run_baselines
     from core.features import cached_image_features
     from core.splits import split_products
-    from db.queries import listings_frame, training_catalogue
+    from db.queries import listings_frame
     from db.session import session_scope
 
     settings = get_settings()
     engine = _engine(args.db)
+    catalogue = _catalogue_to_train_on(engine)
     with session_scope(engine) as session:
-        catalogue = training_catalogue(session, media_dir=settings.media_dir)
         listings = listings_frame(session).set_index("id")
-    if not catalogue.products:
-        raise CommandError("the catalogue is empty: import one first (python -m core import DIR)")
     split = split_products([product.id for product in catalogue.products], [product.label for product in catalogue.products],
                            test_fraction=0.2, val_fraction=0.2, seed=args.seed)
     features = cached_image_features(get_backbone(args.backbone), [image.id for image in catalogue.images],
@@ -221,7 +214,6 @@ def run_baselines_command(args: argparse.Namespace) -> int:
 def run_ship(args: argparse.Namespace) -> int:
     from core.shipping import ship_models
     from db.models import TrainingRun
-    from db.queries import training_catalogue
     from db.session import session_scope
 
     settings = get_settings()
@@ -237,12 +229,22 @@ def run_ship(args: argparse.Namespace) -> int:
             if run is None or run.model_kind != kind or run.status != "finished" or not run.checkpoint_path:
                 raise CommandError(f"run {run_id} is not a finished {kind} run")
             checkpoints[kind] = Path(run.checkpoint_path)
-    with session_scope(engine) as session:
-        fingerprint = training_catalogue(session, media_dir=settings.media_dir).fingerprint()
+    fingerprint = _catalogue_to_train_on(engine).fingerprint()
     manifest = ship_models(checkpoints, settings.models_dir, catalogue_fingerprint=fingerprint)
     for kind, entry in manifest["models"].items():
         print(f"{kind}: run {entry['run_id']}, test accuracy {entry['test_metrics']['accuracy']:.3f}, {entry['bytes'] / 1e6:.1f} MB")
     return 0
+
+
+def _catalogue_to_train_on(engine):  # type: ignore[no-untyped-def]
+    from db.queries import training_catalogue
+    from db.session import session_scope
+
+    with session_scope(engine) as session:
+        catalogue = training_catalogue(session, media_dir=get_settings().media_dir)
+    if not catalogue.products:
+        raise CommandError("the catalogue is empty: import one first (python -m core import DIR)")
+    return catalogue
 
 
 def _latest_checkpoint(engine, kind: str) -> Path:  # type: ignore[no-untyped-def]

@@ -185,8 +185,7 @@ def _index_batches(rows: np.ndarray, batch_size: int, make: Callable[[np.ndarray
 class Trainer:
     """Trains one kind of model on a catalogue and records the run in the DB."""
 
-    def __init__(self, catalogue: Catalogue, *, engine: Engine, runs_dir: Path, cache_dir: Path,
-                 progress: Callable[[str], None] | None = None, epoch_progress: Callable[[str, EpochResult], None] | None = None,
+    def __init__(self, catalogue: Catalogue, *, engine: Engine, runs_dir: Path, cache_dir: Path, epoch_progress: Callable[[str, EpochResult], None] | None = None,
                  feature_progress: Callable[[str, int, int], None] | None = None) -> None:
         if len(catalogue.labels) < 2:
             raise TrainingError("training needs products of at least two categories")
@@ -199,7 +198,6 @@ class Trainer:
         self.product_ids = [product.id for product in catalogue.products]
         self.product_y = np.array([self.label_index[product.label] for product in catalogue.products])
         self.fingerprint = catalogue.fingerprint()
-        self.say = progress or (lambda message: None)
         self.epoch_progress = epoch_progress
         self.feature_progress = feature_progress
 
@@ -276,7 +274,8 @@ class Trainer:
         split = self.split(hyper)
         features = torch.from_numpy(self.image_features(hyper.backbone))
         images = self.catalogue.images
-        y = torch.tensor([self.label_index[self._label_of(image.product_id)] for image in images])
+        label_of = dict(zip(self.product_ids, self.product_y.tolist()))
+        y = torch.tensor([label_of[image.product_id] for image in images])
         parts = np.array([split[image.product_id] for image in images])
         train_rows, val_rows = np.where(parts == TRAIN)[0], np.where(parts == VALIDATION)[0]
         if len(train_rows) == 0 or len(val_rows) == 0:
@@ -395,10 +394,6 @@ class Trainer:
         states = torch.from_numpy(self.text_states(layer=text.text_layer, max_tokens=max_tokens))
         return text_features(text, states)
 
-    def _label_of(self, product_id: str) -> str:
-        if not hasattr(self, "_labels_by_product"):
-            self._labels_by_product = {product.id: product.label for product in self.catalogue.products}
-        return self._labels_by_product[product_id]
 
 
 @torch.no_grad()
