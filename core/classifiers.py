@@ -113,29 +113,44 @@ class TextCNN(nn.Module):
 
 
 class CombinedClassifier(nn.Module):
-    """Image features (mean over a product's photos) and text features -> 128 each -> concat -> logits."""
+    """Image features (mean over a product's photos), text features and, optionally, keyword scores
+    -> 128 features each -> concatenated -> logits. Keyword scores come from the text, so they are
+    present exactly when the text is."""
 
-    def __init__(self, image_dim: int, text_dim: int, n_classes: int, *, dropout: float = 0.3) -> None:
+    def __init__(self, image_dim: int, text_dim: int, n_classes: int, *, keyword_dim: int = 0, dropout: float = 0.3) -> None:
         super().__init__()
         self.image_branch = nn.Sequential(nn.Linear(image_dim, BRANCH_DIM), nn.ReLU())
         self.text_branch = nn.Sequential(nn.Linear(text_dim, BRANCH_DIM), nn.ReLU())
+        self.keyword_branch = nn.Sequential(nn.Linear(keyword_dim, BRANCH_DIM), nn.ReLU()) if keyword_dim else None
         self.missing_image = nn.Parameter(torch.zeros(BRANCH_DIM))
         self.missing_text = nn.Parameter(torch.zeros(BRANCH_DIM))
-        self.output = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * BRANCH_DIM, n_classes))
+        branches = 3 if keyword_dim else 2
+        self.output = nn.Sequential(nn.Dropout(dropout), nn.Linear(branches * BRANCH_DIM, n_classes))
         self.register_buffer("image_mean", torch.zeros(image_dim))
         self.register_buffer("image_std", torch.ones(image_dim))
         self.register_buffer("text_mean", torch.zeros(text_dim))
         self.register_buffer("text_std", torch.ones(text_dim))
+        self.register_buffer("keyword_mean", torch.zeros(keyword_dim))
+        self.register_buffer("keyword_std", torch.ones(keyword_dim))
 
-    def set_normalisation(self, image: torch.Tensor, text: torch.Tensor) -> None:
+    def set_normalisation(self, image: torch.Tensor, text: torch.Tensor, keywords: torch.Tensor | None = None) -> None:
         self.image_mean.copy_(image.mean(0))
         self.image_std.copy_(robust_std(image))
         self.text_mean.copy_(text.mean(0))
         self.text_std.copy_(robust_std(text))
+        if keywords is not None and self.keyword_branch is not None:
+            self.keyword_mean.copy_(keywords.mean(0))
+            self.keyword_std.copy_(robust_std(keywords))
 
-    def forward(self, image: torch.Tensor, text: torch.Tensor, has_image: torch.Tensor, has_text: torch.Tensor) -> torch.Tensor:
+    def forward(self, image: torch.Tensor, text: torch.Tensor, has_image: torch.Tensor, has_text: torch.Tensor,
+                keywords: torch.Tensor | None = None) -> torch.Tensor:
         image_part = self.image_branch((image - self.image_mean) / self.image_std)
         text_part = self.text_branch((text - self.text_mean) / self.text_std)
         image_part = torch.where(has_image.unsqueeze(-1), image_part, self.missing_image.expand_as(image_part))
-        text_part = torch.where(has_text.unsqueeze(-1), text_part, self.missing_text.expand_as(text_part))
-        return self.output(torch.cat([image_part, text_part], dim=-1))
+        parts = [image_part, torch.where(has_text.unsqueeze(-1), text_part, self.missing_text.expand_as(text_part))]
+        if self.keyword_branch is not None:
+            if keywords is None:
+                raise ValueError("this combined model needs keyword scores")
+            keyword_part = self.keyword_branch((keywords - self.keyword_mean) / self.keyword_std)
+            parts.append(torch.where(has_text.unsqueeze(-1), keyword_part, self.missing_text.expand_as(keyword_part)))
+        return self.output(torch.cat(parts, dim=-1))

@@ -16,6 +16,7 @@ from PIL import Image
 
 from core.backbones import get_backbone
 from core.cleaning import model_text
+from core.keywords import KeywordScorer
 from core.features import image_features, image_maps, load_backbone, load_text_encoder
 from core.model_io import LoadedModel, ModelFileError, load_checkpoint
 from core.training import text_features
@@ -54,11 +55,15 @@ class CategoryClassifier:
         labels = {tuple(model.labels) for model in self.models.values()}
         if len(labels) != 1:
             raise ModelFileError(f"{models_dir}: the models disagree on their categories; retrain them together")
+        if self.models["combined"].info["encoders"].get("text_model_run") != self.models["text"].info.get("run_id"):
+            raise ModelFileError(f"{models_dir}: the combined model was trained on another text model than the one here; ship them together")
         self.labels = list(self.models["image"].labels)
         self.backbone = get_backbone(self.models["image"].info["encoders"]["image_backbone"])
         self.tail_blocks = int(self.models["image"].config.get("finetune_blocks", 0))
         self.text_layer = self.models["text"].text_layer
         self.max_tokens = int(self.models["text"].config.get("max_tokens", 128))
+        scorer_state = self.models["combined"].info.get("keyword_scorer")
+        self.keyword_scorer = KeywordScorer.from_state(scorer_state) if self.models["combined"].config.get("keyword_dim") else None
 
     # ----- encoders
 
@@ -103,9 +108,12 @@ class CategoryClassifier:
         return text_features(self.models["text"], states)
 
     @torch.no_grad()
-    def combined_probabilities(self, image: np.ndarray, has_image: np.ndarray, text: np.ndarray, has_text: np.ndarray) -> np.ndarray:
+    def combined_probabilities(self, image: np.ndarray, has_image: np.ndarray, text: np.ndarray, has_text: np.ndarray,
+                               texts: Sequence[str]) -> np.ndarray:
+        """`texts` are the model texts the text features came from (for the keyword branch)."""
+        keywords = () if self.keyword_scorer is None else (torch.from_numpy(self.keyword_scorer.scores(list(texts))),)
         logits = self.models["combined"].model(torch.from_numpy(image).float(), torch.from_numpy(text).float(),
-                                               torch.from_numpy(has_image), torch.from_numpy(has_text))
+                                               torch.from_numpy(has_image), torch.from_numpy(has_text), *keywords)
         return torch.softmax(logits, dim=-1).numpy()
 
     # ----- one listing
@@ -126,7 +134,7 @@ class CategoryClassifier:
             probabilities["text"] = self.text_probabilities(states)[0].tolist()
             text_vector = self.text_branch_features(states)
         if images and words:
-            probabilities["combined"] = self.combined_probabilities(image_mean, np.array([True]), text_vector, np.array([True]))[0].tolist()
+            probabilities["combined"] = self.combined_probabilities(image_mean, np.array([True]), text_vector, np.array([True]), [words])[0].tolist()
         answering = "combined" if "combined" in probabilities else next(iter(probabilities))
         chosen = np.array(probabilities[answering])
         order = np.argsort(-chosen)[:TOP_K]

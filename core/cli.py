@@ -111,7 +111,8 @@ def run_train(args: argparse.Namespace) -> int:
             bars.start(kind, hyper.epochs)
             print(f"training the {kind} model ({len(catalogue.products)} products, {len(catalogue.images)} photos)")
             if kind == "combined":
-                text_checkpoint = results["text"].checkpoint if "text" in results else _latest_checkpoint(engine, "text")
+                text_checkpoint = (results["text"].checkpoint if "text" in results
+                                   else _run_checkpoint(engine, "text", args.text_run) if args.text_run else _latest_checkpoint(engine, "text"))
                 results[kind] = trainer.train_combined(text_checkpoint, hyper)
             else:
                 results[kind] = getattr(trainer, f"train_{kind}")(hyper)
@@ -212,25 +213,20 @@ def run_baselines_command(args: argparse.Namespace) -> int:
 
 
 def run_ship(args: argparse.Namespace) -> int:
+    from core.model_io import ModelFileError
     from core.shipping import ship_models
-    from db.models import TrainingRun
-    from db.session import session_scope
 
     settings = get_settings()
     engine = _engine(args.db)
     checkpoints: dict[str, Path] = {}
     for kind in ("image", "text", "combined"):
         run_id = getattr(args, kind)
-        if run_id is None:
-            checkpoints[kind] = _latest_checkpoint(engine, kind)
-            continue
-        with session_scope(engine) as session:
-            run = session.get(TrainingRun, run_id)
-            if run is None or run.model_kind != kind or run.status != "finished" or not run.checkpoint_path:
-                raise CommandError(f"run {run_id} is not a finished {kind} run")
-            checkpoints[kind] = Path(run.checkpoint_path)
+        checkpoints[kind] = _latest_checkpoint(engine, kind) if run_id is None else _run_checkpoint(engine, kind, run_id)
     fingerprint = _catalogue_to_train_on(engine).fingerprint()
-    manifest = ship_models(checkpoints, settings.models_dir, catalogue_fingerprint=fingerprint)
+    try:
+        manifest = ship_models(checkpoints, settings.models_dir, catalogue_fingerprint=fingerprint)
+    except ModelFileError as error:
+        raise CommandError(str(error)) from error
     for kind, entry in manifest["models"].items():
         print(f"{kind}: run {entry['run_id']}, test accuracy {entry['test_metrics']['accuracy']:.3f}, {entry['bytes'] / 1e6:.1f} MB")
     return 0
@@ -245,6 +241,17 @@ def _catalogue_to_train_on(engine):  # type: ignore[no-untyped-def]
     if not catalogue.products:
         raise CommandError("the catalogue is empty: import one first (python -m core import DIR)")
     return catalogue
+
+
+def _run_checkpoint(engine, kind: str, run_id: int) -> Path:  # type: ignore[no-untyped-def]
+    from db.models import TrainingRun
+    from db.session import session_scope
+
+    with session_scope(engine) as session:
+        run = session.get(TrainingRun, run_id)
+        if run is None or run.model_kind != kind or run.status != "finished" or not run.checkpoint_path:
+            raise CommandError(f"run {run_id} is not a finished {kind} run")
+        return Path(run.checkpoint_path)
 
 
 def _latest_checkpoint(engine, kind: str) -> Path:  # type: ignore[no-untyped-def]
@@ -347,6 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--backbone", help="image backbone: efficientnet-lite0 (default), efficientnet-lite2, resnet50")
     train.add_argument("--finetune-layers", type=int, help="text: encoder layers fine-tuned with the CNN (default 2)")
     train.add_argument("--finetune-blocks", type=int, help="image: last backbone blocks fine-tuned with the head (default 0)")
+    train.add_argument("--text-run", type=int, metavar="RUN", help="combined: the text run it builds on (default: the latest)")
     train.add_argument("--ship", action="store_true", help="make the trained models the shipped defaults under models/")
     train.add_argument("--quiet", action="store_true")
     train.add_argument("--db", help="database URL")

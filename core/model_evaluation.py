@@ -48,7 +48,8 @@ def evaluate_catalogue(classifier: CategoryClassifier, catalogue: Catalogue, *, 
         if product.id in rows_of:
             image_mean[row] = photo_features[rows_of[product.id]].mean(axis=0)
             has_image[row] = True
-    combined = classifier.combined_probabilities(image_mean, has_image, text_vectors, np.ones(len(products), bool)) if products else np.empty((0, len(label_index)))
+    combined = (classifier.combined_probabilities(image_mean, has_image, text_vectors, np.ones(len(products), bool), [product.text for product in products])
+                if products else np.empty((0, len(label_index))))
 
     labels = classifier.labels
     return {

@@ -54,7 +54,8 @@ def build_model(kind: str, config: dict[str, Any]) -> nn.Module:
         return TextCNN(n_classes, channels=config["channels"], kernel_size=config["kernel_size"], conv_layers=config["conv_layers"],
                        dropout=config["dropout"], top_layers=top_layers, encoder_config=encoder_config)
     if kind == "combined":
-        return CombinedClassifier(config["image_dim"], config["text_dim"], n_classes, dropout=config["dropout"])
+        return CombinedClassifier(config["image_dim"], config["text_dim"], n_classes, keyword_dim=config.get("keyword_dim", 0),
+                                  dropout=config["dropout"])
     raise ValueError(f"unknown model kind {kind!r}")
 
 

@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from core.model_io import load_checkpoint, save_checkpoint
+from core.model_io import ModelFileError, load_checkpoint, save_checkpoint
 
 MANIFEST = "manifest.json"
 
@@ -19,8 +19,15 @@ def ship_models(checkpoints: dict[str, Path], models_dir: Path, *, catalogue_fin
     models_dir.mkdir(parents=True, exist_ok=True)
     manifest_path = models_dir / MANIFEST
     manifest: dict[str, Any] = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {"models": {}}
-    for kind, checkpoint in checkpoints.items():
-        loaded = load_checkpoint(checkpoint)
+    loaded_models = {kind: load_checkpoint(checkpoint) for kind, checkpoint in checkpoints.items()}
+    # The combined model reads the text model's features: the two must come from the same text run.
+    text_run = loaded_models["text"].info.get("run_id") if "text" in loaded_models else manifest["models"].get("text", {}).get("run_id")
+    combined_encoders = (loaded_models["combined"].info["encoders"] if "combined" in loaded_models
+                         else manifest["models"].get("combined", {}).get("encoders") or {})
+    if combined_encoders and text_run is not None and combined_encoders.get("text_model_run") != text_run:
+        raise ModelFileError(f"the combined model was trained on text run {combined_encoders.get('text_model_run')}, "
+                             f"not on text run {text_run}: ship a text run with the combined run built on it")
+    for kind, loaded in loaded_models.items():
         target = models_dir / f"{kind}.pt"
         save_checkpoint(target, kind=kind, model=loaded.model, labels=loaded.labels, config=loaded.config, info=loaded.info, half=True)
         manifest["models"][kind] = {
@@ -34,7 +41,7 @@ def ship_models(checkpoints: dict[str, Path], models_dir: Path, *, catalogue_fin
     manifest["labels"] = next(iter(manifest["models"].values()))["labels"]
     manifest["training_data_fingerprint"] = catalogue_fingerprint
     manifest["shipped_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    manifest["produced_by"] = "python -m core train --model all --ship (on ../shared/data/marketplace imported with python -m core import)"
+    manifest["produced_by"] = "python -m core train, then python -m core ship (see README: Shipped models)"
     temporary = manifest_path.with_name(f".{MANIFEST}.{os.getpid()}.tmp")
     temporary.write_text(json.dumps(manifest, indent=2))
     os.replace(temporary, manifest_path)

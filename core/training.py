@@ -24,6 +24,7 @@ from core.backbones import DEFAULT_BACKBONE, get_backbone
 from core.classifiers import CombinedClassifier, FineTunedImageClassifier, ImageHead, TextCNN
 from core.dataset import Catalogue
 from core.evaluation import classification_metrics
+from core.keywords import KeywordScorer, cross_fitted_scores
 from core.features import cached_image_features, cached_image_maps, cached_text_states, load_backbone, load_text_encoder, token_mask
 from core.model_io import LoadedModel, load_checkpoint, save_checkpoint
 from core.splits import TEST, TRAIN, VALIDATION, split_products
@@ -58,6 +59,7 @@ class HyperParameters:
     finetune_blocks: int = 0  # image: backbone blocks fine-tuned with the head (on cached maps)
     encoder_lr: float = 5e-5
     modality_dropout: float = 0.2  # combined: chance of hiding the photo (or the text) of an example
+    keyword_branch: bool = True  # combined: TF-IDF keyword scores as a third branch
 
 
 # The seed's tuned settings; epochs and regularisation chosen on validation accuracy.
@@ -223,12 +225,14 @@ class Trainer:
                                   max_tokens=max_tokens, cache_dir=self.cache_dir, progress=self._features_progress("text features"))
 
     def _run(self, kind: str, hyper: HyperParameters, encoder_ids: dict[str, Any], split: dict[str, str], config: dict[str, Any],
-             model: nn.Module, parameter_groups: list[dict[str, Any]], train_batches, val_batches, predict, bf16: bool = False) -> RunResult:  # type: ignore[no-untyped-def]
+             model: nn.Module, parameter_groups: list[dict[str, Any]], train_batches, val_batches, predict, bf16: bool = False,
+             extra_info: dict[str, Any] | None = None) -> RunResult:  # type: ignore[no-untyped-def]
         set_seed(hyper.seed)
         run_id = runs.create_run(self.engine, model_kind=kind, encoder_ids=encoder_ids, hyperparameters=asdict(hyper),
                                  split_seed=hyper.seed, labels=self.labels, data_fingerprint=self.fingerprint, split=split)
         checkpoint = self.runs_dir / f"run-{run_id}-{kind}.pt"
-        info = {"encoders": encoder_ids, "hyperparameters": asdict(hyper), "data_fingerprint": self.fingerprint, "run_id": run_id}
+        info = {"encoders": encoder_ids, "hyperparameters": asdict(hyper), "data_fingerprint": self.fingerprint, "run_id": run_id,
+                **(extra_info or {})}
         if "image_backbone" in encoder_ids:
             info["preprocessing"] = get_backbone(encoder_ids["image_backbone"]).metadata
         optimizer = make_optimizer(parameter_groups, hyper)
@@ -359,15 +363,21 @@ class Trainer:
                 product_image[row] = image_features[photo_rows].mean(axis=0)
                 has_image[row] = True
         text_features = self.text_model_features(text, max_tokens=int(text.config.get("max_tokens", 128)))
+        parts = np.array([split[product_id] for product_id in self.product_ids])
+        train_rows, val_rows = np.where(parts == TRAIN)[0], np.where(parts == VALIDATION)[0]
+        keyword_state, keyword_tensor = None, None
+        if hyper.keyword_branch:
+            keyword_state, keyword_scores = self.keyword_scores(train_rows, seed=hyper.seed)
+            keyword_tensor = torch.from_numpy(keyword_scores)
         image_tensor, text_tensor = torch.from_numpy(product_image), torch.from_numpy(text_features)
         has_image_tensor, has_text_tensor = torch.from_numpy(has_image), torch.ones(len(self.product_ids), dtype=torch.bool)
         y = torch.from_numpy(self.product_y)
-        parts = np.array([split[product_id] for product_id in self.product_ids])
-        train_rows, val_rows = np.where(parts == TRAIN)[0], np.where(parts == VALIDATION)[0]
+        keyword_dim = len(self.labels) if keyword_tensor is not None else 0
         config = {"image_dim": image_tensor.shape[1], "text_dim": text_tensor.shape[1], "n_classes": len(self.labels), "dropout": hyper.dropout,
-                  "text_layer": text.text_layer, "max_tokens": int(text.config.get("max_tokens", 128))}
-        model = CombinedClassifier(image_tensor.shape[1], text_tensor.shape[1], len(self.labels), dropout=hyper.dropout)
-        model.set_normalisation(image_tensor[train_rows[has_image[train_rows]]], text_tensor[train_rows])
+                  "text_layer": text.text_layer, "max_tokens": int(text.config.get("max_tokens", 128)), "keyword_dim": keyword_dim}
+        model = CombinedClassifier(image_tensor.shape[1], text_tensor.shape[1], len(self.labels), keyword_dim=keyword_dim, dropout=hyper.dropout)
+        model.set_normalisation(image_tensor[train_rows[has_image[train_rows]]], text_tensor[train_rows],
+                                None if keyword_tensor is None else keyword_tensor[train_rows])
         torch_generator = torch.Generator().manual_seed(hyper.seed)
 
         def make(rows: np.ndarray, *, hide: bool = False) -> Batch:
@@ -376,7 +386,8 @@ class Trainer:
                 draw = torch.rand(len(rows), generator=torch_generator)
                 show_image &= ~(draw < hyper.modality_dropout)
                 show_text &= ~((draw >= hyper.modality_dropout) & (draw < 2 * hyper.modality_dropout) & show_image)
-            return (image_tensor[rows], text_tensor[rows], show_image, show_text), y[rows]
+            keywords = () if keyword_tensor is None else (keyword_tensor[rows],)
+            return (image_tensor[rows], text_tensor[rows], show_image, show_text, *keywords), y[rows]
 
         def predict(trained: nn.Module):  # type: ignore[no-untyped-def]
             rows = np.where(parts != TRAIN)[0]
@@ -386,9 +397,20 @@ class Trainer:
 
         encoder_ids = {"image_backbone": hyper.backbone, "text_encoder": TextEncoder.id, "text_layer": text.text_layer,
                        "text_model_run": text.info.get("run_id")}
+        extra_info = {} if keyword_state is None else {"keyword_scorer": keyword_state}
         return self._run("combined", hyper, encoder_ids, split, config, model, [{"params": model.parameters()}],
                          lambda generator: _index_batches(train_rows, hyper.batch_size, lambda rows: make(rows, hide=True), generator),
-                         lambda: _index_batches(val_rows, 512, make), predict)
+                         lambda: _index_batches(val_rows, 512, make), predict, extra_info=extra_info)
+
+    def keyword_scores(self, train_rows: np.ndarray, *, seed: int) -> tuple[dict[str, object], np.ndarray]:
+        """Keyword scores of every product: cross-fitted on the training side, from the scorer fitted
+        on all of it elsewhere; and that scorer's state, for the checkpoint."""
+        texts = [product.text for product in self.catalogue.products]
+        train_texts = [texts[row] for row in train_rows]
+        scorer = KeywordScorer.fit(train_texts, self.product_y[train_rows])
+        scores = scorer.scores(texts)
+        scores[train_rows] = cross_fitted_scores(train_texts, self.product_y[train_rows], seed=seed)
+        return scorer.to_state(), scores
 
     def text_model_features(self, text: LoadedModel, *, max_tokens: int) -> np.ndarray:
         states = torch.from_numpy(self.text_states(layer=text.text_layer, max_tokens=max_tokens))

@@ -140,6 +140,7 @@ def test_shipped_models_classify_and_evaluate(trained: dict[str, object], tmp_pa
     assert both.model == "combined" and both.category == "Sports, Leisure & Travel"
     assert len(both.top) == 3 and abs(sum(p for _, p in both.top) - 1) < 1e-3
     assert set(both.probabilities) == {"image", "text", "combined"}
+    assert classifier.keyword_scorer is not None and classifier.models["combined"].config["keyword_dim"] == 3
     assert classifier.classify(text="pram and cot").model == "text"
     assert classifier.classify(images=[photo]).model == "image"
     with pytest.raises(NothingToClassify):
@@ -202,3 +203,15 @@ def test_killed_training_command_marks_the_run_stopped(tmp_path: Path) -> None:
     with session_scope(engine) as session:
         run = session.scalars(select(TrainingRun)).one()
         assert run.status == "stopped" and run.checkpoint_path and Path(run.checkpoint_path).is_file()
+
+
+def test_shipping_refuses_a_combined_model_built_on_another_text_run(trained: dict[str, object], tmp_path: Path) -> None:
+    from core.model_io import ModelFileError
+
+    trainer: Trainer = trained["trainer"]  # type: ignore[assignment]
+    other_text = trainer.train_text(with_overrides(DEFAULTS["text"], epochs=1, finetune_layers=0, val_fraction=0.25, test_fraction=0.25))
+    models = tmp_path / "models"
+    ship_models({kind: trained[kind].checkpoint for kind in ("image", "text", "combined")}, models, catalogue_fingerprint="test")  # type: ignore[attr-defined]
+    with pytest.raises(ModelFileError, match="ship a text run with the combined run built on it"):
+        ship_models({"text": other_text.checkpoint}, models, catalogue_fingerprint="test")
+    CategoryClassifier(models)  # the refused shipment left the folder as it was

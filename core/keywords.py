@@ -1,0 +1,74 @@
+"""Keyword evidence for the combined model: TF-IDF of word 1-2-grams + a linear SVM, as 13 scores.
+
+The TF-IDF baseline reads rare words (brands, model numbers) better than the sentence encoder,
+so its scores become the combined model's third branch. Training items get cross-fitted scores
+(from models that never saw them), as stacking requires. The scorer is stored as plain arrays
+and a vocabulary, so checkpoints stay loadable with `weights_only=True`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.model_selection import StratifiedKFold
+from sklearn.svm import LinearSVC
+
+NGRAM_RANGE = (1, 2)
+
+
+def _vectorizer(vocabulary: dict[str, int] | None = None) -> TfidfVectorizer:
+    return TfidfVectorizer(ngram_range=NGRAM_RANGE, sublinear_tf=True, min_df=1 if vocabulary else 2, vocabulary=vocabulary)
+
+
+@dataclass
+class KeywordScorer:
+    vocabulary: dict[str, int]
+    idf: np.ndarray
+    coef: np.ndarray  # (n_classes, n_terms)
+    intercept: np.ndarray
+
+    @classmethod
+    def fit(cls, texts: Sequence[str], labels: Sequence[int], *, c: float = 0.5) -> KeywordScorer:
+        vectorizer = _vectorizer()
+        features = vectorizer.fit_transform(texts)
+        svm = LinearSVC(C=c).fit(features, labels)
+        if svm.coef_.shape[0] == 1:  # two classes: sklearn keeps one row
+            coef = np.vstack([-svm.coef_[0], svm.coef_[0]])
+            intercept = np.array([-svm.intercept_[0], svm.intercept_[0]])
+        else:
+            coef, intercept = svm.coef_, svm.intercept_
+        vocabulary = {term: int(index) for term, index in vectorizer.vocabulary_.items()}
+        return cls(vocabulary, vectorizer.idf_.astype(np.float32), coef.astype(np.float32), intercept.astype(np.float32))
+
+    def scores(self, texts: Sequence[str]) -> np.ndarray:
+        vectorizer = _vectorizer(self.vocabulary)
+        vectorizer.idf_ = self.idf
+        return np.asarray(vectorizer.transform(texts) @ self.coef.T + self.intercept, dtype=np.float32)
+
+    def to_state(self) -> dict[str, object]:
+        return {"vocabulary": self.vocabulary, "idf": torch.from_numpy(self.idf), "coef": torch.from_numpy(self.coef).half(),
+                "intercept": torch.from_numpy(self.intercept)}
+
+    @classmethod
+    def from_state(cls, state: dict[str, object]) -> KeywordScorer:
+        return cls(dict(state["vocabulary"]), state["idf"].float().numpy(), state["coef"].float().numpy(),  # type: ignore[union-attr,arg-type]
+                   state["intercept"].float().numpy())  # type: ignore[union-attr]
+
+
+def cross_fitted_scores(texts: Sequence[str], labels: Sequence[int], *, folds: int = 5, seed: int = 42) -> np.ndarray:
+    """Each text scored by a scorer fitted on the other folds."""
+    texts, labels = np.asarray(texts, dtype=object), np.asarray(labels)
+    n_classes = int(labels.max()) + 1
+    scores = np.zeros((len(texts), n_classes), np.float32)
+    splitter = StratifiedKFold(n_splits=min(folds, int(np.bincount(labels).min())) if np.bincount(labels).min() >= 2 else 2,
+                               shuffle=True, random_state=seed)
+    for fit_rows, score_rows in splitter.split(texts, labels):
+        scorer = KeywordScorer.fit(list(texts[fit_rows]), labels[fit_rows])
+        fold_scores = scorer.scores(list(texts[score_rows]))
+        present = np.unique(labels[fit_rows])
+        scores[np.ix_(score_rows, present)] = fold_scores if fold_scores.shape[1] == len(present) else fold_scores[:, present]
+    return scores
