@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sqlite3
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
