@@ -119,9 +119,10 @@ def run_train(args: argparse.Namespace) -> int:
             bars.close()
             result = results[kind]
             metrics = result.test_metrics
+            test = (f"test accuracy {metrics['accuracy']:.3f}, top-3 {metrics['top3_accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f} "
+                    f"(n={metrics['n']})" if metrics["n"] else "no test products")
             print(f"run {result.run_id} ({kind}): best epoch {result.best_epoch}, validation accuracy {result.best_val_accuracy:.3f}, "
-                  f"test accuracy {metrics['accuracy']:.3f}, top-3 {metrics['top3_accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f} "
-                  f"(n={metrics['n']}); checkpoint {result.checkpoint}")
+                  f"{test}; checkpoint {result.checkpoint}")
     except TrainingError as error:
         raise CommandError(str(error)) from error
     if args.ship:
@@ -228,7 +229,8 @@ def run_ship(args: argparse.Namespace) -> int:
     except ModelFileError as error:
         raise CommandError(str(error)) from error
     for kind, entry in manifest["models"].items():
-        print(f"{kind}: run {entry['run_id']}, test accuracy {entry['test_metrics']['accuracy']:.3f}, {entry['bytes'] / 1e6:.1f} MB")
+        accuracy = (entry.get("test_metrics") or {}).get("accuracy")
+        print(f"{kind}: run {entry['run_id']}, test accuracy {'n/a' if accuracy is None else f'{accuracy:.3f}'}, {entry['bytes'] / 1e6:.1f} MB")
     return 0
 
 
