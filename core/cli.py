@@ -225,7 +225,7 @@ def run_ship(args: argparse.Namespace) -> int:
         checkpoints[kind] = _latest_checkpoint(engine, kind) if run_id is None else _run_checkpoint(engine, kind, run_id)
     fingerprint = _catalogue_to_train_on(engine).fingerprint()
     try:
-        manifest = ship_models(checkpoints, settings.models_dir, catalogue_fingerprint=fingerprint)
+        manifest = ship_models(checkpoints, settings.models_dir, catalogue_fingerprint=fingerprint, int8=args.int8)
     except ModelFileError as error:
         raise CommandError(str(error)) from error
     for kind, entry in manifest["models"].items():
@@ -365,6 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
     ship = commands.add_parser("ship", help="make trained runs the shipped models under models/ (default: latest finished runs)")
     for kind in ("image", "text", "combined"):
         ship.add_argument(f"--{kind}", type=int, metavar="RUN", help=f"the {kind} run to ship")
+    ship.add_argument("--int8", action="store_true", help="store big weight matrices as int8 (a quarter of float32)")
     ship.add_argument("--db", help="database URL")
     ship.set_defaults(handler=run_ship)
 

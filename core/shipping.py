@@ -14,8 +14,8 @@ from core.model_io import ModelFileError, load_checkpoint, save_checkpoint
 MANIFEST = "manifest.json"
 
 
-def ship_models(checkpoints: dict[str, Path], models_dir: Path, *, catalogue_fingerprint: str) -> dict[str, Any]:
-    """Copy trained checkpoints (as float16) into `models_dir` and rewrite the manifest for them."""
+def ship_models(checkpoints: dict[str, Path], models_dir: Path, *, catalogue_fingerprint: str, int8: bool = False) -> dict[str, Any]:
+    """Copy trained checkpoints (float16, or int8 for big matrices) into `models_dir` and rewrite the manifest."""
     models_dir.mkdir(parents=True, exist_ok=True)
     manifest_path = models_dir / MANIFEST
     manifest: dict[str, Any] = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {"models": {}}
@@ -29,13 +29,14 @@ def ship_models(checkpoints: dict[str, Path], models_dir: Path, *, catalogue_fin
                              f"not on text run {text_run}: ship a text run with the combined run built on it")
     for kind, loaded in loaded_models.items():
         target = models_dir / f"{kind}.pt"
-        save_checkpoint(target, kind=kind, model=loaded.model, labels=loaded.labels, config=loaded.config, info=loaded.info, half=True)
+        save_checkpoint(target, kind=kind, model=loaded.model, labels=loaded.labels, config=loaded.config, info=loaded.info, half=True, int8=int8)
         manifest["models"][kind] = {
             "file": target.name,
             "sha256": hashlib.sha256(target.read_bytes()).hexdigest(),
             "bytes": target.stat().st_size,
             "labels": loaded.labels,
             "config": loaded.config,
+            "weights": "int8 (big matrices, per-row scales) + float16" if int8 else "float16",
             **{key: loaded.info.get(key) for key in ("run_id", "encoders", "preprocessing", "hyperparameters", "best_epoch", "val_accuracy", "test_metrics", "data_fingerprint")},
         }
     manifest["labels"] = next(iter(manifest["models"].values()))["labels"]

@@ -147,3 +147,17 @@ def test_resnet50_loads_weights_from_a_local_file(monkeypatch: pytest.MonkeyPatc
     model = get_backbone("resnet50").load()
     with torch.no_grad():
         assert model(torch.randn(1, 3, 224, 224)).shape == (1, 2048)
+
+
+def test_int8_checkpoints_are_smaller_and_close(tmp_path: Path) -> None:
+    head = ImageHead(1280, 13).eval()
+    config = {"feature_dim": 1280, "hidden": 512, "dropout": 0.5, "n_classes": 13}
+    save_checkpoint(tmp_path / "half.pt", kind="image", model=head, labels=list("abcdefghijklm"), config=config, info={}, half=True)
+    save_checkpoint(tmp_path / "int8.pt", kind="image", model=head, labels=list("abcdefghijklm"), config=config, info={}, int8=True)
+    assert (tmp_path / "int8.pt").stat().st_size < 0.6 * (tmp_path / "half.pt").stat().st_size
+    features = torch.randn(64, 1280)
+    with torch.no_grad():
+        expected = torch.softmax(head(features), -1)
+        got = torch.softmax(load_checkpoint(tmp_path / "int8.pt").model(features), -1)
+    assert (got - expected).abs().max() < 0.02
+    assert (got.argmax(-1) == expected.argmax(-1)).float().mean() > 0.95
