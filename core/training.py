@@ -32,7 +32,6 @@ from core.text_encoder import TextEncoder
 from db import runs
 from db.models import RunPrediction
 
-MODEL_KINDS = ("image", "text", "combined")
 MAX_GRAD_NORM = 5.0
 BACKBONE_LR_FACTOR = 0.1  # fine-tuned pretrained blocks learn 10x slower than the new head
 Batch = tuple[tuple[torch.Tensor, ...], torch.Tensor]

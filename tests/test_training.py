@@ -16,7 +16,8 @@ from core.model_evaluation import evaluate_catalogue
 from core.shipping import ship_models
 from core.training import DEFAULTS, RunResult, Trainer, TrainingError, with_overrides
 from db.importer import import_catalogue, read_catalogue_folder
-from db.models import RunEpoch, RunPrediction, RunSplit, TrainingRun
+from db.models import RunEpoch, RunPrediction, TrainingRun
+from db.runs import run_split
 from db.queries import training_catalogue
 from db.session import make_engine, session_scope
 from tests.conftest import image_row, product_row, write_catalogue
@@ -95,14 +96,14 @@ def test_runs_are_recorded_with_split_epochs_and_predictions(trained: dict[str, 
         assert runs[1].encoder_ids["text_layer"] == 5
         image_run = runs[0]
         assert session.scalar(select(func.count()).select_from(RunEpoch).where(RunEpoch.run_id == image_run.id)) == 6
-        split = dict(session.execute(select(RunSplit.product_id, RunSplit.part).where(RunSplit.run_id == image_run.id)).all())
+        split = run_split(engine, image_run.id)  # type: ignore[arg-type]
         assert len(split) == 72
         predictions = session.scalars(select(RunPrediction).where(RunPrediction.run_id == image_run.id)).all()
         # Validation and test photos only, each on its product's side of the split, probabilities summing to 1.
         assert predictions and all(prediction.part == split[prediction.product_id] != "train" for prediction in predictions)
         assert all(abs(sum(prediction.probabilities) - 1) < 1e-3 for prediction in predictions)
         # Every model of the run shares one split: the combined model never saw the text model's test products.
-        text_split = dict(session.execute(select(RunSplit.product_id, RunSplit.part).where(RunSplit.run_id == runs[1].id)).all())
+        text_split = run_split(engine, runs[1].id)  # type: ignore[arg-type]
         assert text_split == split
 
 
