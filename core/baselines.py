@@ -12,7 +12,6 @@ import numpy as np
 import pandas as pd
 import torch
 from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.compose import ColumnTransformer
 from sklearn.linear_model import LinearRegression, Ridge
 from sklearn.metrics import accuracy_score, f1_score
 from sklearn.model_selection import GridSearchCV
@@ -23,6 +22,7 @@ from torch import nn
 
 from core.dataset import Catalogue
 from core.images import open_image
+from core.pricing import log_price, price_pipeline
 from core.splits import TEST
 
 
@@ -79,16 +79,10 @@ def train_scratch_cnn(images: torch.Tensor, labels: torch.Tensor, n_classes: int
 
 
 def price_model() -> GridSearchCV:
-    """TF-IDF of name, description and location + linear regression on log price, tuned by GridSearchCV."""
-    columns = ColumnTransformer(
-        [("name", TfidfVectorizer(sublinear_tf=True, min_df=2), "name"),
-         ("description", TfidfVectorizer(sublinear_tf=True, min_df=2, max_features=20000), "description"),
-         ("location", TfidfVectorizer(min_df=2), "location")]
-    )
-    pipeline = Pipeline([("features", columns), ("regression", Ridge())])
+    """The price pipeline (core.pricing) with its regression and name n-grams tuned by GridSearchCV."""
     grid = {"regression": [LinearRegression(), Ridge(alpha=1.0), Ridge(alpha=3.0), Ridge(alpha=10.0)],
             "features__name__ngram_range": [(1, 1), (1, 2)]}
-    return GridSearchCV(pipeline, grid, cv=3, scoring="neg_mean_absolute_error", n_jobs=1)
+    return GridSearchCV(price_pipeline(), grid, cv=3, scoring="neg_mean_absolute_error", n_jobs=1)
 
 
 def run_baselines(catalogue: Catalogue, split: dict[str, str], image_features: np.ndarray, *, prices: dict[str, float],
@@ -142,7 +136,3 @@ def run_baselines(catalogue: Catalogue, split: dict[str, str], image_features: n
 def _scores(truth: np.ndarray, predicted: np.ndarray, started: float) -> dict[str, float | int]:
     return {"accuracy": float(accuracy_score(truth, predicted)), "macro_f1": float(f1_score(truth, predicted, average="macro")),
             "n": int(len(truth)), "seconds": time.perf_counter() - started}
-
-
-def log_price(prices: Sequence[float] | np.ndarray) -> np.ndarray:
-    return np.log1p(np.asarray(prices, dtype=float))

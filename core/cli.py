@@ -128,9 +128,9 @@ def run_train(args: argparse.Namespace) -> int:
     if args.ship:
         from core.shipping import ship_models
 
-        manifest = ship_models({kind: result.checkpoint for kind, result in results.items()}, settings.models_dir,
+        manifest = ship_models({kind: result.checkpoint for kind, result in results.items()}, settings.shipped_models_dir,
                                catalogue_fingerprint=catalogue.fingerprint())
-        print(f"shipped to {settings.models_dir}: {', '.join(manifest['models'])}")
+        print(f"shipped to {settings.shipped_models_dir}: {', '.join(manifest['models'])}")
     return 0
 
 
@@ -225,7 +225,7 @@ def run_ship(args: argparse.Namespace) -> int:
         checkpoints[kind] = _latest_checkpoint(engine, kind) if run_id is None else _run_checkpoint(engine, kind, run_id)
     fingerprint = _catalogue_to_train_on(engine).fingerprint()
     try:
-        manifest = ship_models(checkpoints, settings.models_dir, catalogue_fingerprint=fingerprint, int8=args.int8)
+        manifest = ship_models(checkpoints, settings.shipped_models_dir, catalogue_fingerprint=fingerprint, int8=args.int8)
     except ModelFileError as error:
         raise CommandError(str(error)) from error
     for kind, entry in manifest["models"].items():

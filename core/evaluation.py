@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support, top_k_accuracy_score
 
 
@@ -30,3 +32,76 @@ def classification_metrics(y_true: Sequence[int], probabilities: np.ndarray, lab
             for label, p, r, f, s in zip(labels, precision, recall, f1, support)
         },
     }
+
+
+@dataclass
+class PredictionSet:
+    """One model's predictions on labelled items, the source of every evaluation view.
+
+    `frame` has one row per item: item_id (photo or product), product_id, true and predicted
+    (label indices), confidence (probability of the predicted label) and probabilities (all labels).
+    """
+
+    name: str
+    kind: str  # image | text | combined
+    labels: list[str]
+    frame: pd.DataFrame
+    part: str = "test"  # which items: the held-out test part, or validation
+    note: str = ""
+
+    @classmethod
+    def from_arrays(cls, name: str, kind: str, labels: Sequence[str], *, item_ids: Sequence[str], product_ids: Sequence[str],
+                    y_true: Sequence[int], probabilities: np.ndarray, part: str = "test", note: str = "") -> PredictionSet:
+        probabilities = np.asarray(probabilities, dtype=float).reshape(len(item_ids), len(labels))
+        predicted = probabilities.argmax(axis=1) if len(item_ids) else np.empty(0, int)
+        frame = pd.DataFrame({
+            "item_id": list(item_ids), "product_id": list(product_ids), "true": np.asarray(y_true, dtype=int), "predicted": predicted,
+            "confidence": probabilities.max(axis=1) if len(item_ids) else np.empty(0), "probabilities": list(probabilities),
+        })
+        return cls(name, kind, list(labels), frame, part, note)
+
+    def metrics(self) -> dict[str, object]:
+        probabilities = np.stack(self.frame["probabilities"].to_list()) if len(self.frame) else np.empty((0, len(self.labels)))
+        return classification_metrics(self.frame["true"].to_numpy(), probabilities, self.labels)
+
+
+def per_class_frame(metrics: dict[str, object]) -> pd.DataFrame:
+    """Per-class precision, recall, F1 and support, one row per category."""
+    per_class = metrics["per_class"]
+    assert isinstance(per_class, dict)
+    return pd.DataFrame([{"category": label, **scores} for label, scores in per_class.items()],
+                        columns=["category", "precision", "recall", "f1", "support"])
+
+
+def confusion_frame(metrics: dict[str, object]) -> pd.DataFrame:
+    """One row per confusion-matrix cell: true and predicted label (name and index), count, and the
+    share of the true class's items (the row-normalised value)."""
+    labels = list(metrics["labels"])  # type: ignore[call-overload]
+    matrix = np.asarray(metrics["confusion_matrix"], dtype=int)
+    totals = matrix.sum(axis=1, keepdims=True)
+    shares = np.divide(matrix, totals, out=np.zeros(matrix.shape, float), where=totals > 0)
+    rows = [{"true": labels[t], "predicted": labels[p], "true_index": t, "predicted_index": p, "count": int(matrix[t, p]),
+             "share": float(shares[t, p])} for t in range(len(labels)) for p in range(len(labels))]
+    return pd.DataFrame(rows)
+
+
+def cell_items(predictions: PredictionSet, *, true_label: str, predicted_label: str) -> pd.DataFrame:
+    """The items behind one confusion-matrix cell, most confident prediction first."""
+    true_index, predicted_index = predictions.labels.index(true_label), predictions.labels.index(predicted_label)
+    frame = predictions.frame
+    chosen = frame[(frame["true"] == true_index) & (frame["predicted"] == predicted_index)]
+    chosen = chosen.sort_values(["confidence", "item_id"], ascending=[False, True], kind="stable")
+    return chosen.assign(true_label=true_label, predicted_label=predicted_label).reset_index(drop=True)
+
+
+SUMMARY_METRICS = ("accuracy", "top3_accuracy", "macro_f1", "n")
+
+
+def compare_metrics(left: dict[str, object], right: dict[str, object], *, names: tuple[str, str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Two evaluations side by side: the summary figures, and per-class F1 with the difference."""
+    summary = pd.DataFrame({"metric": list(SUMMARY_METRICS), names[0]: [left[key] for key in SUMMARY_METRICS],
+                            names[1]: [right[key] for key in SUMMARY_METRICS]})
+    left_f1, right_f1 = per_class_frame(left).set_index("category")["f1"], per_class_frame(right).set_index("category")["f1"]
+    per_class = pd.DataFrame({names[0]: left_f1, names[1]: right_f1})
+    per_class["difference"] = per_class[names[1]] - per_class[names[0]]
+    return summary, per_class.reset_index(names="category").sort_values("difference", kind="stable").reset_index(drop=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import warnings
 from pathlib import Path
 from typing import BinaryIO
@@ -85,3 +86,11 @@ def clean_image(image: Image.Image, *, size: int = DEFAULT_CANVAS_SIZE, upscale:
     canvas = Image.new("RGB", (canvas_size, canvas_size), (0, 0, 0))
     canvas.paste(image, ((canvas_size - new_size[0]) // 2, (canvas_size - new_size[1]) // 2))
     return canvas
+
+
+def save_cleaned(image: Image.Image, target: Path, *, size: int = DEFAULT_CANVAS_SIZE) -> None:
+    """The cleaned photo as a JPEG at `target`, written atomically: a reader never sees half a file."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_suffix(f".{os.getpid()}.tmp")
+    clean_image(image, size=size).save(temporary, format="JPEG", quality=90)
+    os.replace(temporary, target)

@@ -1,8 +1,11 @@
-"""Evaluating models on any catalogue in the seed format, without touching the app's database."""
+"""Evaluating models on a catalogue: any folder in the seed format (without touching the app's
+database), or the app's own catalogue on the held-out test part of the models' split."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -10,55 +13,103 @@ import torch
 
 from core.classify import CategoryClassifier
 from core.dataset import Catalogue
-from core.evaluation import classification_metrics
-from core.features import text_states
+from core.evaluation import PredictionSet
+from core.features import cached_image_features, cached_text_states, text_states
+from core.splits import TEST, split_products
 
 Progress = Callable[[str, int, int], None]
 
 
-def evaluate_catalogue(classifier: CategoryClassifier, catalogue: Catalogue, *, progress: Progress | None = None) -> dict[str, Any]:
-    """{"image": M, "text": M, "combined": M}: image per photo, text and combined per product.
+def predict_catalogue(classifier: CategoryClassifier, catalogue: Catalogue, *, cache_dir: Path | None = None,
+                      progress: Progress | None = None, part: str = "all") -> dict[str, PredictionSet]:
+    """Predictions of the image (per photo), text and combined (per product) models.
 
-    Products whose category the models do not know are left out and counted under "skipped".
+    Products whose category the models do not know are left out. With `cache_dir`, encoder
+    outputs come from the feature cache (the photos need checksums, as the app's catalogue has).
     """
     label_index = {label: index for index, label in enumerate(classifier.labels)}
     products = [product for product in catalogue.products if product.label in label_index]
-    skipped = len(catalogue.products) - len(products)
     known = {product.id for product in products}
     images = [image for image in catalogue.images if image.product_id in known]
     label_of = {product.id: label_index[product.label] for product in products}
 
-    model_inputs, photo_features = classifier.photo_inputs([image.path for image in images],
-                                                           progress=(lambda done, total: progress("photos", done, total)) if progress else None)
-    states = torch.from_numpy(text_states([product.text for product in products], layer=classifier.text_layer, max_tokens=classifier.max_tokens,
-                                          progress=(lambda done, total: progress("texts", done, total)) if progress else None))
+    def stage(name: str) -> Callable[[int, int], None] | None:
+        return (lambda done, total: progress(name, done, total)) if progress else None
 
-    image_y = np.array([label_of[image.product_id] for image in images], dtype=int)
-    image_probabilities = classifier.image_probabilities(model_inputs) if len(images) else np.empty((0, len(label_index)))
-    product_y = np.array([label_of[product.id] for product in products], dtype=int)
-    text_probabilities = _batched(classifier.text_probabilities, states)
-    text_vectors = _batched(classifier.text_branch_features, states)
+    if cache_dir is not None and not classifier.tail_blocks and images:
+        photo_features = cached_image_features(classifier.backbone, [image.id for image in images], [image.checksum for image in images],
+                                               [image.path for image in images], cache_dir=cache_dir, progress=stage("photos"))
+        model_inputs = photo_features
+    else:
+        model_inputs, photo_features = classifier.photo_inputs([image.path for image in images], progress=stage("photos"))
+    texts = [product.text for product in products]
+    if cache_dir is not None and products:
+        states_array = cached_text_states([product.id for product in products], texts, layer=classifier.text_layer,
+                                          max_tokens=classifier.max_tokens, cache_dir=cache_dir, progress=stage("texts"))
+    else:
+        states_array = text_states(texts, layer=classifier.text_layer, max_tokens=classifier.max_tokens, progress=stage("texts"))
+    states = torch.from_numpy(states_array)
+
+    n_labels = len(label_index)
+    image_probabilities = classifier.image_probabilities(model_inputs) if images else np.empty((0, n_labels))
+    text_probabilities = _batched(classifier.text_probabilities, states, n_labels)
+    text_vectors = _batched(classifier.text_branch_features, states, classifier.models["combined"].config["text_dim"])
 
     rows_of: dict[str, list[int]] = {}
     for row, image in enumerate(images):
         rows_of.setdefault(image.product_id, []).append(row)
-    image_mean = np.zeros((len(products), photo_features.shape[1] if len(images) else classifier.models["combined"].config["image_dim"]), np.float32)
+    image_mean = np.zeros((len(products), classifier.models["combined"].config["image_dim"]), np.float32)
     has_image = np.zeros(len(products), bool)
     for row, product in enumerate(products):
         if product.id in rows_of:
             image_mean[row] = photo_features[rows_of[product.id]].mean(axis=0)
             has_image[row] = True
-    combined = (classifier.combined_probabilities(image_mean, has_image, text_vectors, np.ones(len(products), bool), [product.text for product in products])
-                if products else np.empty((0, len(label_index))))
+    combined = (classifier.combined_probabilities(image_mean, has_image, text_vectors, np.ones(len(products), bool), texts)
+                if products else np.empty((0, n_labels)))
 
     labels = classifier.labels
+    product_ids = [product.id for product in products]
+    product_y = [label_of[product.id] for product in products]
     return {
-        "image": classification_metrics(image_y, image_probabilities, labels),
-        "text": classification_metrics(product_y, text_probabilities, labels),
-        "combined": classification_metrics(product_y, combined, labels),
-        "skipped_products_with_unknown_category": skipped,
+        "image": PredictionSet.from_arrays("image model", "image", labels, item_ids=[image.id for image in images],
+                                           product_ids=[image.product_id for image in images],
+                                           y_true=[label_of[image.product_id] for image in images], probabilities=image_probabilities, part=part),
+        "text": PredictionSet.from_arrays("text model", "text", labels, item_ids=product_ids, product_ids=product_ids, y_true=product_y,
+                                          probabilities=text_probabilities, part=part),
+        "combined": PredictionSet.from_arrays("combined model", "combined", labels, item_ids=product_ids, product_ids=product_ids,
+                                              y_true=product_y, probabilities=combined, part=part),
     }
 
 
-def _batched(function: Callable[[torch.Tensor], np.ndarray], states: torch.Tensor, batch_size: int = 128) -> np.ndarray:
-    return np.concatenate([function(states[start : start + batch_size]) for start in range(0, len(states), batch_size)]) if len(states) else np.empty((0, 0))
+def evaluate_catalogue(classifier: CategoryClassifier, catalogue: Catalogue, *, progress: Progress | None = None) -> dict[str, Any]:
+    """{"image": M, "text": M, "combined": M}: image per photo, text and combined per product."""
+    predictions = predict_catalogue(classifier, catalogue, progress=progress)
+    known = set(classifier.labels)
+    return {**{kind: prediction.metrics() for kind, prediction in predictions.items()},
+            "skipped_products_with_unknown_category": sum(product.label not in known for product in catalogue.products)}
+
+
+def held_out_predictions(classifier: CategoryClassifier, catalogue: Catalogue, *, cache_dir: Path,
+                         progress: Progress | None = None) -> dict[str, PredictionSet]:
+    """The active models on the test part of the split they were trained with, recomputed from
+    their seed and fractions. On the catalogue they were trained on, these products influenced
+    neither training nor model selection; on a changed catalogue the note says so."""
+    hyper = classifier.models["combined"].info.get("hyperparameters", {})
+    split = split_products([product.id for product in catalogue.products], [product.label for product in catalogue.products],
+                           test_fraction=float(hyper.get("test_fraction", 0.2)), val_fraction=float(hyper.get("val_fraction", 0.2)),
+                           seed=int(hyper.get("seed", 42)))
+    test_ids = {product_id for product_id, part in split.items() if part == TEST}
+    held_out = Catalogue([product for product in catalogue.products if product.id in test_ids],
+                         [image for image in catalogue.images if image.product_id in test_ids])
+    trained_on = {model.info.get("data_fingerprint") for model in classifier.models.values()}
+    note = ("held-out test products of the catalogue the models were trained on" if trained_on == {catalogue.fingerprint()} else
+            "the catalogue has changed since these models were trained (labels reviewed or items added): the test part is "
+            "recomputed with the same seed, and some of its products may have been on the training side")
+    predictions = predict_catalogue(classifier, held_out, cache_dir=cache_dir, progress=progress, part=TEST)
+    return {kind: replace(prediction, name=f"active {kind} model", note=note) for kind, prediction in predictions.items()}
+
+
+def _batched(function: Callable[[torch.Tensor], np.ndarray], states: torch.Tensor, width: int, batch_size: int = 128) -> np.ndarray:
+    if not len(states):
+        return np.empty((0, width), np.float32)
+    return np.concatenate([function(states[start : start + batch_size]) for start in range(0, len(states), batch_size)])

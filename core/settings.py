@@ -21,6 +21,8 @@ class Settings:
     models_dir: Path
     marketplace_data: Path
     image_size: int
+    shipped_models_dir: Path  # where `ship` writes: MARKETPLACE_MODELS, else the repo's models/
+    active_models_dir: Path  # a run made active from the Training page; when present it wins over the shipped set
 
     @property
     def is_sqlite(self) -> bool:
@@ -29,13 +31,18 @@ class Settings:
 
 def get_settings() -> Settings:
     data_dir = Path(os.environ.get("MARKETPLACE_HOME", PROJECT_ROOT / "data"))
+    shipped = PROJECT_ROOT / "models"
+    active = data_dir / "active-models"
+    default_models = active if (active / "manifest.json").is_file() else shipped
     return Settings(
         database_url=os.environ.get("DATABASE_URL", f"sqlite:///{data_dir / 'catalogue.db'}"),
         data_dir=data_dir,
         media_dir=Path(os.environ.get("MARKETPLACE_MEDIA", data_dir / "images")),
-        models_dir=Path(os.environ.get("MARKETPLACE_MODELS", PROJECT_ROOT / "models")),
+        models_dir=Path(os.environ.get("MARKETPLACE_MODELS", default_models)),
         marketplace_data=Path(
             os.environ.get("MARKETPLACE_DATA", PROJECT_ROOT.parent / "shared" / "data" / "marketplace")
         ),
         image_size=int(os.environ.get("MARKETPLACE_IMAGE_SIZE", "512")),
+        shipped_models_dir=Path(os.environ.get("MARKETPLACE_MODELS", shipped)),
+        active_models_dir=active,
     )

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import re
 import time
 import warnings
@@ -31,7 +30,7 @@ from core.cleaning import (
     split_category,
 )
 from core.dataset import Catalogue, ImageRecord, ProductRecord
-from core.images import DEFAULT_CANVAS_SIZE, ImageError, clean_image, open_image
+from core.images import DEFAULT_CANVAS_SIZE, ImageError, open_image, save_cleaned
 from db.models import Category, Image, LabelHistory, Product
 from db.session import session_scope
 
@@ -262,10 +261,7 @@ def _clean_one(row: _ImageRow, media_dir: Path, size: int, known_checksums: dict
     target = media_dir / relative
     image = open_image(data, name=row.original.name)
     if known_checksums.get(row.id) != checksum or not target.is_file():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        temporary = target.with_suffix(f".{os.getpid()}.tmp")
-        clean_image(image, size=size).save(temporary, format="JPEG", quality=90)
-        os.replace(temporary, target)  # atomic: a reader never sees half a file
+        save_cleaned(image, target, size=size)
     return _CleanedImage(row, relative, image.width, image.height, checksum)
 
 

@@ -34,6 +34,10 @@ class ProductFilters:
     max_price: Decimal | float | None = None
     location: str | None = None
 
+    @property
+    def is_empty(self) -> bool:
+        return not self.category and self.min_price is None and self.max_price is None and not (self.location or "").strip()
+
     def apply(self, statement: Select) -> Select:  # type: ignore[type-arg]
         if self.category:
             statement = statement.where(
@@ -229,3 +233,32 @@ def listings_frame(session: Session) -> pd.DataFrame:
     frame = pd.DataFrame(rows.all(), columns=["id", "name", "description", "location", "price_pence"])
     frame["price"] = frame.pop("price_pence") / 100
     return frame
+
+
+def filtered_product_ids(session: Session, filters: ProductFilters) -> set[str] | None:
+    """Ids of the products the filters let through; None when no filter is set (every product)."""
+    if filters.is_empty:
+        return None
+    return set(session.scalars(filters.apply(select(Product.id).join(Product.category))))
+
+
+def products_by_ids(session: Session, product_ids: list[str]) -> list[ProductView]:
+    """The products with these ids, in the order given (ids not in the catalogue are left out)."""
+    if not product_ids:
+        return []
+    statement = (
+        select(Product)
+        .where(Product.id.in_(product_ids))
+        .options(selectinload(Product.images), selectinload(Product.category))
+    )
+    found = {product.id: ProductView.of(product) for product in session.scalars(statement)}
+    return [found[product_id] for product_id in product_ids if product_id in found]
+
+
+def catalogue_revision(session: Session) -> str:
+    """Changes whenever a product or photo is added or removed, or a label changes: a cache key."""
+    row = session.execute(
+        select(func.count(), func.max(Product.pk), func.coalesce(func.sum(Product.label_version), 0)).select_from(Product)
+    ).one()
+    images = session.scalar(select(func.count()).select_from(Image)) or 0
+    return f"{row[0]}-{row[1] or 0}-{row[2]}-{images}"

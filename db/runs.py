@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import Engine, select
+import numpy as np
+import pandas as pd
+from sqlalchemy import Engine, func, select
 
+from core.evaluation import PredictionSet
+from core.splits import TEST
 from db.models import RunEpoch, RunPrediction, RunSplit, TrainingRun, utc_now
 from db.session import session_scope
 
@@ -54,3 +58,48 @@ def latest_run(engine: Engine, *, model_kind: str, status: str = "finished") -> 
     with session_scope(engine) as session:
         return session.scalar(select(TrainingRun).where(TrainingRun.model_kind == model_kind, TrainingRun.status == status)
                               .order_by(TrainingRun.id.desc()).limit(1))
+
+
+RUN_COLUMNS = ["run", "model", "status", "started", "finished", "epochs", "best epoch", "best val accuracy", "test accuracy",
+               "test macro-F1", "hyper-parameters", "note"]
+SHOWN_HYPERPARAMETERS = ("epochs", "optimizer", "lr", "batch_size", "momentum", "step_size", "gamma", "dropout", "weight_decay",
+                         "finetune_layers", "finetune_blocks", "backbone", "seed")
+
+
+def runs_frame(engine: Engine) -> pd.DataFrame:
+    """Every run, newest first, as the Training page lists them."""
+    with session_scope(engine) as session:
+        epoch_counts = dict(session.execute(select(RunEpoch.run_id, func.count()).group_by(RunEpoch.run_id)).all())
+        rows = []
+        for run in session.scalars(select(TrainingRun).order_by(TrainingRun.id.desc())):
+            metrics = run.test_metrics or {}
+            hyper = run.hyperparameters or {}
+            rows.append([run.id, run.model_kind, run.status, run.started_at, run.finished_at, epoch_counts.get(run.id, 0), run.best_epoch,
+                         run.best_val_accuracy, metrics.get("accuracy"), metrics.get("macro_f1"),
+                         ", ".join(f"{key}={hyper[key]}" for key in SHOWN_HYPERPARAMETERS if key in hyper and hyper[key] not in (None, 0, "")),
+                         run.note])
+    return pd.DataFrame(rows, columns=RUN_COLUMNS)
+
+
+def epochs_frame(engine: Engine, run_ids: Iterable[int]) -> pd.DataFrame:
+    """Per-epoch losses and accuracies of the given runs."""
+    columns = ["run_id", "epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds"]
+    with session_scope(engine) as session:
+        rows = session.execute(select(*(getattr(RunEpoch, column) for column in columns)).where(RunEpoch.run_id.in_(list(run_ids)))
+                               .order_by(RunEpoch.run_id, RunEpoch.epoch)).all()
+    return pd.DataFrame(rows, columns=columns)
+
+
+def run_prediction_set(engine: Engine, run_id: int, *, part: str = TEST) -> PredictionSet:
+    """A finished run's stored predictions on its test (or validation) items."""
+    with session_scope(engine) as session:
+        run = session.get(TrainingRun, run_id)
+        if run is None:
+            raise ValueError(f"there is no run {run_id}")
+        rows = session.execute(select(RunPrediction.item_id, RunPrediction.product_id, RunPrediction.true_label, RunPrediction.probabilities)
+                               .where(RunPrediction.run_id == run_id, RunPrediction.part == part).order_by(RunPrediction.item_id)).all()
+        labels, kind = list(run.labels), run.model_kind
+    probabilities = np.array([row.probabilities for row in rows], dtype=float).reshape(len(rows), len(labels))
+    return PredictionSet.from_arrays(f"run {run_id} ({kind})", kind, labels, item_ids=[row.item_id for row in rows],
+                                     product_ids=[row.product_id for row in rows], y_true=[row.true_label for row in rows],
+                                     probabilities=probabilities, part=part)

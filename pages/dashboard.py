@@ -3,7 +3,10 @@
 import streamlit as st
 
 from core import dashboard
-from ui import data
+from core.evaluation import per_class_frame
+from core.model_figures import per_class_bar
+from core.model_io import ModelFileError
+from ui import data, models
 from ui.widgets import require_catalogue
 
 st.title("Dashboard")
@@ -34,3 +37,18 @@ st.plotly_chart(dashboard.location_bar(dashboard.location_summary(products, by=b
 
 st.subheader(f"Products with no photo ({len(no_photo)})", anchor=False)
 st.dataframe(no_photo, hide_index=True, width="stretch", column_config={"price": st.column_config.NumberColumn(format="£%.2f")})
+
+st.subheader("Model health", anchor=False)
+try:
+    held_out = models.held_out()["combined"]
+except ModelFileError as error:
+    st.error(f"The models could not be loaded: {error}")
+else:
+    health = held_out.metrics()
+    health_cols = st.columns(3)
+    health_cols[0].metric("Combined model accuracy", f"{health['accuracy']:.1%}" if health["n"] else "–")
+    health_cols[1].metric("Macro-F1", f"{health['macro_f1']:.3f}" if health["n"] else "–")
+    health_cols[2].metric("Held-out products", f"{health['n']:,}")
+    st.caption(held_out.note)
+    st.plotly_chart(per_class_bar(per_class_frame(health), value="recall", title="Active combined model: accuracy per category (recall on held-out products)"),
+                    key="health_bar")

@@ -1,31 +1,75 @@
-"""Keyword search with filters; results as a gallery, best match first."""
+"""Search the catalogue by keyword, meaning, photo or both keyword and meaning; best match first."""
 
 import streamlit as st
 
-from core.markdown import highlight_markdown
+from core.markdown import escape_markdown, highlight_markdown
+from core.uploads import MAX_UPLOAD_MB, UPLOAD_TYPES, read_uploaded_photos
 from db.queries import MATCH_END, MATCH_START
-from ui import data
+from db.search import SearchInputError, search_catalogue
+from db.session import session_scope
+from ui import data, models
 from ui.widgets import filter_controls, product_detail_from_query, product_gallery, require_catalogue
+
+MODES = {
+    "keyword": "Keyword",
+    "semantic": "Meaning",
+    "photo": "Photo",
+    "hybrid": "Hybrid (keyword + meaning)",
+}
+HELP = {
+    "keyword": "Every word must appear in the name or description (falls back to any word); ranked by bm25.",
+    "semantic": "Listings whose text means something close to your words, even without sharing them (sentence embeddings).",
+    "photo": "Listings whose photos look closest to yours (image embeddings).",
+    "hybrid": "Keyword and meaning rankings fused by reciprocal rank: items both rank highly come first.",
+}
 
 st.title("Search")
 require_catalogue()
 if not product_detail_from_query():
-    query = st.text_input("Search the catalogue", key="search_query", max_chars=500, placeholder="e.g. iphone 13, oak dining table")
+    mode = st.segmented_control("Search by", list(MODES), format_func=MODES.get, default="keyword", required=True, key="search_mode")
+    st.caption(HELP[mode])
+    photos = []
+    query = ""
+    if mode == "photo":
+        upload = st.file_uploader("A photo of what you are looking for", type=list(UPLOAD_TYPES), key="search_photo",
+                                  max_upload_size=MAX_UPLOAD_MB)
+        if upload is not None:
+            read = read_uploaded_photos([(upload.name, upload.getvalue())])
+            for problem in read.problems:
+                st.error(f"Photo not used: {problem}")
+            photos = read.photos
+    else:
+        query = st.text_input("Search the catalogue", key="search_query", max_chars=500,
+                              placeholder="e.g. iphone 13, oak dining table, something to sit on in the garden")
     filters = filter_controls(key="search")
     limit = st.select_slider("Results", options=[12, 24, 48, 96], value=24, key="search_limit")
-    if query.strip():
-        result = data.keyword_search(
-            data.database_url(), query, filters.category, filters.min_price, filters.max_price, filters.location, limit
-        )
-        note = " (no product holds every word: showing those with any of them)" if result.matched_any_term else ""
-        st.caption(f"{len(result.hits)} results in {result.took_ms:.1f} ms{note}")
-        if result.hits:
-            notes = [
-                f"score {hit.score:.2f} · {highlight_markdown(hit.snippet, start=MATCH_START, end=MATCH_END)}"
-                for hit in result.hits
-            ]
-            product_gallery([hit.product for hit in result.hits], key="search_hit", notes=notes)
+    if (mode == "photo" and photos) or (mode != "photo" and query.strip()):
+        try:
+            if mode == "keyword":
+                result = data.keyword_search(data.database_url(), query, filters.category, filters.min_price, filters.max_price,
+                                             filters.location, limit)
+                hits_note = " (no product holds every word: showing those with any of them)" if result.matched_any_term else ""
+                st.caption(f"{len(result.hits)} results in {result.took_ms:.1f} ms{hits_note}")
+                products = [hit.product for hit in result.hits]
+                notes = [f"score {hit.score:.2f} · {highlight_markdown(hit.snippet, start=MATCH_START, end=MATCH_END)}" for hit in result.hits]
+            else:
+                indexes = models.search_indexes()
+                with session_scope(data.engine()) as session:
+                    found = search_catalogue(session, mode=mode, query=query, photos=photos, indexes=indexes,
+                                             filters=data.filters_of(filters), limit=limit)
+                any_note = " (keyword part matched any word)" if found.matched_any_term else ""
+                st.caption(f"{len(found.hits)} results in {found.took_ms:.1f} ms (query embedded in {found.embed_ms:.0f} ms){any_note}")
+                products = [hit.product for hit in found.hits]
+                notes = [escape_markdown(hit.why) + (f" · {highlight_markdown(hit.snippet, start=MATCH_START, end=MATCH_END)}" if hit.snippet else "")
+                         for hit in found.hits]
+        except SearchInputError as error:
+            st.info(str(error).capitalize() + ".")
         else:
-            st.info("No product matches. Try fewer or other words, or widen the filters.")
+            if products:
+                product_gallery(products, key="search_hit", notes=notes)
+            else:
+                st.info("No product matches. Try fewer or other words, or widen the filters.")
+    elif mode == "photo":
+        st.caption("Upload a photo to find listings that look like it.")
     else:
         st.caption("Type words to search names and descriptions; the closest matches come first.")

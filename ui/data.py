@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Protocol
 
 import pandas as pd
 import streamlit as st
@@ -13,6 +14,13 @@ from db import queries
 from db.session import make_engine, session_scope
 
 QUERY_TTL_SECONDS = 300
+
+
+class FilterValues(Protocol):
+    category: str | None
+    min_price: float | None
+    max_price: float | None
+    location: str | None
 
 
 @st.cache_resource(show_spinner=False)
@@ -52,6 +60,10 @@ def _filters(category: str | None, min_price: float | None, max_price: float | N
         max_price=Decimal(str(max_price)) if max_price is not None else None,
         location=location or None,
     )
+
+
+def filters_of(values: FilterValues) -> queries.ProductFilters:
+    return _filters(values.category, values.min_price, values.max_price, values.location)
 
 
 @st.cache_data(ttl=QUERY_TTL_SECONDS, show_spinner=False)
@@ -96,3 +108,9 @@ def product(database_url: str, product_id: str) -> queries.ProductView | None:
 def products_frame(database_url: str) -> pd.DataFrame:
     with session_scope(_engine_for(database_url)) as session:
         return queries.products_frame(session)
+
+
+@st.cache_data(ttl=QUERY_TTL_SECONDS, show_spinner=False)
+def products_by_ids(database_url: str, product_ids: tuple[str, ...]) -> list[queries.ProductView]:
+    with session_scope(_engine_for(database_url)) as session:
+        return queries.products_by_ids(session, list(product_ids))

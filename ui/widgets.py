@@ -118,3 +118,21 @@ def product_detail_from_query() -> bool:
     st.text(product.description or "(no description)")
     st.caption(f"Listing id {product.id} · source: {product.source}")
     return True
+
+
+def category_picker(*, key: str, default_top: str | None = None) -> str:
+    """A category path: top level, then optionally a sub-category and a sub-sub-category."""
+    tops = data.category_paths(data.database_url())
+    columns = st.columns(3)
+    top = columns[0].selectbox("Category", tops, index=tops.index(default_top) if default_top in tops else 0, key=f"{key}_top")
+    path = top
+    for depth, column in enumerate(columns[1:], start=1):
+        children = data.category_paths(data.database_url(), path)
+        if not children:
+            break
+        choice = column.selectbox(f"Sub-category (level {depth + 1})", ["(none)", *children], key=f"{key}_level{depth}",
+                                  format_func=lambda option: option.split(" / ")[-1])
+        if choice == "(none)":
+            break
+        path = choice
+    return path

@@ -1,0 +1,106 @@
+"""Training runs: the list, curves per run and overlaid across runs, starting a run with live
+progress, and making a finished run the active model for Classify."""
+
+import streamlit as st
+
+from core.active_models import ActivationError, activate_run, reset_active_models
+from core.model_figures import training_curves
+from core.settings import get_settings
+from core.training import DEFAULTS
+from core.training_jobs import list_jobs, start_training_job, stop_job
+from db import runs
+from ui import data, models
+from ui.widgets import require_catalogue
+
+settings = get_settings()
+JOBS_DIR = settings.data_dir / "runs" / "jobs"
+REFRESH_SECONDS = 3
+
+
+def run_label(row: dict) -> str:
+    best = row["best val accuracy"]
+    return f"run {row['run']} · {row['model']} · {row['status']}" + (f" · val {best:.3f}" if best == best and best is not None else "")
+
+
+st.title("Training")
+require_catalogue()
+jobs = list_jobs(JOBS_DIR)
+live = any(job.running for job in jobs)
+
+
+@st.fragment(run_every=REFRESH_SECONDS if live else None)
+def runs_and_curves() -> None:
+    frame = runs.runs_frame(data.engine())
+    if frame.empty:
+        st.info("No training runs yet. Start one below, or from the command line: `python -m core train --model all`.")
+        return
+    st.dataframe(frame, hide_index=True, width="stretch", key="training_runs_table",
+                 column_config={"best val accuracy": st.column_config.NumberColumn(format="%.3f"),
+                                "test accuracy": st.column_config.NumberColumn(format="%.3f"),
+                                "test macro-F1": st.column_config.NumberColumn(format="%.3f")})
+    labels = {int(row["run"]): run_label(row) for row in frame.to_dict("records")}
+    chosen = st.multiselect("Runs to plot (several overlay for comparison)", list(labels), default=list(labels)[:1],
+                            format_func=labels.get, key="training_plot_runs")
+    metric_col, smoothing_col = st.columns(2)
+    metric = metric_col.radio("Curve", ["loss", "accuracy"], horizontal=True, key="training_metric")
+    smoothing = smoothing_col.slider("Smoothing", 0.0, 0.9, 0.0, 0.1, key="training_smoothing",
+                                     help="Exponential moving average over epochs, as TensorBoard's")
+    epochs = runs.epochs_frame(data.engine(), chosen)
+    if epochs.empty:
+        st.caption("The chosen runs have no finished epoch yet.")
+    else:
+        st.plotly_chart(training_curves(epochs, metric=metric, smoothing=smoothing, run_names={run: f"run {run}" for run in chosen}),
+                        key="training_curves")
+    for job in [job for job in list_jobs(JOBS_DIR) if job.running]:
+        with st.container(border=True):
+            st.markdown(f"**Training the {job.kind} model** (process {job.pid})")
+            st.code(job.log_tail() or "starting…", language=None)
+            if st.button("Stop this run", key=f"training_stop_{job.pid}"):
+                stop_job(job)
+                st.rerun()
+
+
+runs_and_curves()
+
+st.subheader("Start a run", anchor=False)
+kind = st.selectbox("Model", ["image", "text", "combined"], key="training_kind",
+                    help="The combined model builds on the latest finished text run.")
+defaults = DEFAULTS[kind]
+with st.form(f"training_form_{kind}"):
+    columns = st.columns(4)
+    epochs_value = columns[0].number_input("Epochs", 1, 200, defaults.epochs)
+    lr_value = columns[1].number_input("Learning rate", 1e-6, 1.0, defaults.lr, format="%.5f")
+    batch_value = columns[2].number_input("Batch size", 1, 1024, defaults.batch_size)
+    options: dict[str, object] = {"epochs": int(epochs_value), "lr": float(lr_value), "batch_size": int(batch_value)}
+    if defaults.optimizer == "sgd":
+        options["momentum"] = float(columns[3].number_input("Momentum", 0.0, 0.999, defaults.momentum))
+    else:
+        options["finetune_layers"] = int(columns[3].number_input("Encoder layers fine-tuned", 0, 6, defaults.finetune_layers))
+    started = st.form_submit_button("Start training", type="primary")
+if started:
+    if live:
+        st.warning("A run is already training; on 2 cores two runs would only slow each other down. Stop it first.")
+    else:
+        job = start_training_job(kind, options, jobs_dir=JOBS_DIR)
+        st.success(f"Started: {' '.join(job.command[1:])}")
+        st.rerun()
+
+st.subheader("Active models for Classify", anchor=False)
+active = settings.models_dir == settings.active_models_dir
+st.caption(f"Classify uses {'runs made active here' if active else 'the shipped models'} ({settings.models_dir}).")
+finished = runs.runs_frame(data.engine())
+finished = finished[finished["status"] == "finished"]
+if not finished.empty:
+    labels = {int(row["run"]): run_label(row) for row in finished.to_dict("records")}
+    run_id = st.selectbox("Finished run", list(labels), format_func=labels.get, key="training_activate_run")
+    if st.button("Make active", key="training_activate"):
+        try:
+            manifest = activate_run(data.engine(), run_id, active_dir=settings.active_models_dir, current_dir=settings.models_dir,
+                                    catalogue_fingerprint=models.catalogue().fingerprint())
+        except ActivationError as error:
+            st.error(f"Not activated: {error}")
+        else:
+            st.success("Active now: " + ", ".join(f"{name} run {entry.get('run_id')}" for name, entry in manifest["models"].items()))
+if active and st.button("Back to the shipped models", key="training_reset"):
+    reset_active_models(settings.active_models_dir)
+    st.rerun()
