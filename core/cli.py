@@ -62,30 +62,52 @@ def run_import(args: argparse.Namespace) -> int:
 
 
 def run_search(args: argparse.Namespace) -> int:
-    from db.queries import ProductFilters, keyword_search
+    from db.queries import ProductFilters
+    from db.search import SearchInputError, search_catalogue
     from db.session import session_scope
 
     filters = ProductFilters(
         category=args.category, min_price=args.min_price, max_price=args.max_price, location=args.location
     )
-    with session_scope(_engine(args.db)) as session:
-        result = keyword_search(session, args.query, filters=filters, limit=args.limit)
+    mode = "photo" if args.image else args.mode
+    photos = []
+    if args.image:
+        from core.images import ImageError, open_image
+
+        try:
+            photos = [open_image(Path(args.image), name=args.image)]
+        except ImageError as error:
+            raise CommandError(str(error)) from error
+    engine = _engine(args.db)
+    indexes = None
+    if mode != "keyword":
+        from core.search_indexes import build_search_indexes
+
+        catalogue = _catalogue_to_train_on(engine)
+        indexes = build_search_indexes(catalogue, cache_dir=get_settings().data_dir / "cache")
+    with session_scope(engine) as session:
+        try:
+            result = search_catalogue(session, mode=mode, query=args.query or "", photos=photos, indexes=indexes, filters=filters,
+                                      limit=args.limit)
+        except SearchInputError as error:
+            raise CommandError(str(error)) from error
         hits = [
             {
                 "id": hit.product.id,
                 "name": hit.product.name,
-                "category": hit.category,
+                "category": hit.product.category,
                 "price": float(hit.product.price),
                 "score": round(hit.score, 4),
+                "why": hit.why,
             }
             for hit in result.hits
         ]
     if args.json:
-        print(json.dumps({"hits": hits, "took_ms": round(result.took_ms, 3)}, ensure_ascii=False))
+        print(json.dumps({"mode": mode, "hits": hits, "took_ms": round(result.took_ms, 3)}, ensure_ascii=False))
         return 0
     for rank, hit in enumerate(hits, start=1):
-        print(f"{rank:>3}. {hit['score']:7.2f}  £{hit['price']:>10,.2f}  {hit['name']}  [{hit['category']}]")
-    print(f"{len(hits)} hits in {result.took_ms:.1f} ms" + (" (matching any word)" if result.matched_any_term else ""))
+        print(f"{rank:>3}. {hit['score']:7.3f}  £{hit['price']:>10,.2f}  {hit['name']}  [{hit['category']}]  {hit['why']}")
+    print(f"{len(hits)} {mode} hits in {result.took_ms:.1f} ms" + (" (matching any word)" if result.matched_any_term else ""))
     return 0
 
 
@@ -330,14 +352,17 @@ def build_parser() -> argparse.ArgumentParser:
     importer.add_argument("--quiet", action="store_true", help="no progress bars")
     importer.set_defaults(handler=run_import)
 
-    search = commands.add_parser("search", help="keyword search over the catalogue")
-    search.add_argument("query")
+    search = commands.add_parser("search", help="search the catalogue by keyword, meaning, both (hybrid) or photo")
+    search.add_argument("query", nargs="?", default="", help="words to search for (not needed with --image)")
+    search.add_argument("--mode", choices=["keyword", "semantic", "hybrid"], default="keyword",
+                        help="keyword (FTS5), semantic (sentence embeddings) or hybrid (both, rank-fused); default keyword")
+    search.add_argument("--image", metavar="PATH", help="search by this photo (nearest image embeddings) instead of words")
     search.add_argument("--category", help="top-level category or deeper path")
     search.add_argument("--min-price", type=_price)
     search.add_argument("--max-price", type=_price)
     search.add_argument("--location", help="substring of the location")
     search.add_argument("--limit", type=_positive_int, default=20)
-    search.add_argument("--json", action="store_true", help='print {"hits": [...], "took_ms": N}')
+    search.add_argument("--json", action="store_true", help='print {"mode", "hits": [...], "took_ms": N}')
     search.add_argument("--db", help="database URL")
     search.set_defaults(handler=run_search)
     train = commands.add_parser("train", help="train the image, text and/or combined classifier on the catalogue in the DB")

@@ -103,9 +103,9 @@ else:
     with st.form("classify_add"):
         default_price = analysis.price.estimate if analysis.price else 0.0
         price_col, location_col, name_col = st.columns(3)
-        price_value = price_col.number_input("Price (£)", min_value=0.0, max_value=10_000_000.0, value=float(default_price), step=1.0)
-        location = location_col.text_input("Location", max_chars=200, placeholder="Town, County")
-        added_by = name_col.text_input("Your name", max_chars=100, value=st.session_state.get("reviewer_name", ""))
+        price_value = price_col.number_input("Price (£)", min_value=0.0, max_value=10_000_000.0, value=float(default_price), step=1.0, key="classify_price")
+        location = location_col.text_input("Location", max_chars=200, placeholder="Town, County", key="classify_location")
+        added_by = name_col.text_input("Your name", max_chars=100, value=st.session_state.get("reviewer_name", ""), key="classify_added_by")
         submitted = st.form_submit_button("Add to catalogue", type="primary")
     if submitted:
         if not title.strip():

@@ -4,13 +4,14 @@ catalogues with known defects, and one full import of the shared data per test s
 from __future__ import annotations
 
 import os
+import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 from sqlalchemy import Engine
 
 from core.settings import get_settings
@@ -113,3 +114,75 @@ def text_encoder():  # type: ignore[no-untyped-def]
     from core.features import load_text_encoder
 
     return load_text_encoder(128)
+
+
+CLASSES = {
+    "Appliances": ("fridge freezer washing machine kettle", (230, 230, 240), "rectangle"),
+    "Sports, Leisure & Travel": ("mountain bike football tennis racket", (30, 160, 40), "ellipse"),
+    "Baby & Kids Stuff": ("pram pushchair cot toddler toys", (240, 120, 200), "triangle"),
+}
+
+
+def generated_photo(colour: tuple[int, int, int], shape: str, rng: random.Random) -> Image.Image:
+    image = Image.new("RGB", (96, 96), tuple(max(0, min(255, c + rng.randint(-25, 25))) for c in colour))
+    draw = ImageDraw.Draw(image)
+    box = (rng.randint(5, 25), rng.randint(5, 25), rng.randint(60, 90), rng.randint(60, 90))
+    if shape == "rectangle":
+        draw.rectangle(box, fill=(20, 20, 20))
+    elif shape == "ellipse":
+        draw.ellipse(box, fill=(250, 250, 250))
+    else:
+        draw.polygon([(box[0], box[3]), (box[2], box[3]), ((box[0] + box[2]) // 2, box[1])], fill=(40, 40, 200))
+    return image
+
+
+def generated_catalogue(folder: Path, *, per_class: int = 24, seed: int = 0) -> Path:
+    rng = random.Random(seed)
+    products, images, photos = [], [], {}
+    for category, (words, colour, shape) in CLASSES.items():
+        vocabulary = words.split()
+        for index in range(per_class):
+            product_id = f"{category[:4].lower().strip()}{index}"
+            name = " ".join(rng.sample(vocabulary, 2))
+            description = f"{rng.choice(vocabulary)} in good condition, collection only"
+            products.append(product_row(product_id, product_name=f"{name} | in Leeds, West Yorkshire | Gumtree",
+                                        product_description=description, category=f"{category} / Other"))
+            for photo_index in range(1 + index % 2):
+                image_id = f"{product_id}img{photo_index}"
+                images.append(image_row(image_id, product_id))
+                photos[image_id] = generated_photo(colour, shape, rng)
+    return write_catalogue(folder, products, images, photos=photos)
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    """A generated catalogue with a finished image, text and combined run (real encoders), once per session."""
+    from core.training import DEFAULTS, Trainer, with_overrides
+    from db.queries import training_catalogue
+    from db.session import session_scope
+
+    home = tmp_path_factory.mktemp("training")
+    source = generated_catalogue(home / "source")
+    engine = make_engine(f"sqlite:///{home / 'catalogue.db'}")
+    import_catalogue(source, engine=engine, media_dir=home / "media")
+    with session_scope(engine) as session:
+        catalogue = training_catalogue(session, media_dir=home / "media")
+    trainer = Trainer(catalogue, engine=engine, runs_dir=home / "runs", cache_dir=home / "cache")
+    small = {"val_fraction": 0.25, "test_fraction": 0.25, "batch_size": 8}
+    image = trainer.train_image(with_overrides(DEFAULTS["image"], epochs=6, lr=0.01, **small))
+    text = trainer.train_text(with_overrides(DEFAULTS["text"], epochs=6, finetune_layers=1, **small))
+    combined = trainer.train_combined(text.checkpoint, with_overrides(DEFAULTS["combined"], epochs=12, lr=0.01, step_size=6, **small))
+    return {"home": home, "source": source, "engine": engine, "trainer": trainer, "image": image, "text": text, "combined": combined}
+
+
+@pytest.fixture(scope="session")
+def shared_indexes(shared_catalogue: ImportedCatalogue):  # type: ignore[no-untyped-def]
+    """Vector indexes of the full shared catalogue, embedded once per session into its home's
+    cache (where the app, pointed at that home, finds them too)."""
+    from core.search_indexes import build_search_indexes
+    from db.queries import training_catalogue
+    from db.session import session_scope
+
+    with session_scope(shared_catalogue.engine) as session:
+        catalogue = training_catalogue(session, media_dir=shared_catalogue.home / "images")
+    return build_search_indexes(catalogue, cache_dir=shared_catalogue.home / "cache")

@@ -37,13 +37,15 @@ def test_import_then_search_json(app_home: Path, catalogue: Path, capsys: pytest
 
     assert main(["search", "table", "--json", "--max-price", "100"]) == 0
     payload = json.loads(capsys.readouterr().out)
-    assert set(payload) == {"hits", "took_ms"}
-    assert payload["hits"] == [{"id": "b", "name": "Pine table", "category": "Home & Garden / Kitchen", "price": 30.0, "score": payload["hits"][0]["score"]}]
+    assert set(payload) == {"mode", "hits", "took_ms"} and payload["mode"] == "keyword"
+    score = payload["hits"][0]["score"]
+    assert payload["hits"] == [{"id": "b", "name": "Pine table", "category": "Home & Garden / Kitchen", "price": 30.0, "score": score,
+                                "why": f"keyword score {score:.2f}"}]
     assert payload["hits"][0]["score"] >= 0 and payload["took_ms"] >= 0  # bm25 of a word in every row is ~0
 
     assert main(["search", "table", "--category", "Home & Garden", "--limit", "1"]) == 0
     text_out = capsys.readouterr().out
-    assert "1 hits" in text_out
+    assert "1 keyword hits" in text_out
 
 
 def test_import_of_a_missing_folder_fails_in_one_line(app_home: Path, capsys: pytest.CaptureFixture[str]) -> None:

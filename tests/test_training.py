@@ -8,72 +8,17 @@ import random
 from pathlib import Path
 
 import pytest
-from PIL import Image, ImageDraw
 from sqlalchemy import func, select
 
 from core.classify import CategoryClassifier, NothingToClassify
 from core.model_evaluation import evaluate_catalogue
 from core.shipping import ship_models
 from core.training import DEFAULTS, RunResult, Trainer, TrainingError, with_overrides
-from db.importer import import_catalogue, read_catalogue_folder
+from db.importer import read_catalogue_folder
 from db.models import RunEpoch, RunPrediction, TrainingRun
 from db.runs import run_split
-from db.queries import training_catalogue
 from db.session import make_engine, session_scope
-from tests.conftest import image_row, product_row, write_catalogue
-
-CLASSES = {
-    "Appliances": ("fridge freezer washing machine kettle", (230, 230, 240), "rectangle"),
-    "Sports, Leisure & Travel": ("mountain bike football tennis racket", (30, 160, 40), "ellipse"),
-    "Baby & Kids Stuff": ("pram pushchair cot toddler toys", (240, 120, 200), "triangle"),
-}
-
-
-def _photo(colour: tuple[int, int, int], shape: str, rng: random.Random) -> Image.Image:
-    image = Image.new("RGB", (96, 96), tuple(max(0, min(255, c + rng.randint(-25, 25))) for c in colour))
-    draw = ImageDraw.Draw(image)
-    box = (rng.randint(5, 25), rng.randint(5, 25), rng.randint(60, 90), rng.randint(60, 90))
-    if shape == "rectangle":
-        draw.rectangle(box, fill=(20, 20, 20))
-    elif shape == "ellipse":
-        draw.ellipse(box, fill=(250, 250, 250))
-    else:
-        draw.polygon([(box[0], box[3]), (box[2], box[3]), ((box[0] + box[2]) // 2, box[1])], fill=(40, 40, 200))
-    return image
-
-
-def generated_catalogue(folder: Path, *, per_class: int = 24, seed: int = 0) -> Path:
-    rng = random.Random(seed)
-    products, images, photos = [], [], {}
-    for category, (words, colour, shape) in CLASSES.items():
-        vocabulary = words.split()
-        for index in range(per_class):
-            product_id = f"{category[:4].lower().strip()}{index}"
-            name = " ".join(rng.sample(vocabulary, 2))
-            description = f"{rng.choice(vocabulary)} in good condition, collection only"
-            products.append(product_row(product_id, product_name=f"{name} | in Leeds, West Yorkshire | Gumtree",
-                                        product_description=description, category=f"{category} / Other"))
-            for photo_index in range(1 + index % 2):
-                image_id = f"{product_id}img{photo_index}"
-                images.append(image_row(image_id, product_id))
-                photos[image_id] = _photo(colour, shape, rng)
-    return write_catalogue(folder, products, images, photos=photos)
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
-    home = tmp_path_factory.mktemp("training")
-    source = generated_catalogue(home / "source")
-    engine = make_engine(f"sqlite:///{home / 'catalogue.db'}")
-    import_catalogue(source, engine=engine, media_dir=home / "media")
-    with session_scope(engine) as session:
-        catalogue = training_catalogue(session, media_dir=home / "media")
-    trainer = Trainer(catalogue, engine=engine, runs_dir=home / "runs", cache_dir=home / "cache")
-    small = {"val_fraction": 0.25, "test_fraction": 0.25, "batch_size": 8}
-    image = trainer.train_image(with_overrides(DEFAULTS["image"], epochs=6, lr=0.01, **small))
-    text = trainer.train_text(with_overrides(DEFAULTS["text"], epochs=6, finetune_layers=1, **small))
-    combined = trainer.train_combined(text.checkpoint, with_overrides(DEFAULTS["combined"], epochs=12, lr=0.01, step_size=6, **small))
-    return {"home": home, "source": source, "engine": engine, "trainer": trainer, "image": image, "text": text, "combined": combined}
+from tests.conftest import CLASSES, generated_catalogue, generated_photo
 
 
 @pytest.mark.parametrize("kind", ["image", "text", "combined"])
@@ -136,7 +81,7 @@ def test_shipped_models_classify_and_evaluate(trained: dict[str, object], tmp_pa
     classifier = CategoryClassifier(tmp_path / "models")
 
     rng = random.Random(99)
-    photo = _photo(CLASSES["Sports, Leisure & Travel"][1], "ellipse", rng)
+    photo = generated_photo(CLASSES["Sports, Leisure & Travel"][1], "ellipse", rng)
     both = classifier.classify(images=[photo], text="mountain bike for sale")
     assert both.model == "combined" and both.category == "Sports, Leisure & Travel"
     assert len(both.top) == 3 and abs(sum(p for _, p in both.top) - 1) < 1e-3
@@ -169,7 +114,7 @@ def test_image_model_with_fine_tuned_backbone_blocks(trained: dict[str, object],
     ship_models({"image": tuned.checkpoint, "text": trained["text"].checkpoint, "combined": trained["combined"].checkpoint},  # type: ignore[attr-defined]
                 tmp_path / "models", catalogue_fingerprint="test")
     classifier = CategoryClassifier(tmp_path / "models")
-    photo = _photo(CLASSES["Baby & Kids Stuff"][1], "triangle", random.Random(5))
+    photo = generated_photo(CLASSES["Baby & Kids Stuff"][1], "triangle", random.Random(5))
     prediction = classifier.classify(images=[photo, photo], text="pram")
     assert prediction.model == "combined" and prediction.category == "Baby & Kids Stuff"
     assert classifier.classify(images=[photo]).category == "Baby & Kids Stuff"
