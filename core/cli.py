@@ -256,6 +256,37 @@ def run_ship(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_review_queue(args: argparse.Namespace) -> int:
+    from sqlalchemy import func, select
+
+    from db.models import ReviewItem
+    from db.review import ReviewError, queue_frame, refresh_queue
+    from db.session import session_scope
+
+    settings = get_settings()
+    engine = _engine(args.db)
+    with session_scope(engine) as session:
+        scored = session.scalar(select(func.count()).select_from(ReviewItem).where(ReviewItem.source == "cross-validation")) or 0
+    if args.refresh or not scored:
+        _catalogue_to_train_on(engine)  # a clear message on an empty catalogue
+        if not args.json:
+            print("scoring every label by cross-validation (a minute or two; embeddings are cached)...", file=sys.stderr)
+        try:
+            refresh_queue(engine, cache_dir=settings.data_dir / "cache", media_dir=settings.media_dir, folds=args.folds)
+        except ReviewError as error:
+            raise CommandError(str(error)) from error
+    queue = queue_frame(engine, limit=args.limit)
+    items = [{"product_id": row.product_id, "name": row.name, "current": row.current.split(" / ")[0], "suggested": row.suggested,
+              "score": round(float(row.score), 6)} for row in queue.itertuples()]
+    if args.json:
+        print(json.dumps({"items": items}, ensure_ascii=False))
+        return 0
+    for rank, item in enumerate(items, start=1):
+        print(f"{rank:>4}. {item['score']:.4f}  {item['current']} -> {item['suggested']}  {item['name']}  [{item['product_id']}]")
+    print(f"{len(items)} items, worst label first (score: label quality, lower = more likely wrong)")
+    return 0
+
+
 def _catalogue_to_train_on(engine):  # type: ignore[no-untyped-def]
     from db.queries import training_catalogue
     from db.session import session_scope
@@ -400,6 +431,14 @@ def build_parser() -> argparse.ArgumentParser:
     baselines.add_argument("--out", help="also write the figures to this JSON file")
     baselines.add_argument("--db", help="database URL")
     baselines.set_defaults(handler=run_baselines_command)
+
+    review = commands.add_parser("review-queue", help="the products most likely mislabelled, worst first (cleanlab on cross-validated probabilities)")
+    review.add_argument("--limit", type=_positive_int, default=50)
+    review.add_argument("--json", action="store_true", help='print {"items": [{"product_id", "name", "current", "suggested", "score"}, ...]}')
+    review.add_argument("--refresh", action="store_true", help="score every label again (after imports or reviews)")
+    review.add_argument("--folds", type=_positive_int, default=5, help="cross-validation folds (default 5)")
+    review.add_argument("--db", help="database URL")
+    review.set_defaults(handler=run_review_queue)
 
     classify = commands.add_parser("classify", help="predict the category of a listing from photos and/or text")
     classify.add_argument("--image", action="append", metavar="PATH", help="a photo of the item (repeat for several)")

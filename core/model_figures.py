@@ -32,7 +32,7 @@ def confusion_figure(metrics: Mapping[str, object], *, normalise: bool = False, 
     figure = go.Figure(
         go.Scatter(
             x=cells["predicted"].map(short), y=cells["true"].map(short), mode="markers+text", text=text,
-            textfont={"size": 10}, customdata=np.stack([cells["true"], cells["predicted"], cells["count"]], axis=1),
+            textfont={"size": 10, "color": ["white" if share > 0.5 else "#333" for share in colour]}, customdata=np.stack([cells["true"], cells["predicted"], cells["count"]], axis=1),
             marker={"symbol": "square", "size": CELL_PIXELS - 4, "color": colour, "colorscale": "Blues", "cmin": 0, "cmax": 1,
                     "showscale": True, "colorbar": {"title": "share of row"}, "line": {"width": 0}},
             hovertemplate="true: %{customdata[0]}<br>predicted: %{customdata[1]}<br>items: %{customdata[2]}<extra></extra>",

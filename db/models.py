@@ -60,6 +60,8 @@ class Product(Base):
     # Bumped on every label change: the optimistic lock reviewers update against.
     label_version: Mapped[int] = mapped_column(Integer, default=1)
     source: Mapped[str] = mapped_column(String(20), default="import")
+    # "active", or "not_a_product" when a reviewer marks a listing as spam: kept, but out of training.
+    status: Mapped[str] = mapped_column(String(20), default="active", server_default="active", index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
 
     category: Mapped[Category] = relationship()
@@ -104,9 +106,39 @@ class LabelHistory(Base):
     reason: Mapped[str] = mapped_column(Text, default="")
     source: Mapped[str] = mapped_column(String(20))  # import | upload | review
     confidence: Mapped[float | None] = mapped_column(Float)
+    # relabel | not_a_product | undo: what the row records (old and new category are equal for the last two)
+    action: Mapped[str] = mapped_column(String(20), default="relabel", server_default="relabel")
 
     old_category: Mapped[Category | None] = relationship(foreign_keys=[old_category_id])
     new_category: Mapped[Category] = relationship(foreign_keys=[new_category_id])
+
+
+class ReviewItem(Base):
+    """A product in the labelling review queue: why it is there, and what became of it.
+
+    `score` is the label-quality score (lower = more likely mislabelled); `claimed_by` hands an item
+    to one reviewer at a time (a claim lapses after a while, see db.review).
+    """
+
+    __tablename__ = "review_queue"
+
+    product_id: Mapped[str] = mapped_column(ForeignKey("products.id", ondelete="CASCADE"), primary_key=True)
+    score: Mapped[float] = mapped_column(Float, index=True)
+    given_label: Mapped[str] = mapped_column(String(200))  # top-level label when scored
+    suggested_label: Mapped[str] = mapped_column(String(200))
+    top: Mapped[list] = mapped_column(JSON)  # [[category, probability], ...] best first, 3 entries
+    is_issue: Mapped[bool] = mapped_column(default=False)  # cleanlab's find_label_issues flagged it
+    source: Mapped[str] = mapped_column(String(20))  # cross-validation | upload | evaluation
+    added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+    status: Mapped[str] = mapped_column(String(20), default="pending", index=True)  # pending | kept | relabelled | not_a_product
+    reviewed_by: Mapped[str | None] = mapped_column(String(100))
+    reviewed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    decided_version: Mapped[int | None] = mapped_column(Integer)  # the product's label_version after the decision
+    history_id: Mapped[int | None] = mapped_column(ForeignKey("label_history.id"))  # the decision's history row
+    claimed_by: Mapped[str | None] = mapped_column(String(100))
+    claimed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    product: Mapped[Product] = relationship()
 
 
 class TrainingRun(Base):

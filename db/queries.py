@@ -213,9 +213,11 @@ def products_frame(session: Session) -> pd.DataFrame:
 
 
 def training_catalogue(session: Session, *, media_dir: Path) -> Catalogue:
-    """Every product with its current (possibly reviewed) label, and its cleaned photos."""
+    """Every product with its current (possibly reviewed) label, and its cleaned photos; listings a
+    reviewer marked as not a product are left out."""
     rows = session.execute(
-        select(Product.id, Product.name, Product.description, Category.path).join(Product.category).order_by(Product.pk)
+        select(Product.id, Product.name, Product.description, Category.path).join(Product.category)
+        .where(Product.status == "active").order_by(Product.pk)
     )
     products = [ProductRecord.of(product_id, name, description, path) for product_id, name, description, path in rows]
     images = [
@@ -224,7 +226,8 @@ def training_catalogue(session: Session, *, media_dir: Path) -> Catalogue:
             select(Image.id, Image.product_id, Image.file_path, Image.checksum).order_by(Image.product_id, Image.position)
         )
     ]
-    return Catalogue(products, images)
+    kept = {product.id for product in products}
+    return Catalogue(products, [image for image in images if image.product_id in kept])
 
 
 def listings_frame(session: Session) -> pd.DataFrame:

@@ -59,8 +59,9 @@ def make_engine(database_url: str, *, create_schema: bool = True) -> Engine:
 
 
 def init_schema(engine: Engine) -> None:
-    """Create missing tables and, on SQLite, the full-text index and its triggers."""
+    """Create missing tables and columns and, on SQLite, the full-text index and its triggers."""
     Base.metadata.create_all(engine)
+    add_missing_columns(engine)
     if engine.dialect.name == "sqlite":
         with engine.begin() as connection:
             fts_is_new = not inspect(connection).has_table("products_fts")
@@ -68,6 +69,23 @@ def init_schema(engine: Engine) -> None:
                 connection.execute(text(statement))
             if fts_is_new:
                 connection.execute(text("INSERT INTO products_fts(products_fts) VALUES ('rebuild')"))
+
+
+def add_missing_columns(engine: Engine) -> None:
+    """Columns added to a table after a database was created: added in place (each has a server
+    default, so existing rows get a value). Additive only; nothing is dropped or changed."""
+    inspector = inspect(engine)
+    with engine.begin() as connection:
+        for table in Base.metadata.sorted_tables:
+            existing = {column["name"] for column in inspector.get_columns(table.name)}
+            for column in table.columns:
+                if column.name in existing:
+                    continue
+                if column.server_default is None and not column.nullable:
+                    raise RuntimeError(f"cannot add {table.name}.{column.name} to an existing database: it has no default")
+                column_type = column.type.compile(dialect=engine.dialect)
+                default = f" DEFAULT '{column.server_default.arg}'" if column.server_default is not None else ""
+                connection.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {column_type}{default}'))
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -1,0 +1,189 @@
+"""End to end in a real browser: `streamlit run` on 127.0.0.1, driven by Debian's headless Chromium
+through Playwright. Opens every page, classifies an uploaded photo, searches, clicks a
+confusion-matrix cell. Screenshots go to test-artifacts/.
+
+Needs /usr/bin/chromium and the playwright package (never `playwright install`: it downloads
+browsers). Where either is missing the tests skip; with MARKETPLACE_REQUIRE_BROWSER=1 (set by
+.ci/run) they fail instead.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from core.settings import PROJECT_ROOT
+from tests.conftest import ImportedCatalogue
+
+CHROMIUM = Path("/usr/bin/chromium")
+REQUIRE_BROWSER_FLAG = "MARKETPLACE_REQUIRE_BROWSER"
+ARTIFACTS = PROJECT_ROOT / "test-artifacts"
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync"]
+WAIT_MS = 180_000  # first renders load models and embeddings on 2 cores
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def browser():  # type: ignore[no-untyped-def]
+    missing = None
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        missing = "the playwright package is not installed"
+    if missing is None and not CHROMIUM.is_file():
+        missing = f"no Chromium at {CHROMIUM} (apt-get install -y chromium)"
+    if missing:
+        if os.environ.get(REQUIRE_BROWSER_FLAG) == "1":
+            pytest.fail(f"{missing}; {REQUIRE_BROWSER_FLAG}=1 requires it")
+        pytest.skip(missing)
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_FLAGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
+def app_url(shared_catalogue: ImportedCatalogue, shared_indexes, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    """`streamlit run` on the shared catalogue (embeddings already cached in its home)."""
+    port = _free_port()
+    log_path = tmp_path_factory.mktemp("streamlit") / "server.log"
+    environment = {**os.environ, "MARKETPLACE_HOME": str(shared_catalogue.home), "DATABASE_URL": shared_catalogue.database_url,
+                   "MARKETPLACE_MEDIA": str(shared_catalogue.home / "images")}
+    environment.pop("MARKETPLACE_MODELS", None)
+    command = [sys.executable, "-m", "streamlit", "run", str(PROJECT_ROOT / "streamlit_app.py"), "--server.headless", "true",
+               "--server.address", "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false"]
+    with open(log_path, "wb") as log:
+        server = subprocess.Popen(command, cwd=PROJECT_ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                    if response.read().strip() == b"ok":
+                        break
+            except OSError:
+                pass
+            assert server.poll() is None, log_path.read_text()
+            assert time.monotonic() < deadline, "streamlit did not start: " + log_path.read_text()
+            time.sleep(0.5)
+        yield url
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+@pytest.fixture
+def page(browser, app_url: str):  # type: ignore[no-untyped-def]
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    tab = context.new_page()
+    tab.set_default_timeout(WAIT_MS)
+    tab.goto(app_url)
+    tab.get_by_role("heading", name="Search", level=1).wait_for()
+    yield tab
+    context.close()
+
+
+def screenshot(tab, name: str) -> None:  # type: ignore[no-untyped-def]
+    ARTIFACTS.mkdir(exist_ok=True)
+    tab.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def open_page(tab, title: str) -> None:  # type: ignore[no-untyped-def]
+    tab.get_by_test_id("stSidebarNav").get_by_text(title, exact=True).click()
+    headings = {"Import": "Import a catalogue", "Classify": "Classify a listing"}
+    tab.get_by_role("heading", name=headings.get(title, title), level=1).wait_for()
+
+
+def no_exception(tab) -> None:  # type: ignore[no-untyped-def]
+    assert tab.get_by_test_id("stException").count() == 0, tab.get_by_test_id("stException").first.inner_text()
+
+
+# What each page shows once it has rendered in full (before moving on, so no render overlaps the next).
+RENDERED = {
+    "Search": "Type words to search",
+    "Browse": "products · page 1 of",
+    "Classify": "Upload a photo or type a title",
+    "Dashboard": "accuracy per category",
+    "Evaluation": "Click a cell to list its items",
+    "Training": "Active models for Classify",
+    "Import": "Catalogue folder",
+}
+
+
+def test_every_page_opens(page) -> None:  # type: ignore[no-untyped-def]
+    for title, marker in RENDERED.items():
+        open_page(page, title)
+        page.get_by_text(marker).first.wait_for()
+        no_exception(page)
+        screenshot(page, f"page-{title.lower()}")
+    open_page(page, "Dashboard")
+    page.get_by_text(RENDERED["Dashboard"]).first.wait_for()
+    assert page.get_by_test_id("stMetricValue").first.inner_text() == "6,082"
+
+
+def test_search_shows_results(page) -> None:  # type: ignore[no-untyped-def]
+    box = page.get_by_label("Search the catalogue")
+    box.fill("iphone")
+    box.press("Enter")
+    page.get_by_text("24 results in").wait_for()
+    details = page.get_by_role("button", name="Details")
+    details.nth(23).wait_for()  # the gallery streams in after the caption
+    no_exception(page)
+    assert details.count() == 24
+    categories = page.get_by_test_id("stCaptionContainer").all_inner_texts()
+    assert sum(text.startswith("Phones, Mobile Phones & Telecoms") for text in categories) >= 18, categories
+    page.get_by_role("radio", name="Meaning", exact=True).click()  # the segmented control's options are radios
+    page.get_by_text("query embedded in").wait_for()
+    page.get_by_role("button", name="Details").nth(23).wait_for()
+    no_exception(page)
+    screenshot(page, "search-meaning")
+
+
+def test_classify_an_uploaded_photo(page, marketplace_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    import pandas as pd
+
+    products = pd.read_csv(marketplace_dir / "Products.csv", lineterminator="\n")
+    images = pd.read_csv(marketplace_dir / "Images.csv", lineterminator="\n")
+    sofa = products[products["product_name"].str.lower().str.contains("sofa") & products["category"].str.startswith("Home & Garden")]
+    photo = next(marketplace_dir / "images" / f"{image_id}.jpg" for image_id in images[images["product_id"].isin(sofa["id"])]["id"])
+    open_page(page, "Classify")
+    page.locator("input[type=file]").first.set_input_files(str(photo))
+    page.get_by_text("Predicted category").wait_for()
+    page.get_by_role("button", name="Details").nth(7).wait_for()  # the 8 similar items
+    no_exception(page)
+    assert page.get_by_test_id("stMetricValue").first.inner_text() == "Home & Garden"
+    page.get_by_text("Most similar catalogue items").wait_for()
+    screenshot(page, "classify")
+
+
+def test_click_a_confusion_matrix_cell(page) -> None:  # type: ignore[no-untyped-def]
+    open_page(page, "Evaluation")
+    page.get_by_text(RENDERED["Evaluation"]).wait_for()
+    chart = page.locator(".js-plotly-plot").first
+    chart.wait_for()
+    points = chart.locator(".scatterlayer .point")
+    assert points.count() == 13 * 13
+    points.nth(0).click(force=True)  # top-left: Appliances predicted as Appliances
+    page.get_by_text("items of Appliances correctly classified").wait_for()
+    page.get_by_role("button", name="Open").first.wait_for()
+    no_exception(page)
+    assert page.get_by_text("confidence").count() >= 1
+    screenshot(page, "evaluation-cell")
