@@ -15,6 +15,7 @@ navigation = st.navigation(
             st.Page("pages/dashboard.py", title="Dashboard", icon=":material/monitoring:"),
             st.Page("pages/evaluation.py", title="Evaluation", icon=":material/grid_on:"),
             st.Page("pages/training.py", title="Training", icon=":material/model_training:"),
+            st.Page("pages/review.py", title="Review", icon=":material/rule:"),
         ],
         "Admin": [
             st.Page("pages/admin.py", title="Import", icon=":material/upload:"),

@@ -58,7 +58,12 @@ def price_box(products: pd.DataFrame) -> go.Figure:
     return figure
 
 
-def location_bar(summary: pd.DataFrame, *, title: str) -> go.Figure:
-    figure = px.bar(summary, x="products", y="location", orientation="h", title=title)
+def count_bar(summary: pd.DataFrame, *, label: str, value: str, title: str) -> go.Figure:
+    """Horizontal bars of `value` per `label`, largest on top."""
+    figure = px.bar(summary, x=value, y=label, orientation="h", title=title)
     figure.update_layout(yaxis={"categoryorder": "total ascending", "title": None}, height=max(320, 26 * len(summary)))
     return figure
+
+
+def location_bar(summary: pd.DataFrame, *, title: str) -> go.Figure:
+    return count_bar(summary, label="location", value="products", title=title)

@@ -106,3 +106,19 @@ def compare_metrics(left: dict[str, object], right: dict[str, object], *, names:
     per_class = pd.DataFrame({names[0]: left_f1, names[1]: right_f1})
     per_class["difference"] = per_class[names[1]] - per_class[names[0]]
     return summary, per_class.reset_index(names="category").sort_values("difference", kind="stable").reset_index(drop=True)
+
+
+def review_candidates(items: pd.DataFrame, labels: Sequence[str]) -> list[dict[str, object]]:
+    """One entry per product among a cell's items (photos of one product are merged, keeping the
+    least confident in its label): score = the model's probability of the given label, suggestion =
+    its top category, with the top 3."""
+    candidates: dict[str, dict[str, object]] = {}
+    for row in items.itertuples():
+        probabilities = np.asarray(row.probabilities, dtype=float)
+        score = float(probabilities[int(row.true)])
+        if row.product_id in candidates and float(candidates[row.product_id]["score"]) <= score:  # type: ignore[arg-type]
+            continue
+        order = np.argsort(-probabilities)[:3]
+        candidates[str(row.product_id)] = {"product_id": str(row.product_id), "score": score, "given_label": labels[int(row.true)],
+                                            "suggested_label": labels[int(order[0])], "top": [(labels[i], float(probabilities[i])) for i in order]}
+    return list(candidates.values())

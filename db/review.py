@@ -22,7 +22,6 @@ from db.session import session_scope
 CLAIM_MINUTES = 15  # an item a reviewer opened and left is handed to others after this
 PENDING = "pending"
 DECISIONS = ("kept", "relabelled", "not_a_product")
-UPLOAD_REVIEW_BELOW = 0.5  # an upload whose chosen category the model gave less than this joins the queue
 
 
 class StaleLabelError(RuntimeError):
@@ -261,8 +260,7 @@ def _bump_version(session: Session, product: Product, seen_version: int, *, cate
         update(Product).where(Product.pk == product.pk, Product.label_version == seen_version).values(**values)
         .execution_options(synchronize_session=False)
     ).rowcount
-    if landed != 1:
-        session.rollback()
+    if landed != 1:  # raising inside session_scope rolls the whole transaction back
         raise StaleLabelError(f"{product.name!r} was changed by someone else since you opened it: reload it and decide again")
     session.expire(product)
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable
+from datetime import datetime, timezone
 
 import numpy as np
 import pandas as pd
@@ -10,7 +12,7 @@ from sqlalchemy import Engine, func, select
 
 from core.evaluation import PredictionSet
 from core.splits import TEST
-from db.models import RunEpoch, RunPrediction, RunSplit, TrainingRun, utc_now
+from db.models import LabelHistory, RunEpoch, RunPrediction, RunSplit, TrainingRun, utc_now
 from db.session import session_scope
 
 
@@ -61,7 +63,7 @@ def latest_run(engine: Engine, *, model_kind: str, status: str = "finished") -> 
 
 
 RUN_COLUMNS = ["run", "model", "status", "started", "finished", "epochs", "best epoch", "best val accuracy", "test accuracy",
-               "test macro-F1", "hyper-parameters", "note"]
+               "test macro-F1", "review fixes before", "hyper-parameters", "note"]
 SHOWN_HYPERPARAMETERS = ("epochs", "optimizer", "lr", "batch_size", "momentum", "step_size", "gamma", "dropout", "weight_decay",
                          "finetune_layers", "finetune_blocks", "backbone", "seed")
 
@@ -70,15 +72,24 @@ def runs_frame(engine: Engine) -> pd.DataFrame:
     """Every run, newest first, as the Training page lists them."""
     with session_scope(engine) as session:
         epoch_counts = dict(session.execute(select(RunEpoch.run_id, func.count()).group_by(RunEpoch.run_id)).all())
+        # Labels changed by review before a run started: compare runs before and after the fixes.
+        fixes = sorted(_naive_utc(moment) for moment in
+                       session.scalars(select(LabelHistory.changed_at).where(LabelHistory.source == "review", LabelHistory.action == "relabel")))
         rows = []
         for run in session.scalars(select(TrainingRun).order_by(TrainingRun.id.desc())):
             metrics = run.test_metrics or {}
             hyper = run.hyperparameters or {}
             rows.append([run.id, run.model_kind, run.status, run.started_at, run.finished_at, epoch_counts.get(run.id, 0), run.best_epoch,
                          run.best_val_accuracy, metrics.get("accuracy"), metrics.get("macro_f1"),
+                         bisect.bisect_left(fixes, _naive_utc(run.started_at)),
                          ", ".join(f"{key}={hyper[key]}" for key in SHOWN_HYPERPARAMETERS if key in hyper and hyper[key] not in (None, 0, "")),
                          run.note])
     return pd.DataFrame(rows, columns=RUN_COLUMNS)
+
+
+def _naive_utc(moment: datetime) -> datetime:
+    """SQLite hands datetimes back without their zone (they were stored in UTC); PostgreSQL with it."""
+    return moment.astimezone(timezone.utc).replace(tzinfo=None) if moment.tzinfo else moment
 
 
 def epochs_frame(engine: Engine, run_ids: Iterable[int]) -> pd.DataFrame:

@@ -117,7 +117,8 @@ else:
             confidence = prediction.probabilities[prediction.model][prediction.labels.index(chosen_top)] if chosen_top in prediction.labels else None
             listing = NewListing(name=title, description=description, price=Decimal(str(round(price_value, 2))), location=location,
                                  category=category, photos=[UploadedPhoto(name, content) for name, content in read.files],
-                                 predicted_category=prediction.category, confidence=confidence, model=prediction.model)
+                                 predicted_category=prediction.category, confidence=confidence, model=prediction.model,
+                                 top=prediction.top)
             try:
                 product_id = add_listing(data.engine(), listing, media_dir=get_settings().media_dir, added_by=added_by.strip(),
                                          image_size=get_settings().image_size)

@@ -6,6 +6,7 @@ from core import dashboard
 from core.evaluation import per_class_frame
 from core.model_figures import per_class_bar
 from core.model_io import ModelFileError
+from db import review
 from ui import data, models
 from ui.widgets import require_catalogue
 
@@ -52,3 +53,10 @@ else:
     st.caption(held_out.note)
     st.plotly_chart(per_class_bar(per_class_frame(health), value="recall", title="Active combined model: accuracy per category (recall on held-out products)"),
                     key="health_bar")
+
+queue_counts = review.queue_counts_per_category(data.engine())
+if queue_counts.empty:
+    st.caption("The labelling review queue is empty: build it on the Review page.")
+else:
+    st.plotly_chart(dashboard.count_bar(queue_counts, label="category", value="in the queue",
+                                        title="Products waiting in the labelling review queue, per current category"), key="queue_bar")

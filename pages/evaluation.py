@@ -3,11 +3,11 @@ the active models on held-out products, or any training run; two side by side.""
 
 import streamlit as st
 
-from core.evaluation import PredictionSet, cell_items, compare_metrics, per_class_frame
+from core.evaluation import PredictionSet, cell_items, compare_metrics, per_class_frame, review_candidates
 from core.markdown import escape_markdown
 from core.model_figures import confusion_figure, selected_cell
 from core.model_io import ModelFileError
-from db import runs
+from db import review, runs
 from db.importer import media_path_for
 from ui import data, models
 from ui.widgets import product_detail_from_query, require_catalogue, show_photo
@@ -48,8 +48,18 @@ def choose_cell() -> None:
         st.session_state["eval_true"], st.session_state["eval_predicted"] = cell
 
 
+def send_to_review(candidates: list[dict]) -> None:
+    added = review.add_to_queue(data.engine(), [review.QueueEntry(**candidate, is_issue=False, source="evaluation") for candidate in candidates])
+    st.session_state["eval_sent"] = f"{added} of {len(candidates)} products added to the review queue (the others were queued already)."
+
+
 def show_cell_items(predictions: PredictionSet, true_label: str, predicted_label: str) -> None:
     items = cell_items(predictions, true_label=true_label, predicted_label=predicted_label)
+    if true_label != predicted_label and len(items):
+        candidates = review_candidates(items, predictions.labels)
+        st.button(f"Send these {len(candidates)} products to the review queue", key="eval_send_review", on_click=send_to_review, args=(candidates,))
+        if "eval_sent" in st.session_state:
+            st.success(st.session_state.pop("eval_sent"))
     verb = "correctly classified" if true_label == predicted_label else f"predicted as {predicted_label}"
     st.markdown(f"**{len(items):,} items of {escape_markdown(true_label)} {escape_markdown(verb)}**"
                 + (f" · the {ITEMS_SHOWN} most confident shown" if len(items) > ITEMS_SHOWN else ""))

@@ -55,6 +55,14 @@ def shared_catalogue(marketplace_dir: Path, tmp_path_factory: pytest.TempPathFac
     return ImportedCatalogue(engine, url, home, report)
 
 
+def use_home(monkeypatch: pytest.MonkeyPatch, home: Path, *, database_url: str | None = None, media_dir: Path | None = None) -> None:
+    """Point the settings (app, CLI, child processes) at a catalogue home: its DB, photos and caches."""
+    monkeypatch.setenv("MARKETPLACE_HOME", str(home))
+    monkeypatch.setenv("DATABASE_URL", database_url or f"sqlite:///{home / 'catalogue.db'}")
+    monkeypatch.setenv("MARKETPLACE_MEDIA", str(media_dir or home / "images"))
+    monkeypatch.delenv("MARKETPLACE_MODELS", raising=False)
+
+
 @pytest.fixture
 def app_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]:
     """Point the settings (and so the app and CLI) at an empty home folder of this test's own."""

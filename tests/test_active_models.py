@@ -17,6 +17,7 @@ from core.settings import get_settings
 from core.training_jobs import list_jobs, start_training_job, stop_job, train_command
 from db.models import TrainingRun
 from db.session import session_scope
+from tests.conftest import use_home
 
 
 def test_a_combined_run_brings_its_text_run(trained: dict) -> None:
@@ -66,9 +67,7 @@ def test_train_command_passes_only_set_options() -> None:
 
 def test_a_run_started_from_the_app_trains_and_can_be_stopped(trained: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     home: Path = trained["home"]
-    monkeypatch.setenv("MARKETPLACE_HOME", str(home))
-    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{home / 'catalogue.db'}")
-    monkeypatch.setenv("MARKETPLACE_MEDIA", str(home / "media"))
+    use_home(monkeypatch, home, media_dir=home / "media")
     jobs_dir = tmp_path / "jobs"
     engine = trained["engine"]
     with session_scope(engine) as session:

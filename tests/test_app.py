@@ -13,12 +13,12 @@ from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
 from core.settings import PROJECT_ROOT
-from tests.conftest import ImportedCatalogue, generated_photo, image_row, photo, product_row, write_catalogue
+from tests.conftest import ImportedCatalogue, generated_photo, image_row, photo, product_row, use_home, write_catalogue
 
 APP = str(PROJECT_ROOT / "streamlit_app.py")
 PAGES = ["pages/search.py", "pages/browse.py", "pages/dashboard.py", "pages/admin.py", "pages/classify.py", "pages/evaluation.py",
-         "pages/training.py"]
-NEEDS_CATALOGUE = ["pages/search.py", "pages/browse.py", "pages/dashboard.py", "pages/evaluation.py", "pages/training.py"]
+         "pages/training.py", "pages/review.py"]
+NEEDS_CATALOGUE = ["pages/search.py", "pages/browse.py", "pages/dashboard.py", "pages/evaluation.py", "pages/training.py", "pages/review.py"]
 
 
 def open_page(page: str) -> AppTest:
@@ -33,10 +33,7 @@ def open_page(page: str) -> AppTest:
 @pytest.fixture
 def shared_app_env(shared_catalogue: ImportedCatalogue, shared_indexes, monkeypatch: pytest.MonkeyPatch) -> ImportedCatalogue:  # type: ignore[no-untyped-def]
     """The app on the full shared catalogue, its embeddings already in the home's cache."""
-    monkeypatch.setenv("MARKETPLACE_HOME", str(shared_catalogue.home))
-    monkeypatch.setenv("DATABASE_URL", shared_catalogue.database_url)
-    monkeypatch.setenv("MARKETPLACE_MEDIA", str(shared_catalogue.home / "images"))
-    monkeypatch.delenv("MARKETPLACE_MODELS", raising=False)
+    use_home(monkeypatch, shared_catalogue.home, database_url=shared_catalogue.database_url)
     return shared_catalogue
 
 
@@ -216,6 +213,18 @@ def test_evaluation_shows_a_matrix_and_a_cell_s_items(shared_app_env: ImportedCa
     assert count > 0
     confidences = [float(caption.value.split("confidence ")[1].split("%")[0]) for caption in app.caption if "confidence" in caption.value]
     assert len(confidences) == min(count, 30) and confidences == sorted(confidences, reverse=True)
+    from db import review
+    from db.models import ReviewItem
+    from db.session import session_scope
+
+    app.button(key="eval_send_review").click().run()
+    assert not app.exception and "added to the review queue" in app.success[0].value
+    queued = review.queue_frame(shared_app_env.engine)
+    assert len(queued) == int(app.success[0].value.split()[0]) > 0 and set(queued["source"]) == {"evaluation"}
+    assert (queued["suggested"] == "Home & Garden").all() and queued["current"].str.startswith("Other Goods").all()
+    with session_scope(shared_app_env.engine) as session:  # leave the shared catalogue's queue empty for the other tests
+        for product_id in queued["product_id"]:
+            session.delete(session.get_one(ReviewItem, product_id))
     app.selectbox(key="eval_source").set_value(next(option for option in app.selectbox(key="eval_source").options if "image" in option)).run()
     assert not app.exception and {metric.label: metric.value for metric in app.metric}["Items"] == "2,153"
 

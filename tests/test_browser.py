@@ -125,6 +125,7 @@ RENDERED = {
     "Evaluation": "Click a cell to list its items",
     "Training": "Active models for Classify",
     "Import": "Catalogue folder",
+    "Review": "The review queue is empty",
 }
 
 
@@ -187,3 +188,43 @@ def test_click_a_confusion_matrix_cell(page) -> None:  # type: ignore[no-untyped
     no_exception(page)
     assert page.get_by_text("confidence").count() >= 1
     screenshot(page, "evaluation-cell")
+
+
+def test_keyboard_driven_review(page, shared_catalogue: ImportedCatalogue) -> None:  # type: ignore[no-untyped-def]
+    """Three shared products queued through the review API; K keeps the first, the next appears, U undoes."""
+    from sqlalchemy import select
+
+    from db import review
+    from db.models import Product, ReviewItem
+    from db.session import session_scope
+
+    with session_scope(shared_catalogue.engine) as session:
+        products = session.scalars(select(Product).order_by(Product.pk).limit(3)).all()
+        entries = [review.QueueEntry(product.id, 0.01 * (rank + 1), product.category.path.split(" / ")[0], "Other Goods",
+                                     [("Other Goods", 0.9), (product.category.path.split(" / ")[0], 0.05)], False, "evaluation")
+                   for rank, product in enumerate(products)]
+        names = [product.name for product in products]
+    review.add_to_queue(shared_catalogue.engine, entries)
+    try:
+        open_page(page, "Review")
+        name = page.get_by_label("Your name (recorded with every change)")
+        name.fill("e2e reviewer")
+        name.press("Enter")
+        page.get_by_role("heading", name=names[0]).wait_for()
+        page.evaluate("document.activeElement.blur()")  # out of the text box: keys go to the page's shortcuts
+        page.keyboard.press("K")
+        page.get_by_role("heading", name=names[1]).wait_for()
+        no_exception(page)
+        with session_scope(shared_catalogue.engine) as session:
+            item = session.get_one(ReviewItem, products[0].id)
+            assert (item.status, item.reviewed_by) == ("kept", "e2e reviewer")
+        screenshot(page, "review-keyboard")
+        page.evaluate("document.activeElement.blur()")
+        page.keyboard.press("U")
+        page.get_by_role("heading", name=names[0]).wait_for()
+        with session_scope(shared_catalogue.engine) as session:
+            assert session.get_one(ReviewItem, products[0].id).status == review.PENDING
+    finally:
+        with session_scope(shared_catalogue.engine) as session:  # leave the shared catalogue as the other tests expect it
+            for entry in entries:
+                session.delete(session.get_one(ReviewItem, entry.product_id))

@@ -16,7 +16,7 @@ from db.models import Image
 from db.queries import ProductFilters
 from db.search import SearchInputError, search_catalogue, similar_products
 from db.session import session_scope
-from tests.conftest import ImportedCatalogue
+from tests.conftest import ImportedCatalogue, use_home
 
 PHONES = "Phones, Mobile Phones & Telecoms"
 
@@ -78,9 +78,7 @@ def test_similar_items_of_a_listing(shared_catalogue: ImportedCatalogue, shared_
 
 def test_cli_search_modes(shared_catalogue: ImportedCatalogue, shared_indexes, marketplace_dir: Path, monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
                           capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setenv("MARKETPLACE_HOME", str(shared_catalogue.home))
-    monkeypatch.setenv("DATABASE_URL", shared_catalogue.database_url)
-    monkeypatch.setenv("MARKETPLACE_MEDIA", str(shared_catalogue.home / "images"))
+    use_home(monkeypatch, shared_catalogue.home, database_url=shared_catalogue.database_url)
     assert main(["search", "something to sleep on", "--mode", "semantic", "--json", "--limit", "5"]) == 0
     payload = json.loads(capsys.readouterr().out)
     assert payload["mode"] == "semantic" and len(payload["hits"]) == 5

@@ -15,7 +15,7 @@ from core.images import ImageError
 from core.uploads import read_uploaded_photos
 from db.importer import import_catalogue
 from db.models import Image as ImageRow
-from db.models import LabelHistory, Product
+from db.models import LabelHistory, Product, ReviewItem
 from db.session import make_engine, session_scope
 from db.uploads import ListingError, NewListing, UploadedPhoto, add_listing
 from tests.conftest import product_row, write_catalogue
@@ -88,3 +88,18 @@ def test_a_refused_listing_writes_nothing(catalogue, change: dict, error: type) 
         add_listing(engine, NewListing(**fields), media_dir=media, added_by="ana")
     assert counts(engine) == before
     assert sorted(media.rglob("*")) == files_before  # no orphan photo left behind
+
+
+def test_a_low_confidence_upload_joins_the_review_queue(catalogue) -> None:  # type: ignore[no-untyped-def]
+    engine, media = catalogue
+    unsure = NewListing(name="Mystery item", description="", price=Decimal("3"), location="", category="Home & Garden", confidence=0.2,
+                        predicted_category="Appliances", model="text", top=[("Appliances", 0.6), ("Home & Garden", 0.2), ("Other Goods", 0.1)])
+    sure = NewListing(name="Garden bench", description="", price=Decimal("3"), location="", category="Home & Garden", confidence=0.9,
+                      predicted_category="Home & Garden", model="text", top=[("Home & Garden", 0.9)])
+    unsure_id = add_listing(engine, unsure, media_dir=media, added_by="ana")
+    add_listing(engine, sure, media_dir=media, added_by="ana")
+    with session_scope(engine) as session:
+        queued = session.scalars(select(ReviewItem)).all()
+        assert [(item.product_id, item.source, item.suggested_label, item.given_label) for item in queued] == [
+            (unsure_id, "upload", "Appliances", "Home & Garden")]
+        assert queued[0].score == pytest.approx(0.2) and len(queued[0].top) == 3

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from decimal import Decimal
-from typing import Protocol
 
 import pandas as pd
 import streamlit as st
@@ -16,7 +16,10 @@ from db.session import make_engine, session_scope
 QUERY_TTL_SECONDS = 300
 
 
-class FilterValues(Protocol):
+@dataclass(frozen=True)
+class FilterValues:
+    """What the filter widgets hold (ui.widgets.filter_controls)."""
+
     category: str | None
     min_price: float | None
     max_price: float | None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import streamlit as st
@@ -11,16 +10,9 @@ from core.markdown import escape_markdown
 from core.settings import get_settings
 from db.queries import ProductView
 from ui import data
+from ui.data import FilterValues
 
 ADMIN_PAGE = "pages/admin.py"
-
-
-@dataclass(frozen=True)
-class FilterValues:
-    category: str | None
-    min_price: float | None
-    max_price: float | None
-    location: str | None
 
 
 def require_catalogue() -> tuple[int, int]:
