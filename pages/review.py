@@ -148,7 +148,7 @@ with review_tab:
                 head_col.subheader(card.name, anchor=False)
                 score_col.metric("Label quality", f"{card.score:.4f}", help="cleanlab's self-confidence: the model's probability of the current label")
                 if card.status != review.PENDING:
-                    st.warning(f"Already reviewed ({card.status}). Use Undo (U) to reopen your last decision.")
+                    st.warning(f"Already reviewed ({card.status}). Undo (U) reopens your last decision.")
                 photo_cols = st.columns(max(2, len(card.image_paths)))
                 for column, path in zip(photo_cols, card.image_paths):
                     with column:
@@ -162,21 +162,22 @@ with review_tab:
                 label_col.markdown(f"**Current label**  \n{escape_markdown(card.category)}")
                 suggestion_col.markdown("**Model suggests**  \n" + "  \n".join(f"{escape_markdown(label)}: {probability:.1%}" for label, probability in card.top))
             pending = card.status == review.PENDING
-            buttons = st.columns(8)
-            buttons[0].button("Keep (K)", key="review_keep", on_click=act, args=("keep",), disabled=not pending, shortcut=SHORTCUTS["keep"], width="stretch")
-            buttons[1].button("Accept (A)", key="review_accept", on_click=act, args=("accept",), type="primary", shortcut=SHORTCUTS["accept"],
+            buttons = st.columns(7)
+            buttons[0].button("Keep", key="review_keep", on_click=act, args=("keep",), disabled=not pending, shortcut=SHORTCUTS["keep"], width="stretch")
+            buttons[1].button("Accept", key="review_accept", on_click=act, args=("accept",), type="primary", shortcut=SHORTCUTS["accept"],
                               disabled=not pending or card.category.split(" / ")[0] == card.suggested_label, width="stretch")
-            buttons[2].button("Not a product (N)", key="review_spam", on_click=act, args=("not_a_product",), disabled=not pending,
+            buttons[2].button("Spam", key="review_spam", on_click=act, args=("not_a_product",), disabled=not pending,
+                              help="Not a product, or spam: kept in the catalogue, left out of training",
                               shortcut=SHORTCUTS["spam"], width="stretch")
-            buttons[3].button("Skip (S)", key="review_skip", on_click=next_item, kwargs={"skip_current": True}, shortcut=SHORTCUTS["skip"], width="stretch")
-            buttons[4].button("← Previous", key="review_previous", on_click=previous, shortcut=SHORTCUTS["previous"], width="stretch")
-            buttons[5].button("Next →", key="review_next", on_click=next_item, kwargs={"skip_current": True}, shortcut=SHORTCUTS["next"], width="stretch")
-            buttons[6].button("Undo (U)", key="review_undo", on_click=undo, shortcut=SHORTCUTS["undo"], width="stretch")
+            buttons[3].button("Skip", key="review_skip", on_click=next_item, kwargs={"skip_current": True}, shortcut=SHORTCUTS["skip"], width="stretch")
+            buttons[4].button("Previous", key="review_previous", on_click=previous, shortcut=SHORTCUTS["previous"], width="stretch")
+            buttons[5].button("Next", key="review_next", on_click=next_item, kwargs={"skip_current": True}, shortcut=SHORTCUTS["next"], width="stretch")
+            buttons[6].button("Undo", key="review_undo", on_click=undo, shortcut=SHORTCUTS["undo"], width="stretch")
             with st.expander("Pick another category (L applies it)"):
                 chosen = category_picker(key="review_pick", default_top=card.suggested_label)
-                st.button(f"Label as {chosen} (L)", key="review_other", on_click=act, args=("other",), kwargs={"category": chosen},
+                st.button(f"Label as {chosen}", key="review_other", on_click=act, args=("other",), kwargs={"category": chosen},
                           disabled=not pending, shortcut=SHORTCUTS["other"])
-            st.caption("Shortcuts: K keep · A accept the suggestion · L apply the picked category · N not a product · S skip · "
+            st.caption("Keys: K keep · A accept the suggestion · L apply the picked category · N not a product (spam) · S skip · "
                        "← / → previous / next · U undo your last change")
 with queue_tab:
     queue = review.queue_frame(engine, filters=queue_filters(), limit=500)

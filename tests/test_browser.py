@@ -207,10 +207,14 @@ def test_keyboard_driven_review(page, shared_catalogue: ImportedCatalogue) -> No
     review.add_to_queue(shared_catalogue.engine, entries)
     try:
         open_page(page, "Review")
+        page.get_by_text("Give your name above to start reviewing").wait_for()
         name = page.get_by_label("Your name (recorded with every change)")
         name.fill("e2e reviewer")
         name.press("Enter")
-        page.get_by_role("heading", name=names[0]).wait_for()
+        try:
+            page.get_by_role("heading", name=names[0]).wait_for()
+        finally:
+            screenshot(page, "review-first-item")
         page.evaluate("document.activeElement.blur()")  # out of the text box: keys go to the page's shortcuts
         page.keyboard.press("K")
         page.get_by_role("heading", name=names[1]).wait_for()
