@@ -86,6 +86,8 @@ def add_missing_columns(engine: Engine) -> None:
                 column_type = column.type.compile(dialect=engine.dialect)
                 default = f" DEFAULT '{column.server_default.arg}'" if column.server_default is not None else ""
                 connection.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {column_type}{default}'))
+            for index in table.indexes:  # an added column's index too
+                index.create(connection, checkfirst=True)
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
