@@ -4,6 +4,7 @@ started as child processes: recorded, visible, stoppable (SIGTERM marks the run 
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from core.model_io import ModelFileError
 from core.settings import get_settings
 from core.training_jobs import list_jobs, start_training_job, stop_job, train_command
 from db.models import TrainingRun
-from db.session import session_scope
+from db.session import make_engine, session_scope
 from tests.conftest import use_home
 
 
@@ -66,10 +67,14 @@ def test_train_command_passes_only_set_options() -> None:
 
 
 def test_a_run_started_from_the_app_trains_and_can_be_stopped(trained: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    home: Path = trained["home"]
-    use_home(monkeypatch, home, media_dir=home / "media")
+    """On a copy of the trained catalogue's database: the other tests count that one's runs."""
+    home = tmp_path / "home"
+    home.mkdir()
+    with sqlite3.connect(trained["home"] / "catalogue.db") as source, sqlite3.connect(home / "catalogue.db") as copy:
+        source.backup(copy)
+    use_home(monkeypatch, home, media_dir=trained["home"] / "media")
     jobs_dir = tmp_path / "jobs"
-    engine = trained["engine"]
+    engine = make_engine(f"sqlite:///{home / 'catalogue.db'}")
     with session_scope(engine) as session:
         known = set(session.scalars(select(TrainingRun.id)))
     job = start_training_job("image", {"epochs": 400, "lr": 0.01, "batch_size": 8, "val_fraction": 0.25, "test_fraction": 0.25}, jobs_dir=jobs_dir)

@@ -215,6 +215,7 @@ def test_keyboard_driven_review(page, shared_catalogue: ImportedCatalogue) -> No
             page.get_by_role("heading", name=names[0]).wait_for()
         finally:
             screenshot(page, "review-first-item")
+        page.get_by_text("Keys: K keep").wait_for()  # drawn after the buttons: their shortcuts are live
         page.evaluate("document.activeElement.blur()")  # out of the text box: keys go to the page's shortcuts
         page.keyboard.press("K")
         page.get_by_role("heading", name=names[1]).wait_for()
@@ -223,6 +224,7 @@ def test_keyboard_driven_review(page, shared_catalogue: ImportedCatalogue) -> No
             item = session.get_one(ReviewItem, products[0].id)
             assert (item.status, item.reviewed_by) == ("kept", "e2e reviewer")
         screenshot(page, "review-keyboard")
+        page.get_by_text("Keys: K keep").wait_for()
         page.evaluate("document.activeElement.blur()")
         page.keyboard.press("U")
         page.get_by_role("heading", name=names[0]).wait_for()
