@@ -7,6 +7,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from core.cleaning import model_text, top_level_category
 
 
@@ -48,6 +50,17 @@ class Catalogue:
 
     def image_rows_of(self, product_id: str) -> list[int]:
         return self._images_of.get(product_id, [])
+
+    def photo_means(self, photo_features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per product, in product order: the mean of its photos' rows of `photo_features` (one row per
+        image, in image order), zeros without a photo; and whether it has one."""
+        means = np.zeros((len(self.products), photo_features.shape[1]), np.float32)
+        has_photo = np.zeros(len(self.products), bool)
+        for row, product in enumerate(self.products):
+            photo_rows = self.image_rows_of(product.id)
+            if photo_rows:
+                means[row], has_photo[row] = photo_features[photo_rows].mean(axis=0), True
+        return means, has_photo
 
     def fingerprint(self) -> str:
         """Changes whenever a product's text or label, or a photo, changes."""

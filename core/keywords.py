@@ -72,3 +72,19 @@ def cross_fitted_scores(texts: Sequence[str], labels: Sequence[int], *, folds: i
         present = np.unique(labels[fit_rows])
         scores[np.ix_(score_rows, present)] = fold_scores if fold_scores.shape[1] == len(present) else fold_scores[:, present]
     return scores
+
+
+def stacked_scores(texts: Sequence[str], labels: Sequence[int], fit_rows: np.ndarray, *, n_classes: int,
+                   seed: int = 42) -> tuple[KeywordScorer, np.ndarray]:
+    """(N, n_classes) keyword scores for stacking: the rows in `fit_rows` cross-fitted (from scorers
+    that never saw them), every other row from the scorer fitted on all of `fit_rows`, which is returned."""
+    texts, labels = np.asarray(texts, dtype=object), np.asarray(labels)
+    scorer = KeywordScorer.fit(list(texts[fit_rows]), labels[fit_rows])
+    scores = np.zeros((len(texts), n_classes), np.float32)
+    others = np.setdiff1d(np.arange(len(texts)), fit_rows)
+    present = np.unique(labels[fit_rows])
+    if len(others):
+        scores[np.ix_(others, present)] = scorer.scores(list(texts[others]))
+    inner = cross_fitted_scores(list(texts[fit_rows]), labels[fit_rows], seed=seed)
+    scores[np.ix_(fit_rows, np.arange(inner.shape[1]))] = inner
+    return scorer, scores

@@ -24,7 +24,7 @@ from core.backbones import DEFAULT_BACKBONE, get_backbone
 from core.classifiers import CombinedClassifier
 from core.dataset import Catalogue
 from core.features import cached_image_features
-from core.keywords import KeywordScorer, cross_fitted_scores
+from core.keywords import stacked_scores
 from core.search_indexes import cached_sentence_embeddings
 
 Progress = Callable[[int, int], None]
@@ -78,16 +78,10 @@ def out_of_sample_probabilities(features: ProductFeatures, labels: Sequence[int]
     probabilities = np.zeros((len(y), n_classes), np.float32)
     smallest = int(np.bincount(y, minlength=n_classes)[np.bincount(y, minlength=n_classes) > 0].min())
     splitter = StratifiedKFold(n_splits=max(2, min(folds, smallest)), shuffle=True, random_state=seed)
-    texts = np.asarray(list(features.texts), dtype=object)
+    texts = list(features.texts)
     splits = list(splitter.split(np.zeros(len(y)), y))
     for fold, (fit_rows, score_rows) in enumerate(splits, start=1):
-        keywords = np.zeros((len(y), n_classes), np.float32)
-        # Keyword scores: cross-fitted on the fold's training side (stacking), from a scorer of all of it elsewhere.
-        scorer = KeywordScorer.fit(list(texts[fit_rows]), y[fit_rows])
-        present = np.unique(y[fit_rows])
-        keywords[np.ix_(score_rows, present)] = _scores_for(scorer, texts[score_rows], present)
-        inner = cross_fitted_scores(list(texts[fit_rows]), y[fit_rows], seed=seed)
-        keywords[np.ix_(fit_rows, np.arange(inner.shape[1]))] = inner
+        _, keywords = stacked_scores(texts, y, fit_rows, n_classes=n_classes, seed=seed)
         model = _train_fold(features, keywords, y, fit_rows, n_classes, epochs=epochs, seed=seed + fold)
         with torch.no_grad():
             logits = model(torch.from_numpy(features.image[score_rows]).float(), torch.from_numpy(features.text[score_rows]).float(),
@@ -97,11 +91,6 @@ def out_of_sample_probabilities(features: ProductFeatures, labels: Sequence[int]
         if progress:
             progress(fold, len(splits))
     return probabilities
-
-
-def _scores_for(scorer: KeywordScorer, texts: np.ndarray, present: np.ndarray) -> np.ndarray:
-    scores = scorer.scores(list(texts))
-    return scores if scores.shape[1] == len(present) else scores[:, present]
 
 
 def rank_label_issues(labels: Sequence[int], probabilities: np.ndarray) -> list[LabelIssue]:
@@ -125,12 +114,7 @@ def catalogue_features(catalogue: Catalogue, *, cache_dir: Path, backbone_id: st
     photo_features = (cached_image_features(backbone, [image.id for image in images], [image.checksum for image in images],
                                             [image.path for image in images], cache_dir=cache_dir)
                       if images else np.empty((0, backbone.feature_dim), np.float32))
-    image = np.zeros((len(products), backbone.feature_dim), np.float32)
-    has_image = np.zeros(len(products), bool)
-    for row, product in enumerate(products):
-        photo_rows = catalogue.image_rows_of(product.id)
-        if photo_rows:
-            image[row], has_image[row] = photo_features[photo_rows].mean(axis=0), True
+    image, has_image = catalogue.photo_means(photo_features)
     texts = [product.text for product in products]
     text = cached_sentence_embeddings([product.id for product in products], texts, cache_dir=cache_dir)
     return ProductFeatures(image, has_image, np.asarray(text, np.float32), texts)

@@ -55,15 +55,7 @@ def predict_catalogue(classifier: CategoryClassifier, catalogue: Catalogue, *, c
     text_probabilities = _batched(classifier.text_probabilities, states, n_labels)
     text_vectors = _batched(classifier.text_branch_features, states, classifier.models["combined"].config["text_dim"])
 
-    rows_of: dict[str, list[int]] = {}
-    for row, image in enumerate(images):
-        rows_of.setdefault(image.product_id, []).append(row)
-    image_mean = np.zeros((len(products), classifier.models["combined"].config["image_dim"]), np.float32)
-    has_image = np.zeros(len(products), bool)
-    for row, product in enumerate(products):
-        if product.id in rows_of:
-            image_mean[row] = photo_features[rows_of[product.id]].mean(axis=0)
-            has_image[row] = True
+    image_mean, has_image = Catalogue(products, images).photo_means(photo_features)
     combined = (classifier.combined_probabilities(image_mean, has_image, text_vectors, np.ones(len(products), bool), texts)
                 if products else np.empty((0, n_labels)))
 

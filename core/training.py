@@ -24,7 +24,7 @@ from core.backbones import DEFAULT_BACKBONE, get_backbone
 from core.classifiers import CombinedClassifier, FineTunedImageClassifier, ImageHead, TextCNN
 from core.dataset import Catalogue
 from core.evaluation import classification_metrics
-from core.keywords import KeywordScorer, cross_fitted_scores
+from core.keywords import stacked_scores
 from core.features import cached_image_features, cached_image_maps, cached_text_states, load_backbone, load_text_encoder, token_mask
 from core.model_io import LoadedModel, load_checkpoint, save_checkpoint
 from core.splits import TEST, TRAIN, VALIDATION, split_products
@@ -353,14 +353,7 @@ class Trainer:
         if text_hyper.get("seed") != hyper.seed or text_hyper.get("test_fraction") != hyper.test_fraction or text.info.get("data_fingerprint") != self.fingerprint:
             raise TrainingError("the combined model needs a text model trained on this catalogue with the same split seed and test fraction")
         split = self.split(hyper)
-        image_features = self.image_features(hyper.backbone)
-        product_image = np.zeros((len(self.product_ids), image_features.shape[1]), np.float32)
-        has_image = np.zeros(len(self.product_ids), bool)
-        for row, product_id in enumerate(self.product_ids):
-            photo_rows = self.catalogue.image_rows_of(product_id)
-            if photo_rows:
-                product_image[row] = image_features[photo_rows].mean(axis=0)
-                has_image[row] = True
+        product_image, has_image = self.catalogue.photo_means(self.image_features(hyper.backbone))
         text_features = self.text_model_features(text, max_tokens=int(text.config.get("max_tokens", 128)))
         parts = np.array([split[product_id] for product_id in self.product_ids])
         train_rows, val_rows = np.where(parts == TRAIN)[0], np.where(parts == VALIDATION)[0]
@@ -404,11 +397,8 @@ class Trainer:
     def keyword_scores(self, train_rows: np.ndarray, *, seed: int) -> tuple[dict[str, object], np.ndarray]:
         """Keyword scores of every product: cross-fitted on the training side, from the scorer fitted
         on all of it elsewhere; and that scorer's state, for the checkpoint."""
-        texts = [product.text for product in self.catalogue.products]
-        train_texts = [texts[row] for row in train_rows]
-        scorer = KeywordScorer.fit(train_texts, self.product_y[train_rows])
-        scores = scorer.scores(texts)
-        scores[train_rows] = cross_fitted_scores(train_texts, self.product_y[train_rows], seed=seed)
+        scorer, scores = stacked_scores([product.text for product in self.catalogue.products], self.product_y, train_rows,
+                                        n_classes=len(self.labels), seed=seed)
         return scorer.to_state(), scores
 
     def text_model_features(self, text: LoadedModel, *, max_tokens: int) -> np.ndarray:

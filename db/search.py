@@ -107,13 +107,12 @@ def similar_products(
     text: str = "",
     photos: Sequence[Image.Image] = (),
     k: int = 8,
-    exclude: Sequence[str] = (),
 ) -> list[RankedHit]:
     """The `k` catalogue items closest to a listing: by meaning and by photo, fused by rank when
     both are given."""
     rankings: list[list[str]] = []
     scores: dict[str, list[str]] = {}
-    depth = k + len(exclude) + 20
+    depth = k + 20  # each search goes deeper than k: fusion reorders them
     searches = []
     if query_terms(text):
         searches.append(("meaning", indexes.text.search(query_text_embedding(text), k=depth)))
@@ -123,6 +122,6 @@ def similar_products(
         for neighbour in neighbours:
             scores.setdefault(neighbour.key, []).append(f"{label} {neighbour.score:.3f}")
         rankings.append([neighbour.key for neighbour in neighbours])
-    fused = [(key, score) for key, score in reciprocal_rank_fusion(rankings) if key not in set(exclude)][:k]
+    fused = reciprocal_rank_fusion(rankings)[:k]
     products = {product.id: product for product in products_by_ids(session, [key for key, _ in fused])}
     return [RankedHit(products[key], score, "similar by " + ", ".join(scores[key])) for key, score in fused if key in products]
