@@ -112,6 +112,11 @@ def open_page(tab, title: str) -> None:  # type: ignore[no-untyped-def]
     tab.get_by_role("heading", name=headings.get(title, title), level=1).wait_for()
 
 
+def wait_until_idle(tab) -> None:  # type: ignore[no-untyped-def]
+    """Until the app's script has finished its run: a key pressed mid-run can be lost with the rerun."""
+    tab.wait_for_function("document.querySelector('[data-testid=stApp]')?.dataset.testScriptState === 'notRunning'")
+
+
 def no_exception(tab) -> None:  # type: ignore[no-untyped-def]
     assert tab.get_by_test_id("stException").count() == 0, tab.get_by_test_id("stException").first.inner_text()
 
@@ -216,6 +221,7 @@ def test_keyboard_driven_review(page, shared_catalogue: ImportedCatalogue) -> No
         finally:
             screenshot(page, "review-first-item")
         page.get_by_text("Keys: K keep").wait_for()  # drawn after the buttons: their shortcuts are live
+        wait_until_idle(page)
         page.evaluate("document.activeElement.blur()")  # out of the text box: keys go to the page's shortcuts
         page.keyboard.press("K")
         page.get_by_role("heading", name=names[1]).wait_for()
@@ -225,6 +231,7 @@ def test_keyboard_driven_review(page, shared_catalogue: ImportedCatalogue) -> No
             assert (item.status, item.reviewed_by) == ("kept", "e2e reviewer")
         screenshot(page, "review-keyboard")
         page.get_by_text("Keys: K keep").wait_for()
+        wait_until_idle(page)
         page.evaluate("document.activeElement.blur()")
         page.keyboard.press("U")
         page.get_by_role("heading", name=names[0]).wait_for()
