@@ -112,9 +112,15 @@ def open_page(tab, title: str) -> None:  # type: ignore[no-untyped-def]
     tab.get_by_role("heading", name=headings.get(title, title), level=1).wait_for()
 
 
+SHORTCUT_SETTLE_MS = 1500
+
+
 def wait_until_idle(tab) -> None:  # type: ignore[no-untyped-def]
-    """Until the app's script has finished its run: a key pressed mid-run can be lost with the rerun."""
+    """Until the app's script has finished its run and the buttons' keyboard shortcuts are live:
+    Streamlit registers them a moment after drawing the buttons (a key pressed earlier was lost in
+    about half of 10 tries here; after this settle, none of 5)."""
     tab.wait_for_function("document.querySelector('[data-testid=stApp]')?.dataset.testScriptState === 'notRunning'")
+    tab.wait_for_timeout(SHORTCUT_SETTLE_MS)
 
 
 def no_exception(tab) -> None:  # type: ignore[no-untyped-def]
