@@ -19,6 +19,7 @@ from core.cleaning import model_text
 from core.keywords import KeywordScorer
 from core.features import image_features, image_maps, load_backbone, load_text_encoder
 from core.model_io import LoadedModel, ModelFileError, load_checkpoint
+from core.shipping import verify_model_file
 from core.training import text_features
 
 TOP_K = 5
@@ -51,6 +52,7 @@ class CategoryClassifier:
             path = models_dir / f"{kind}.pt"
             if not path.is_file():
                 raise ModelFileError(f"{path}: model file not found (train and ship models with: python -m core train --model all --ship)")
+            verify_model_file(path)
             self.models[kind] = load_checkpoint(path)
         labels = {tuple(model.labels) for model in self.models.values()}
         if len(labels) != 1:

@@ -10,6 +10,8 @@ from typing import BinaryIO
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from core.processes import process_alive
+
 # Refuse before decoding: a 20000x20000 PNG is a few KB on disk and 1.2 GB in memory.
 MAX_IMAGE_PIXELS = 40_000_000
 DEFAULT_CANVAS_SIZE = 512
@@ -94,3 +96,17 @@ def save_cleaned(image: Image.Image, target: Path, *, size: int = DEFAULT_CANVAS
     temporary = target.with_suffix(f".{os.getpid()}.tmp")
     clean_image(image, size=size).save(temporary, format="JPEG", quality=90)
     os.replace(temporary, target)
+
+
+def remove_partial_files(folder: Path) -> int:
+    """Delete the temporary files that `save_cleaned` writers killed part-way left behind (their
+    process is gone); a live writer's files are kept. Returns how many were removed."""
+    removed = 0
+    for temporary in folder.rglob("*.tmp") if folder.is_dir() else ():
+        pid = temporary.suffixes[-2].lstrip(".") if len(temporary.suffixes) >= 2 else ""
+        if pid.isdigit() and process_alive(int(pid)):
+            continue
+        temporary.unlink(missing_ok=True)
+        removed += 1
+    return removed
+

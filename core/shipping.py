@@ -47,3 +47,19 @@ def ship_models(checkpoints: dict[str, Path], models_dir: Path, *, catalogue_fin
     temporary.write_text(json.dumps(manifest, indent=2))
     os.replace(temporary, manifest_path)
     return manifest
+
+
+def verify_model_file(path: Path) -> None:
+    """Refuse a model file whose bytes differ from the checksum its folder's manifest recorded at
+    shipping (a damaged copy or a half-written file that torch might still load)."""
+    manifest_path = path.parent / MANIFEST
+    if not manifest_path.is_file():
+        return
+    try:
+        entries = json.loads(manifest_path.read_text()).get("models", {})
+    except (OSError, ValueError) as error:
+        raise ModelFileError(f"{manifest_path}: not a readable manifest ({type(error).__name__})") from error
+    expected = next((entry.get("sha256") for entry in entries.values() if entry.get("file") == path.name), None)
+    if expected and hashlib.sha256(path.read_bytes()).hexdigest() != expected:
+        raise ModelFileError(f"{path}: damaged or changed since it was shipped (checksum differs from {MANIFEST}); ship or activate the models again")
+

@@ -13,7 +13,7 @@ from core.images import ImageError, open_image
 MAX_UPLOAD_MB = 10
 MAX_UPLOAD_BYTES = MAX_UPLOAD_MB * 1024 * 1024
 MAX_PHOTOS = 8
-UPLOAD_TYPES = ("jpg", "jpeg", "png", "webp")
+UPLOAD_TYPES = ("jpg", "jpeg", "png", "webp", "gif")  # GIF: the first frame of an animation
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from core.cleaning import (
     split_category,
 )
 from core.dataset import Catalogue, ImageRecord, ProductRecord
-from core.images import DEFAULT_CANVAS_SIZE, ImageError, open_image, save_cleaned
+from core.images import DEFAULT_CANVAS_SIZE, ImageError, open_image, remove_partial_files, save_cleaned
 from db.models import Category, Image, LabelHistory, Product
 from db.session import session_scope
 
@@ -324,6 +324,8 @@ def import_catalogue(
         raise CatalogueFormatError(f"{source} is not a folder")
     images_dir = source / "images"
     report = ImportReport()
+    if removed := remove_partial_files(media):
+        report.notes.append(f"removed {removed} partly written photo files left by an interrupted import")
     products = _parse_products(read_csv_rows(source / "Products.csv", PRODUCT_COLUMNS, report), report)
     if progress:
         progress("products", len(products), len(products))

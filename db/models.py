@@ -104,7 +104,7 @@ class LabelHistory(Base):
     changed_by: Mapped[str] = mapped_column(String(100))
     changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now, index=True)
     reason: Mapped[str] = mapped_column(Text, default="")
-    source: Mapped[str] = mapped_column(String(20))  # import | upload | review
+    source: Mapped[str] = mapped_column(String(20))  # import | upload | review | manual
     confidence: Mapped[float | None] = mapped_column(Float)
     # relabel | not_a_product | undo: what the row records (old and new category are equal for the last two)
     action: Mapped[str] = mapped_column(String(20), default="relabel", server_default="relabel")
@@ -153,7 +153,7 @@ class TrainingRun(Base):
     split_seed: Mapped[int] = mapped_column(Integer)
     labels: Mapped[list] = mapped_column(JSON)  # class names, index order
     data_fingerprint: Mapped[str] = mapped_column(String(64))
-    status: Mapped[str] = mapped_column(String(20), default="running")  # running | finished | stopped | failed
+    status: Mapped[str] = mapped_column(String(20), default="running")  # running | finished | stopped | failed | died
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     best_epoch: Mapped[int | None] = mapped_column(Integer)
@@ -161,6 +161,9 @@ class TrainingRun(Base):
     test_metrics: Mapped[dict | None] = mapped_column(JSON)
     checkpoint_path: Mapped[str | None] = mapped_column(String(1000))
     note: Mapped[str] = mapped_column(Text, default="")
+    # The training process, so that a run whose process was killed (SIGKILL, power loss) is found.
+    pid: Mapped[int | None] = mapped_column(Integer)
+    host: Mapped[str | None] = mapped_column(String(255))
 
     epochs: Mapped[list[RunEpoch]] = relationship(back_populates="run", cascade="all, delete-orphan", order_by="RunEpoch.epoch")
     split: Mapped[list[RunSplit]] = relationship(cascade="all, delete-orphan")

@@ -67,6 +67,7 @@ class ProductView:
     description: str
     image_paths: tuple[str, ...]  # relative to the media folder, in photo order
     source: str
+    label_version: int = 1  # what a label fix is checked against (optimistic lock)
 
     @property
     def top_level(self) -> str:
@@ -83,6 +84,7 @@ class ProductView:
             description=product.description,
             image_paths=tuple(image.file_path for image in product.images),
             source=product.source,
+            label_version=product.label_version,
         )
 
 

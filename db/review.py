@@ -244,6 +244,32 @@ def decide(engine: Engine, product_id: str, *, action: str, reviewer: str, seen_
         item.claimed_by = item.claimed_at = None
 
 
+def fix_label(engine: Engine, product_id: str, *, new_category: str, changed_by: str, seen_version: int, reason: str = "") -> None:
+    """A label corrected by hand outside the queue (from a product's detail view): the same optimistic
+    check as a review decision, the change and its history row in one transaction. A queued item
+    of the product is closed as relabelled by that person."""
+    if not changed_by.strip():
+        raise ReviewError("give your name to change a label")
+    with session_scope(engine) as session:
+        product = session.scalar(select(Product).where(Product.id == product_id))
+        if product is None:
+            raise ReviewError(f"product {product_id} is not in the catalogue")
+        category = session.scalar(select(Category).where(Category.path == new_category))
+        if category is None:
+            raise ReviewError(f"unknown category {new_category!r}")
+        if category.id == product.category_id:
+            raise ReviewError("that is the current category")
+        history = LabelHistory(product_id=product.id, old_category_id=product.category_id, new_category_id=category.id, changed_by=changed_by,
+                               reason=reason or "corrected by hand", source="manual", action="relabel")
+        _bump_version(session, product, seen_version, category_id=category.id)
+        session.add(history)
+        session.flush()
+        item = session.get(ReviewItem, product_id)
+        if item is not None and item.status == PENDING:
+            item.status, item.reviewed_by, item.reviewed_at = "relabelled", changed_by, utc_now()
+            item.decided_version, item.history_id, item.claimed_by, item.claimed_at = seen_version + 1, history.id, None, None
+
+
 def _held_by_other(item: ReviewItem, reviewer: str) -> bool:
     if item.claimed_by in (None, reviewer) or item.claimed_at is None:
         return False

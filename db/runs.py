@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import os
 from collections.abc import Iterable
 from datetime import datetime, timezone
 
@@ -11,6 +12,7 @@ import pandas as pd
 from sqlalchemy import Engine, func, select
 
 from core.evaluation import PredictionSet
+from core.processes import process_alive, this_host
 from core.splits import TEST
 from db.models import LabelHistory, RunEpoch, RunPrediction, RunSplit, TrainingRun, utc_now
 from db.session import session_scope
@@ -20,7 +22,8 @@ def create_run(engine: Engine, *, model_kind: str, encoder_ids: dict, hyperparam
                labels: list[str], data_fingerprint: str, split: dict[str, str]) -> int:
     with session_scope(engine) as session:
         run = TrainingRun(model_kind=model_kind, encoder_ids=encoder_ids, hyperparameters=hyperparameters,
-                          split_seed=split_seed, labels=labels, data_fingerprint=data_fingerprint, status="running")
+                          split_seed=split_seed, labels=labels, data_fingerprint=data_fingerprint, status="running",
+                          pid=os.getpid(), host=this_host())
         session.add(run)
         session.flush()
         session.add_all(RunSplit(run_id=run.id, product_id=product_id, part=part) for product_id, part in split.items())
@@ -51,6 +54,18 @@ def finish_run(engine: Engine, run_id: int, *, status: str, test_metrics: dict |
         session.add_all(predictions)
 
 
+def mark_dead_runs(engine: Engine) -> int:
+    """Runs still `running` whose process on this machine is gone (killed without a chance to record
+    it) become `died`; their checkpoint, written atomically, still holds the best epoch reached."""
+    with session_scope(engine) as session:
+        dead = [run for run in session.scalars(select(TrainingRun).where(TrainingRun.status == "running"))
+                if run.pid is not None and run.host == this_host() and not process_alive(run.pid)]
+        for run in dead:
+            run.status, run.finished_at = "died", utc_now()
+            run.note = "the training process ended without recording it (killed)" + ("; the checkpoint holds the best epoch reached" if run.checkpoint_path else "")
+        return len(dead)
+
+
 def run_split(engine: Engine, run_id: int) -> dict[str, str]:
     with session_scope(engine) as session:
         return {product_id: part for product_id, part in session.execute(select(RunSplit.product_id, RunSplit.part).where(RunSplit.run_id == run_id))}
@@ -69,7 +84,8 @@ SHOWN_HYPERPARAMETERS = ("epochs", "optimizer", "lr", "batch_size", "momentum", 
 
 
 def runs_frame(engine: Engine) -> pd.DataFrame:
-    """Every run, newest first, as the Training page lists them."""
+    """Every run, newest first, as the Training page lists them (killed runs marked first)."""
+    mark_dead_runs(engine)
     with session_scope(engine) as session:
         epoch_counts = dict(session.execute(select(RunEpoch.run_id, func.count()).group_by(RunEpoch.run_id)).all())
         # Labels changed by review before a run started: compare runs before and after the fixes.

@@ -5,6 +5,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from core.markdown import escape_markdown
 from core.settings import get_settings
 from db.importer import CatalogueFormatError, import_catalogue
 from ui import data
@@ -34,10 +35,10 @@ if submitted:
         report = import_catalogue(source, engine=data.engine(), media_dir=settings.media_dir, image_size=settings.image_size, progress=show_progress)
     except CatalogueFormatError as error:
         bar.empty()
-        st.error(f"Nothing was imported: {error}")
+        st.error(f"Nothing was imported: {escape_markdown(str(error))}")
     except OSError as error:
         bar.empty()
-        st.error(f"Nothing was imported: the folder could not be read ({error.strerror or error}).")
+        st.error(f"Nothing was imported: the folder could not be read ({escape_markdown(str(error.strerror or error))}).")
     else:
         bar.progress(1.0, text="Done")
         data.invalidate()
@@ -46,7 +47,7 @@ if submitted:
             f"({report.products_added:,} new products, {report.images_added:,} new photos)."
         )
         for note in report.notes:
-            st.warning(note)
+            st.warning(escape_markdown(note))
         if report.skipped:
             st.warning(f"{len(report.skipped):,} rows were skipped:")
             st.dataframe(pd.DataFrame([row.__dict__ for row in report.skipped]), hide_index=True, width="stretch")

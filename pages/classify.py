@@ -25,10 +25,10 @@ if product_detail_from_query():
 try:
     classifier = models.classifier()
 except ModelFileError as error:
-    st.error(f"The models could not be loaded: {error}")
+    st.error(f"The models could not be loaded: {escape_markdown(str(error))}")
     st.stop()
 
-st.caption(f"Upload up to {MAX_PHOTOS} photos (JPG, PNG or WebP, at most {MAX_UPLOAD_MB} MB each) and/or type a title and "
+st.caption(f"Upload up to {MAX_PHOTOS} photos (JPG, PNG, WebP or GIF, at most {MAX_UPLOAD_MB} MB each) and/or type a title and "
            "description. With both, the combined model answers; with one, the image or text model alone.")
 photo_col, text_col = st.columns([1, 1])
 uploads = photo_col.file_uploader("Photos", type=list(UPLOAD_TYPES), accept_multiple_files=True, key="classify_photos",
@@ -39,7 +39,7 @@ description = text_col.text_area("Description", key="classify_description", max_
 files = [(upload.name, upload.getvalue()) for upload in uploads or []]
 read = read_uploaded_photos(files)
 for problem in read.problems:
-    st.error(f"Photo not used: {problem}")
+    st.error(f"Photo not used: {escape_markdown(problem)}")
 
 # Analyse once per change of the inputs, not on every rerun (widgets below rerun the page too).
 digest = hashlib.sha256(repr((models.models_key(), [hashlib.sha256(content).hexdigest() for _, content in read.files], title, description)).encode()).hexdigest()
@@ -123,7 +123,7 @@ else:
                 product_id = add_listing(data.engine(), listing, media_dir=get_settings().media_dir, added_by=added_by.strip(),
                                          image_size=get_settings().image_size)
             except (ListingError, ImageError) as error:
-                st.error(f"Not added: {error}")
+                st.error(f"Not added: {escape_markdown(str(error))}")
             else:
                 st.session_state["reviewer_name"] = added_by.strip()
                 st.session_state["classify_saved"] = product_id

@@ -4,6 +4,7 @@ import streamlit as st
 
 from core import dashboard
 from core.evaluation import per_class_frame
+from core.markdown import escape_markdown
 from core.model_figures import per_class_bar
 from core.model_io import ModelFileError
 from db import review
@@ -43,7 +44,7 @@ st.subheader("Model health", anchor=False)
 try:
     held_out = models.held_out()["combined"]
 except ModelFileError as error:
-    st.error(f"The models could not be loaded: {error}")
+    st.error(f"The models could not be loaded: {escape_markdown(str(error))}")
 else:
     health = held_out.metrics()
     health_cols = st.columns(3)

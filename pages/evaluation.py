@@ -89,7 +89,7 @@ if not product_detail_from_query():
     try:
         predictions = load(options[chosen])
     except ModelFileError as error:
-        st.error(f"The models could not be loaded: {error}")
+        st.error(f"The models could not be loaded: {escape_markdown(str(error))}")
         st.stop()
     metrics = predictions.metrics()
     st.caption(f"{predictions.name}: {predictions.part} part, {'per photo' if predictions.kind == 'image' else 'per product'}"
@@ -118,7 +118,7 @@ if not product_detail_from_query():
         try:
             other_predictions = load(options[other])
         except ModelFileError as error:
-            st.error(f"The models could not be loaded: {error}")
+            st.error(f"The models could not be loaded: {escape_markdown(str(error))}")
         else:
             other_metrics = other_predictions.metrics()
             summary, per_class = compare_metrics(metrics, other_metrics, names=(chosen, other))

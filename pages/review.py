@@ -57,7 +57,7 @@ def act(action: str, *, category: str | None = None) -> None:
         else:
             review.decide(data.engine(), card.product_id, action=action, reviewer=reviewer(), seen_version=card.label_version)
     except (review.StaleLabelError, review.ReviewError) as error:
-        message("error", str(error))
+        message("error", escape_markdown(str(error)))
         return
     message("success", f"{escape_markdown(card.name)}: {'kept' if action == 'keep' else 'not a product' if action == 'not_a_product' else 'relabelled'}")
     data.invalidate()
@@ -68,7 +68,7 @@ def undo() -> None:
     try:
         product_id = review.undo_last(data.engine(), reviewer())
     except review.StaleLabelError as error:
-        message("error", str(error))
+        message("error", escape_markdown(str(error)))
         return
     if product_id is None:
         message("info", "Nothing of yours to undo.")
@@ -92,7 +92,7 @@ def rebuild_queue() -> None:
         try:
             queued = review.refresh_queue(data.engine(), cache_dir=settings.data_dir / "cache", media_dir=settings.media_dir)
         except review.ReviewError as error:
-            message("error", str(error))
+            message("error", escape_markdown(str(error)))
             return
     message("success", f"{queued:,} products scored and queued, worst label first.")
     data.invalidate()
@@ -145,7 +145,7 @@ with review_tab:
         else:
             with st.container(border=True):
                 head_col, score_col = st.columns([4, 1])
-                head_col.subheader(card.name, anchor=False)
+                head_col.subheader(escape_markdown(card.name), anchor=False)
                 score_col.metric("Label quality", f"{card.score:.4f}", help="cleanlab's self-confidence: the model's probability of the current label")
                 if card.status != review.PENDING:
                     st.warning(f"Already reviewed ({card.status}). Undo (U) reopens your last decision.")

@@ -36,7 +36,7 @@ if not product_detail_from_query():
         if upload is not None:
             read = read_uploaded_photos([(upload.name, upload.getvalue())])
             for problem in read.problems:
-                st.error(f"Photo not used: {problem}")
+                st.error(f"Photo not used: {escape_markdown(problem)}")
             photos = read.photos
     else:
         query = st.text_input("Search the catalogue", key="search_query", max_chars=500,

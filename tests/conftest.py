@@ -14,7 +14,7 @@ import pytest
 from PIL import Image, ImageDraw
 from sqlalchemy import Engine
 
-from core.settings import get_settings
+from core.settings import PROJECT_ROOT, get_settings
 from db.importer import ImportReport, import_catalogue
 from db.session import make_engine
 
@@ -122,6 +122,14 @@ def text_encoder():  # type: ignore[no-untyped-def]
     from core.features import load_text_encoder
 
     return load_text_encoder(128)
+
+
+@pytest.fixture(scope="session")
+def shipped_classifier():  # type: ignore[no-untyped-def]
+    """The shipped models under models/, loaded once per test session."""
+    from core.classify import CategoryClassifier
+
+    return CategoryClassifier(PROJECT_ROOT / "models")
 
 
 CLASSES = {

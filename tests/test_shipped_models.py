@@ -26,13 +26,6 @@ OBVIOUS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def classifier():  # type: ignore[no-untyped-def]
-    from core.classify import CategoryClassifier
-
-    return CategoryClassifier(MODELS)
-
-
 def _obvious_listing(marketplace_dir: Path, words: str, category: str) -> tuple[str, list[Path]]:
     products = pd.read_csv(marketplace_dir / "Products.csv", lineterminator="\n")
     images = pd.read_csv(marketplace_dir / "Images.csv", lineterminator="\n")
@@ -54,14 +47,14 @@ def test_manifest_describes_the_shipped_models() -> None:
 
 
 @pytest.mark.parametrize(("words", "category"), OBVIOUS)
-def test_shipped_models_classify_obvious_listings(classifier, marketplace_dir: Path, words: str, category: str) -> None:  # type: ignore[no-untyped-def]
+def test_shipped_models_classify_obvious_listings(shipped_classifier, marketplace_dir: Path, words: str, category: str) -> None:  # type: ignore[no-untyped-def]
     from core.images import open_image
 
     text, photo_paths = _obvious_listing(marketplace_dir, words, category)
-    prediction = classifier.classify(images=[open_image(path) for path in photo_paths], text=text)
+    prediction = shipped_classifier.classify(images=[open_image(path) for path in photo_paths], text=text)
     assert prediction.model == "combined"
     assert prediction.category == category
-    assert classifier.classify(text=text).category == category
+    assert shipped_classifier.classify(text=text).category == category
 
 
 def test_classify_cli_prints_the_json_shape(marketplace_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:

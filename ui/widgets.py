@@ -8,6 +8,7 @@ import streamlit as st
 
 from core.markdown import escape_markdown
 from core.settings import get_settings
+from db import review
 from db.queries import ProductView
 from ui import data
 from ui.data import FilterValues
@@ -97,7 +98,7 @@ def product_detail_from_query() -> bool:
     if product is None:
         st.warning("That product is not in the catalogue (it may have been removed).")
         return True
-    st.subheader(product.name, anchor=False)
+    st.subheader(escape_markdown(product.name), anchor=False)
     st.markdown(f"**£{product.price:,.2f}** · {escape_markdown(product.location)} · {escape_markdown(product.category)}")
     if product.image_paths:
         photo_columns = st.columns(max(2, len(product.image_paths)))
@@ -108,8 +109,31 @@ def product_detail_from_query() -> bool:
         st.caption("This product has no photo.")
     st.markdown("**Description**")
     st.text(product.description or "(no description)")
-    st.caption(f"Listing id {product.id} · source: {product.source}")
+    st.caption(f"Listing id {escape_markdown(product.id)} · source: {escape_markdown(product.source)}")
+    label_fix(product)
     return True
+
+
+def label_fix(product: ProductView) -> None:
+    """Correct a product's category by hand: checked against the version shown, recorded in the label history."""
+    with st.expander("Correct the category"):
+        new_category = category_picker(key="label_fix", default_top=product.top_level)
+        name_col, button_col = st.columns([3, 1], vertical_alignment="bottom")
+        changed_by = name_col.text_input("Your name (recorded with the change)", key="reviewer_name", max_chars=100)
+        reason = st.text_input("Why (optional)", key="label_fix_reason", max_chars=300)
+        if button_col.button("Save the category", key="label_fix_save", type="primary"):
+            try:
+                review.fix_label(data.engine(), product.id, new_category=new_category, changed_by=changed_by.strip(),
+                                 seen_version=product.label_version, reason=reason.strip())
+            except (review.ReviewError, review.StaleLabelError) as error:
+                st.error(f"Not saved: {escape_markdown(str(error))}")
+            else:
+                data.invalidate()
+                st.session_state["label_fix_saved"] = new_category
+                st.rerun()
+    saved = st.session_state.pop("label_fix_saved", None)
+    if saved:
+        st.success(f"Category changed to {escape_markdown(saved)}; the change is in the label history.")
 
 
 def category_picker(*, key: str, default_top: str | None = None) -> str:
