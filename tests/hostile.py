@@ -122,7 +122,10 @@ MARKUP_TEXTS = ("html", "script", "javascript link", "markdown")
 
 
 def random_text(rng: random.Random) -> str:
-    """Free text built from the hostile fragments above, random Unicode and operators."""
+    """Free text built from the hostile fragments above, random Unicode and operators; now and then
+    nothing but punctuation and spaces (no word at all)."""
+    if rng.random() < 0.12:
+        return "".join(rng.choice(" \t\n\"'*()^:-+.,;!?<>[]{}") for _ in range(rng.randint(0, 40)))
     pieces = list(HOSTILE_TEXTS.values()) + ["AND", "OR", "NOT", "NEAR(", "*", '"', "(", ")", ":", "^", "--", ";", "%", "_", "\\"]
     parts = [rng.choice(pieces)[: rng.randint(0, 200)] for _ in range(rng.randint(1, 6))]
     parts.append("".join(chr(rng.choice([rng.randint(32, 126), rng.randint(0x80, 0x2FFF), rng.randint(0x1F300, 0x1FAFF)]))
