@@ -254,6 +254,8 @@ def fix_label(engine: Engine, product_id: str, *, new_category: str, changed_by:
         product = session.scalar(select(Product).where(Product.id == product_id))
         if product is None:
             raise ReviewError(f"product {product_id} is not in the catalogue")
+        if product.label_version != seen_version:
+            raise StaleLabelError(f"{product.name!r} was changed by someone else since you opened it: reload it and decide again")
         category = session.scalar(select(Category).where(Category.path == new_category))
         if category is None:
             raise ReviewError(f"unknown category {new_category!r}")

@@ -42,20 +42,21 @@ def next_item(*, skip_current: bool = False) -> None:
     show_item(review.claim_next(data.engine(), reviewer(), filters=queue_filters(), skip=skipped))
 
 
-def act(action: str, *, category: str | None = None) -> None:
-    """A button's callback: runs before the page reruns, so the next item is shown at once."""
+def act(action: str, *, seen_version: int, category: str | None = None) -> None:
+    """A button's callback: runs before the page reruns, so the next item is shown at once. The
+    decision is checked against `seen_version`, the label version the reviewer was shown."""
     card = review.review_card(data.engine(), st.session_state["review_current"])
     if card is None:
         return
     try:
         if action == "accept":
-            review.decide(data.engine(), card.product_id, action="relabel", reviewer=reviewer(), seen_version=card.label_version,
+            review.decide(data.engine(), card.product_id, action="relabel", reviewer=reviewer(), seen_version=seen_version,
                           new_category=card.suggested_label, reason=f"review: accepted the suggestion ({card.suggested_label})")
         elif action == "other":
-            review.decide(data.engine(), card.product_id, action="relabel", reviewer=reviewer(), seen_version=card.label_version,
+            review.decide(data.engine(), card.product_id, action="relabel", reviewer=reviewer(), seen_version=seen_version,
                           new_category=category, reason="review: picked by hand")
         else:
-            review.decide(data.engine(), card.product_id, action=action, reviewer=reviewer(), seen_version=card.label_version)
+            review.decide(data.engine(), card.product_id, action=action, reviewer=reviewer(), seen_version=seen_version)
     except (review.StaleLabelError, review.ReviewError) as error:
         message("error", escape_markdown(str(error)))
         return
@@ -162,11 +163,12 @@ with review_tab:
                 label_col.markdown(f"**Current label**  \n{escape_markdown(card.category)}")
                 suggestion_col.markdown("**Model suggests**  \n" + "  \n".join(f"{escape_markdown(label)}: {probability:.1%}" for label, probability in card.top))
             pending = card.status == review.PENDING
+            shown = {"seen_version": card.label_version}
             buttons = st.columns(7)
-            buttons[0].button("Keep", key="review_keep", on_click=act, args=("keep",), disabled=not pending, shortcut=SHORTCUTS["keep"], width="stretch")
-            buttons[1].button("Accept", key="review_accept", on_click=act, args=("accept",), type="primary", shortcut=SHORTCUTS["accept"],
+            buttons[0].button("Keep", key="review_keep", on_click=act, args=("keep",), kwargs=shown, disabled=not pending, shortcut=SHORTCUTS["keep"], width="stretch")
+            buttons[1].button("Accept", key="review_accept", on_click=act, args=("accept",), kwargs=shown, type="primary", shortcut=SHORTCUTS["accept"],
                               disabled=not pending or card.category.split(" / ")[0] == card.suggested_label, width="stretch")
-            buttons[2].button("Spam", key="review_spam", on_click=act, args=("not_a_product",), disabled=not pending,
+            buttons[2].button("Spam", key="review_spam", on_click=act, args=("not_a_product",), kwargs=shown, disabled=not pending,
                               help="Not a product, or spam: kept in the catalogue, left out of training",
                               shortcut=SHORTCUTS["spam"], width="stretch")
             buttons[3].button("Skip", key="review_skip", on_click=next_item, kwargs={"skip_current": True}, shortcut=SHORTCUTS["skip"], width="stretch")
@@ -175,7 +177,7 @@ with review_tab:
             buttons[6].button("Undo", key="review_undo", on_click=undo, shortcut=SHORTCUTS["undo"], width="stretch")
             with st.expander("Pick another category (L applies it)"):
                 chosen = category_picker(key="review_pick", default_top=card.suggested_label)
-                st.button(f"Label as {chosen}", key="review_other", on_click=act, args=("other",), kwargs={"category": chosen},
+                st.button(f"Label as {chosen}", key="review_other", on_click=act, args=("other",), kwargs={**shown, "category": chosen},
                           disabled=not pending, shortcut=SHORTCUTS["other"])
             st.caption("Keys: K keep · A accept the suggestion · L apply the picked category · N not a product (spam) · S skip · "
                        "← / → previous / next · U undo your last change")

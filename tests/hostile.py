@@ -10,6 +10,7 @@ import struct
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from PIL import Image
 
@@ -119,6 +120,17 @@ HOSTILE_TEXTS = {
 }
 
 MARKUP_TEXTS = ("html", "script", "javascript link", "markdown")
+
+
+def write_markup_catalogue(folder: Path) -> Path:
+    """A seed-format catalogue whose names, descriptions and locations are markup (products h0..h3, one photo each)."""
+    from tests.conftest import image_row, photo, product_row, write_catalogue
+
+    products = [product_row(f"h{index}", product_name=f"{HOSTILE_TEXTS[name]} sofa", product_description=f"sofa {HOSTILE_TEXTS[name]}",
+                            location=HOSTILE_TEXTS["javascript link"][:60])
+                for index, name in enumerate(MARKUP_TEXTS)]
+    images = [image_row(f"img{index}", f"h{index}") for index in range(len(MARKUP_TEXTS))]
+    return write_catalogue(folder, products, images, photos={f"img{index}": photo() for index in range(len(MARKUP_TEXTS))})
 
 
 def random_text(rng: random.Random) -> str:

@@ -16,6 +16,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -56,13 +57,11 @@ def browser():  # type: ignore[no-untyped-def]
         chromium.close()
 
 
-@pytest.fixture(scope="module")
-def app_url(shared_catalogue: ImportedCatalogue, shared_indexes, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:  # type: ignore[no-untyped-def]
-    """`streamlit run` on the shared catalogue (embeddings already cached in its home)."""
+@contextmanager
+def serve_app(home: Path, database_url: str, log_path: Path) -> Iterator[str]:
+    """`streamlit run` on 127.0.0.1 over the catalogue in `home`; yields its URL once healthy."""
     port = _free_port()
-    log_path = tmp_path_factory.mktemp("streamlit") / "server.log"
-    environment = {**os.environ, "MARKETPLACE_HOME": str(shared_catalogue.home), "DATABASE_URL": shared_catalogue.database_url,
-                   "MARKETPLACE_MEDIA": str(shared_catalogue.home / "images")}
+    environment = {**os.environ, "MARKETPLACE_HOME": str(home), "DATABASE_URL": database_url, "MARKETPLACE_MEDIA": str(home / "images")}
     environment.pop("MARKETPLACE_MODELS", None)
     command = [sys.executable, "-m", "streamlit", "run", str(PROJECT_ROOT / "streamlit_app.py"), "--server.headless", "true",
                "--server.address", "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false"]
@@ -88,6 +87,13 @@ def app_url(shared_catalogue: ImportedCatalogue, shared_indexes, tmp_path_factor
             server.wait(timeout=20)
         except subprocess.TimeoutExpired:
             server.kill()
+
+
+@pytest.fixture(scope="module")
+def app_url(shared_catalogue: ImportedCatalogue, shared_indexes, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    """The app on the shared catalogue (embeddings already cached in its home)."""
+    with serve_app(shared_catalogue.home, shared_catalogue.database_url, tmp_path_factory.mktemp("streamlit") / "server.log") as url:
+        yield url
 
 
 @pytest.fixture
@@ -247,3 +253,50 @@ def test_keyboard_driven_review(page, shared_catalogue: ImportedCatalogue) -> No
         with session_scope(shared_catalogue.engine) as session:  # leave the shared catalogue as the other tests expect it
             for entry in entries:
                 session.delete(session.get_one(ReviewItem, entry.product_id))
+
+
+@pytest.fixture(scope="module")
+def markup_app_url(browser, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    """The app over a small catalogue whose names, descriptions and locations are HTML, scripts and javascript: links."""
+    from db.importer import import_catalogue
+    from db.session import make_engine
+    from tests.hostile import write_markup_catalogue
+
+    home = tmp_path_factory.mktemp("markup_home")
+    database_url = f"sqlite:///{home / 'catalogue.db'}"
+    import_catalogue(write_markup_catalogue(home / "source"), engine=make_engine(database_url), media_dir=home / "images")
+    with serve_app(home, database_url, home / "server.log") as url:
+        yield url
+
+
+def test_markup_in_listings_stays_text_in_the_browser(browser, markup_app_url: str) -> None:  # type: ignore[no-untyped-def]
+    """What a seller typed is shown literally: no element, script, handler or javascript: link comes alive."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    tab = context.new_page()
+    tab.set_default_timeout(WAIT_MS)
+    dialogs: list[str] = []
+    tab.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+
+    def assert_inert(name: str) -> None:
+        main = tab.get_by_test_id("stMain")
+        no_exception(tab)
+        assert main.locator("script, style, iframe, img[src='x']").count() == 0
+        assert main.locator("[data-testid=stMarkdownContainer] b").count() == 0  # raw <b> never rendered (Markdown bold is <strong>)
+        assert tab.locator("a[href^='javascript' i]").count() == 0
+        assert dialogs == []
+        screenshot(tab, name)
+
+    try:
+        tab.goto(f"{markup_app_url}/browse")
+        tab.get_by_text("4 products · page 1 of 1").wait_for()
+        tab.get_by_role("button", name="Details").nth(3).wait_for()
+        assert tab.get_by_text("<script>alert('xss')</script> sofa", exact=False).count() >= 1  # shown, literally
+        assert tab.get_by_text("[cheap sofa](javascript:alert(document.cookie))", exact=False).count() >= 1
+        assert_inert("markup-browse")
+        for product_id in ("h0", "h1", "h2"):
+            tab.goto(f"{markup_app_url}/browse?product={product_id}")
+            tab.get_by_text(f"Listing id {product_id}").wait_for()
+            assert_inert(f"markup-detail-{product_id}")
+        assert tab.get_by_role("heading", name="[cheap sofa](javascript:alert(document.cookie))", exact=False).count() == 1
+    finally:
+        context.close()

@@ -28,7 +28,7 @@ from db.review import QueueEntry, add_to_queue
 from db.search import SearchInputError, search_catalogue
 from db.session import make_engine, session_scope
 from tests.conftest import ImportedCatalogue, image_row, photo, product_row, use_home, write_catalogue
-from tests.hostile import HOSTILE_TEXTS, HOSTILE_UPLOADS, MARKUP_TEXTS, HostileUpload, jpeg_bytes
+from tests.hostile import HOSTILE_TEXTS, HOSTILE_UPLOADS, HostileUpload, jpeg_bytes, write_markup_catalogue
 
 APP = str(PROJECT_ROOT / "streamlit_app.py")
 
@@ -183,11 +183,7 @@ def test_hostile_text_in_the_app_search_and_classify_boxes(shared_catalogue: Imp
 @pytest.fixture
 def hostile_catalogue(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A small catalogue whose names, descriptions and locations are markup, with one product queued for review."""
-    products = [product_row(f"h{index}", product_name=f"{HOSTILE_TEXTS[name]} sofa", product_description=f"sofa {HOSTILE_TEXTS[name]}",
-                            location=HOSTILE_TEXTS["javascript link"][:60])
-                for index, name in enumerate(MARKUP_TEXTS)]
-    images = [image_row(f"img{index}", f"h{index}") for index in range(len(MARKUP_TEXTS))]
-    source = write_catalogue(tmp_path / "source", products, images, photos={f"img{index}": photo() for index in range(len(MARKUP_TEXTS))})
+    source = write_markup_catalogue(tmp_path / "source")
     use_home(monkeypatch, tmp_path / "home")
     engine = make_engine(f"sqlite:///{tmp_path / 'home' / 'catalogue.db'}")
     import_catalogue(source, engine=engine, media_dir=tmp_path / "home" / "images")

@@ -205,3 +205,33 @@ def test_review_page_reviews_three_items(small, monkeypatch: pytest.MonkeyPatch)
     assert not app.exception and {metric.label: metric.value for metric in app.metric}["Reviewed"] == "2"
     history_table = next(frame.value for frame in app.dataframe if "changed_by" in frame.value.columns)
     assert history_table["action"].tolist()[0] == "undo"
+
+
+def test_a_label_fixed_from_the_detail_view_is_recorded_and_a_stale_fix_refused(small, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    engine, home = small
+    use_home(monkeypatch, home)
+    product_id = review.queue_frame(engine)["product_id"].tolist()[0]
+    with session_scope(engine) as session:
+        old = session.scalar(select(Product).where(Product.id == product_id)).category.path.split(" / ")[0]  # type: ignore[union-attr]
+    target = next(label for label in ("Appliances", "Baby & Kids Stuff") if label != old)
+
+    def detail_view() -> AppTest:
+        app = AppTest.from_file(str(PROJECT_ROOT / "streamlit_app.py"), default_timeout=120)
+        app.query_params["product"] = product_id
+        app.run()
+        app.selectbox(key="label_fix_top").set_value(target)
+        app.text_input(key="reviewer_name").input("ben").run()
+        assert not app.exception
+        return app
+
+    first, second = detail_view(), detail_view()  # two people with the same product open
+    first.button(key="label_fix_save").click().run()
+    assert not first.exception and "Category changed to" in first.success[0].value
+    second.button(key="label_fix_save").click().run()
+    assert not second.exception and "changed by someone else" in second.error[0].value
+    with session_scope(engine) as session:
+        product = session.scalar(select(Product).where(Product.id == product_id))
+        assert product.category.path == target and product.label_version == 2  # type: ignore[union-attr]
+        rows = session.scalars(select(LabelHistory).where(LabelHistory.product_id == product_id)).all()
+        assert [(row.source, row.changed_by, row.action) for row in rows] == [("manual", "ben", "relabel")]
+        assert session.get(ReviewItem, product_id).status == "relabelled"  # type: ignore[union-attr]

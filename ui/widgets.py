@@ -119,21 +119,27 @@ def label_fix(product: ProductView) -> None:
     with st.expander("Correct the category"):
         new_category = category_picker(key="label_fix", default_top=product.top_level)
         name_col, button_col = st.columns([3, 1], vertical_alignment="bottom")
-        changed_by = name_col.text_input("Your name (recorded with the change)", key="reviewer_name", max_chars=100)
-        reason = st.text_input("Why (optional)", key="label_fix_reason", max_chars=300)
-        if button_col.button("Save the category", key="label_fix_save", type="primary"):
-            try:
-                review.fix_label(data.engine(), product.id, new_category=new_category, changed_by=changed_by.strip(),
-                                 seen_version=product.label_version, reason=reason.strip())
-            except (review.ReviewError, review.StaleLabelError) as error:
-                st.error(f"Not saved: {escape_markdown(str(error))}")
-            else:
-                data.invalidate()
-                st.session_state["label_fix_saved"] = new_category
-                st.rerun()
-    saved = st.session_state.pop("label_fix_saved", None)
-    if saved:
-        st.success(f"Category changed to {escape_markdown(saved)}; the change is in the label history.")
+        name_col.text_input("Your name (recorded with the change)", key="reviewer_name", max_chars=100)
+        st.text_input("Why (optional)", key="label_fix_reason", max_chars=300)
+        # Arguments are fixed when the button is drawn: the version and category the person sees.
+        button_col.button("Save the category", key="label_fix_save", type="primary", on_click=_save_label_fix,
+                          args=(product.id, product.label_version, new_category))
+    kind, message = st.session_state.pop("label_fix_message", (None, ""))
+    if kind == "success":
+        st.success(message)
+    elif kind == "error":
+        st.error(message)
+
+
+def _save_label_fix(product_id: str, seen_version: int, new_category: str) -> None:
+    try:
+        review.fix_label(data.engine(), product_id, new_category=new_category, changed_by=st.session_state.get("reviewer_name", "").strip(),
+                         seen_version=seen_version, reason=st.session_state.get("label_fix_reason", "").strip())
+    except (review.ReviewError, review.StaleLabelError) as error:
+        st.session_state["label_fix_message"] = ("error", f"Not saved: {escape_markdown(str(error))}")
+    else:
+        data.invalidate()
+        st.session_state["label_fix_message"] = ("success", f"Category changed to {escape_markdown(new_category)}; the change is in the label history.")
 
 
 def category_picker(*, key: str, default_top: str | None = None) -> str:
