@@ -1,12 +1,22 @@
-"""Timing helpers shared by the benchmarks."""
+"""Timing helpers shared by the benchmarks, and starting the app as a real server (also used by the browser tests)."""
 
 from __future__ import annotations
 
+import os
+import socket
 import statistics
+import subprocess
+import sys
 import time
-from collections.abc import Callable
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+
+from core.settings import PROJECT_ROOT
 
 
 def time_calls(call: Callable[[], object], *, repeat: int, warmup: int = 3) -> dict[str, float]:
@@ -25,3 +35,47 @@ def print_table(rows: list[tuple[str, str]]) -> None:
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
         print(f"| {name.ljust(width)} | {value} |")
+
+
+@dataclass(frozen=True)
+class AppServer:
+    url: str
+    pid: int
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextmanager
+def serve_app(home: Path, database_url: str, log_path: Path, *, script: Path = PROJECT_ROOT / "streamlit_app.py") -> Iterator[AppServer]:
+    """`streamlit run` on 127.0.0.1 over the catalogue in `home`; yields the server once it answers its health check."""
+    port = _free_port()
+    environment = {**os.environ, "MARKETPLACE_HOME": str(home), "DATABASE_URL": database_url, "MARKETPLACE_MEDIA": str(home / "images")}
+    environment.pop("MARKETPLACE_MODELS", None)
+    command = [sys.executable, "-m", "streamlit", "run", str(script), "--server.headless", "true",
+               "--server.address", "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false"]
+    with open(log_path, "wb") as log:
+        server = subprocess.Popen(command, cwd=PROJECT_ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                    if response.read().strip() == b"ok":
+                        break
+            except OSError:
+                pass
+            assert server.poll() is None, log_path.read_text()
+            assert time.monotonic() < deadline, "streamlit did not start: " + log_path.read_text()
+            time.sleep(0.5)
+        yield AppServer(url, server.pid)
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()

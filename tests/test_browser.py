@@ -10,17 +10,12 @@ browsers). Where either is missing the tests skip; with MARKETPLACE_REQUIRE_BROW
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
+from benchmarks.common import serve_app
 from core.settings import PROJECT_ROOT
 from tests.conftest import ImportedCatalogue
 
@@ -30,12 +25,6 @@ ARTIFACTS = PROJECT_ROOT / "test-artifacts"
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync"]
 WAIT_MS = 180_000  # first renders load models and embeddings on 2 cores
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -57,43 +46,11 @@ def browser():  # type: ignore[no-untyped-def]
         chromium.close()
 
 
-@contextmanager
-def serve_app(home: Path, database_url: str, log_path: Path) -> Iterator[str]:
-    """`streamlit run` on 127.0.0.1 over the catalogue in `home`; yields its URL once healthy."""
-    port = _free_port()
-    environment = {**os.environ, "MARKETPLACE_HOME": str(home), "DATABASE_URL": database_url, "MARKETPLACE_MEDIA": str(home / "images")}
-    environment.pop("MARKETPLACE_MODELS", None)
-    command = [sys.executable, "-m", "streamlit", "run", str(PROJECT_ROOT / "streamlit_app.py"), "--server.headless", "true",
-               "--server.address", "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false"]
-    with open(log_path, "wb") as log:
-        server = subprocess.Popen(command, cwd=PROJECT_ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                    if response.read().strip() == b"ok":
-                        break
-            except OSError:
-                pass
-            assert server.poll() is None, log_path.read_text()
-            assert time.monotonic() < deadline, "streamlit did not start: " + log_path.read_text()
-            time.sleep(0.5)
-        yield url
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-
-
 @pytest.fixture(scope="module")
 def app_url(shared_catalogue: ImportedCatalogue, shared_indexes, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:  # type: ignore[no-untyped-def]
     """The app on the shared catalogue (embeddings already cached in its home)."""
-    with serve_app(shared_catalogue.home, shared_catalogue.database_url, tmp_path_factory.mktemp("streamlit") / "server.log") as url:
-        yield url
+    with serve_app(shared_catalogue.home, shared_catalogue.database_url, tmp_path_factory.mktemp("streamlit") / "server.log") as server:
+        yield server.url
 
 
 @pytest.fixture
@@ -265,8 +222,8 @@ def markup_app_url(browser, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     home = tmp_path_factory.mktemp("markup_home")
     database_url = f"sqlite:///{home / 'catalogue.db'}"
     import_catalogue(write_markup_catalogue(home / "source"), engine=make_engine(database_url), media_dir=home / "images")
-    with serve_app(home, database_url, home / "server.log") as url:
-        yield url
+    with serve_app(home, database_url, home / "server.log") as server:
+        yield server.url
 
 
 def test_markup_in_listings_stays_text_in_the_browser(browser, markup_app_url: str) -> None:  # type: ignore[no-untyped-def]
