@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import argparse
 import resource
+import statistics
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -27,6 +29,16 @@ from core.images import open_image
 from core.model_evaluation import evaluate_catalogue
 from db.importer import read_catalogue_folder
 from core.settings import get_settings
+
+
+def median_seconds(call: Callable[[], object], runs: int) -> float:
+    """Median wall time of `runs` calls of `call`."""
+    samples = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        call()
+        samples.append(time.perf_counter() - started)
+    return statistics.median(samples)
 
 
 def time_evaluate(classifier: CategoryClassifier, data: Path, *, products: int) -> tuple[float, int, int]:
@@ -54,6 +66,7 @@ def main() -> None:
     parser.add_argument("--photos", type=int, default=640)
     parser.add_argument("--texts", type=int, default=640)
     parser.add_argument("--evaluate-products", type=int, default=1000)
+    parser.add_argument("--runs", type=int, default=3, help="throughputs are medians over this many runs")
     args = parser.parse_args()
     torch.set_num_threads(2)
     products = pd.read_csv(args.data / "Products.csv", lineterminator="\n").head(args.texts)
@@ -64,30 +77,30 @@ def main() -> None:
     backbone = get_backbone("efficientnet-lite0")
     model = load_backbone(backbone.id)
     image_features(backbone, paths[:32])  # warm-up
-    started = time.perf_counter()
-    image_features(backbone, paths)
-    pipeline_images = len(paths) / (time.perf_counter() - started)
     batch = torch.randn(32, 3, 224, 224).contiguous(memory_format=torch.channels_last)
-    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
-        model(batch)
-        started = time.perf_counter()
-        for _ in range(len(paths) // 32):
-            model(batch)
-    bare_images = (len(paths) // 32) * 32 / (time.perf_counter() - started)
+
+    def bare_image_pass() -> None:
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+            for _ in range(len(paths) // 32):
+                model(batch)
+
+    bare_image_pass()
+    pipeline_images = len(paths) / median_seconds(lambda: image_features(backbone, paths), args.runs)
+    bare_images = (len(paths) // 32) * 32 / median_seconds(bare_image_pass, args.runs)
 
     encoder = load_text_encoder(128)
     text_states(texts[:32], layer=6)
-    started = time.perf_counter()
-    text_states(texts, layer=6)
-    pipeline_texts = len(texts) / (time.perf_counter() - started)
     # The same length-sorted batches as the pipeline, tokenised beforehand: only the forward pass is timed.
     ordered = sorted(texts, key=len)
     batches = [encoder.tokenize(ordered[start : start + 32]) for start in range(0, len(ordered), 32)]
-    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
-        started = time.perf_counter()
-        for tokens in batches:
-            encoder.model(**tokens)
-    bare_texts = len(texts) / (time.perf_counter() - started)
+
+    def bare_text_pass() -> None:
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+            for tokens in batches:
+                encoder.model(**tokens)
+
+    pipeline_texts = len(texts) / median_seconds(lambda: text_states(texts, layer=6), args.runs)
+    bare_texts = len(texts) / median_seconds(bare_text_pass, args.runs)
 
     classifier = CategoryClassifier(get_settings().models_dir)
     evaluate_seconds, evaluated_products, evaluated_photos = time_evaluate(classifier, args.data, products=args.evaluate_products)
@@ -106,7 +119,7 @@ def main() -> None:
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print_table(
         [
-            ("photo embeddings (decode + clean + lite0)", f"{pipeline_images:.0f} images/s"),
+            (f"photo embeddings (decode + clean + lite0), median of {args.runs}", f"{pipeline_images:.0f} images/s"),
             ("lite0 bare forward, random tensors, batch 32", f"{bare_images:.0f} images/s (pipeline/bare = {pipeline_images / bare_images:.2f})"),
             ("text embeddings (tokenise + MiniLM)", f"{pipeline_texts:.0f} texts/s"),
             ("MiniLM bare forward, same batches pre-tokenised", f"{bare_texts:.0f} texts/s (pipeline/bare = {pipeline_texts / bare_texts:.2f})"),

@@ -109,4 +109,3 @@ def remove_partial_files(folder: Path) -> int:
         temporary.unlink(missing_ok=True)
         removed += 1
     return removed
-

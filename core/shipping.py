@@ -62,4 +62,3 @@ def verify_model_file(path: Path) -> None:
     expected = next((entry.get("sha256") for entry in entries.values() if entry.get("file") == path.name), None)
     if expected and hashlib.sha256(path.read_bytes()).hexdigest() != expected:
         raise ModelFileError(f"{path}: damaged or changed since it was shipped (checksum differs from {MANIFEST}); ship or activate the models again")
-

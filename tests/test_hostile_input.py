@@ -177,6 +177,20 @@ def test_hostile_text_in_the_app_search_and_classify_boxes(shared_catalogue: Imp
             assert "Upload a photo or type a title" in classify.info[0].value, name
 
 
+def test_hostile_folder_paths_on_the_import_page_are_refused(app_home: Path) -> None:
+    app = AppTest.from_file(APP, default_timeout=120)
+    app.run()
+    app.switch_page("pages/admin.py").run()
+    for name, text in HOSTILE_TEXTS.items():
+        app.text_input[0].set_value(text[:1000])
+        app.button[0].click().run()
+        assert not app.exception, (name, [error.value for error in app.exception])
+        assert app.error and app.error[0].value.startswith("Nothing was imported"), name
+        assert_no_live_markup(app)
+    with session_scope(make_engine(f"sqlite:///{app_home / 'catalogue.db'}")) as session:
+        assert session.scalar(select(func.count()).select_from(Product)) == 0
+
+
 # ----- markup in catalogue text
 
 

@@ -135,7 +135,10 @@ def _save_label_fix(product_id: str, seen_version: int, new_category: str) -> No
     try:
         review.fix_label(data.engine(), product_id, new_category=new_category, changed_by=st.session_state.get("reviewer_name", "").strip(),
                          seen_version=seen_version, reason=st.session_state.get("label_fix_reason", "").strip())
-    except (review.ReviewError, review.StaleLabelError) as error:
+    except review.StaleLabelError as error:
+        data.invalidate()  # the page then shows the label as it is now
+        st.session_state["label_fix_message"] = ("error", f"Not saved: {escape_markdown(str(error))}")
+    except review.ReviewError as error:
         st.session_state["label_fix_message"] = ("error", f"Not saved: {escape_markdown(str(error))}")
     else:
         data.invalidate()
