@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
+from core.markdown import escape_markdown
 from core.settings import PROJECT_ROOT
 from tests.conftest import ImportedCatalogue, generated_photo, image_row, photo, product_row, use_home, write_catalogue
 
@@ -131,7 +132,7 @@ def test_classify_a_shared_photo_and_description(shared_app_env: ImportedCatalog
     app.text_input(key="classify_title").input(title)
     app.text_area(key="classify_description").input(description).run()
     assert not app.exception
-    assert [error.value for error in app.error] == ["Photo not used: notes.jpg: not a readable image (unknown or unsupported format)"]
+    assert [error.value for error in app.error] == ["Photo not used: " + escape_markdown("notes.jpg: not a readable image (unknown or unsupported format)")]
     metrics = {metric.label: metric.value for metric in app.metric}
     assert metrics["Predicted category"] == "Video Games & Consoles"
     assert metrics["Suggested price"].startswith("£")

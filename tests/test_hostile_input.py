@@ -79,6 +79,24 @@ def test_unusual_but_valid_photos_are_classified(shipped_classifier) -> None:  #
             assert _is_top_of_a_distribution(prediction.top)
 
 
+def test_every_hostile_upload_at_once_on_the_classify_page(app_home: Path) -> None:
+    """All of them in one upload on the Classify page (no catalogue needed): each refused file named
+    with its reason, the usable ones classified together, no exception."""
+    app = AppTest.from_file(APP, default_timeout=120)
+    app.run()
+    app.switch_page("pages/classify.py").run()
+    app.file_uploader(key="classify_photos").set_value([(case.name, case.make(), "image/jpeg") for case in HOSTILE_UPLOADS[:8]])
+    app.run()
+    assert not app.exception, [error.value for error in app.exception]
+    errors = [error.value.replace("\\", "") for error in app.error]  # shown escaped: compare the plain text
+    refused = [case for case in HOSTILE_UPLOADS[:8] if case.refusal]
+    assert len(errors) == len(refused)
+    for case, error in zip(refused, errors):
+        assert error.startswith(f"Photo not used: {case.name}:") and case.refusal in error  # type: ignore[operator]
+    metrics = {metric.label: metric.value for metric in app.metric}
+    assert metrics["Predicted category"] and any("**image** model" in markdown.value for markdown in app.markdown)
+
+
 @pytest.mark.parametrize("case", [case for case in HOSTILE_UPLOADS if case.refusal and case.name != "huge.jpg"], ids=lambda case: case.name)
 def test_classify_cli_refuses_each_broken_photo_in_one_line(case: HostileUpload, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / case.name
