@@ -16,14 +16,18 @@ import pytest
 from sqlalchemy import func, select
 from streamlit.testing.v1 import AppTest
 
+from core.classify import NothingToClassify
+from core.cleaning import model_text
 from core.cli import main
 from core.images import open_image
 from core.markdown import escape_markdown
+from core.search import query_terms
 from core.settings import PROJECT_ROOT
 from core.uploads import read_uploaded_photos
 from db.importer import import_catalogue
 from db.models import Image as ImageRow
 from db.models import LabelHistory, Product
+from db.queries import ProductFilters
 from db.review import QueueEntry, add_to_queue
 from db.search import SearchInputError, search_catalogue
 from db.session import make_engine, session_scope
@@ -133,11 +137,6 @@ def test_a_hostile_photo_in_an_upload_saves_nothing(tmp_path: Path) -> None:
 @pytest.mark.parametrize("name", list(HOSTILE_TEXTS))
 def test_hostile_text_in_every_search_mode_and_in_classify(name: str, shared_catalogue: ImportedCatalogue, shared_indexes,  # type: ignore[no-untyped-def]
                                                            shipped_classifier) -> None:
-    from core.classify import NothingToClassify
-    from core.cleaning import model_text
-    from core.search import query_terms
-    from db.queries import ProductFilters
-
     text = HOSTILE_TEXTS[name]
     with session_scope(shared_catalogue.engine) as session:
         before = session.scalar(select(func.count()).select_from(Product))
@@ -170,8 +169,6 @@ def test_hostile_text_in_the_app_search_and_classify_boxes(shared_catalogue: Imp
     classify = AppTest.from_file(APP, default_timeout=120)
     classify.run()
     classify.switch_page("pages/classify.py").run()
-    from core.cleaning import model_text
-
     for name, text in HOSTILE_TEXTS.items():
         for mode in ("keyword", "semantic", "hybrid"):
             search.button_group(key="search_mode").set_value(mode)
