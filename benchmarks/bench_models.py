@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import argparse
 import resource
-import statistics
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -29,16 +27,6 @@ from core.images import open_image
 from core.model_evaluation import evaluate_catalogue
 from db.importer import read_catalogue_folder
 from core.settings import get_settings
-
-
-def median_seconds(call: Callable[[], object], runs: int) -> float:
-    """Median wall time of `runs` calls of `call`."""
-    samples = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        call()
-        samples.append(time.perf_counter() - started)
-    return statistics.median(samples)
 
 
 def time_evaluate(classifier: CategoryClassifier, data: Path, *, products: int) -> tuple[float, int, int]:
@@ -85,8 +73,8 @@ def main() -> None:
                 model(batch)
 
     bare_image_pass()
-    pipeline_images = len(paths) / median_seconds(lambda: image_features(backbone, paths), args.runs)
-    bare_images = (len(paths) // 32) * 32 / median_seconds(bare_image_pass, args.runs)
+    pipeline_images = len(paths) * 1000 / time_calls(lambda: image_features(backbone, paths), repeat=args.runs, warmup=0)["p50_ms"]
+    bare_images = (len(paths) // 32) * 32 * 1000 / time_calls(bare_image_pass, repeat=args.runs, warmup=0)["p50_ms"]
 
     encoder = load_text_encoder(128)
     text_states(texts[:32], layer=6)
@@ -99,8 +87,8 @@ def main() -> None:
             for tokens in batches:
                 encoder.model(**tokens)
 
-    pipeline_texts = len(texts) / median_seconds(lambda: text_states(texts, layer=6), args.runs)
-    bare_texts = len(texts) / median_seconds(bare_text_pass, args.runs)
+    pipeline_texts = len(texts) * 1000 / time_calls(lambda: text_states(texts, layer=6), repeat=args.runs, warmup=0)["p50_ms"]
+    bare_texts = len(texts) * 1000 / time_calls(bare_text_pass, repeat=args.runs, warmup=0)["p50_ms"]
 
     classifier = CategoryClassifier(get_settings().models_dir)
     evaluate_seconds, evaluated_products, evaluated_photos = time_evaluate(classifier, args.data, products=args.evaluate_products)

@@ -17,6 +17,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from core.processes import process_alive
 from core.settings import PROJECT_ROOT
 
 MODEL_KINDS = ("image", "text", "combined")
@@ -36,9 +37,7 @@ class TrainingJob:
         child = _children.get(self.pid)
         if child is not None:
             return child.poll() is None
-        try:
-            os.kill(self.pid, 0)
-        except (ProcessLookupError, PermissionError):
+        if not process_alive(self.pid):
             return False
         cmdline = Path(f"/proc/{self.pid}/cmdline")
         return not cmdline.is_file() or b"core" in cmdline.read_bytes()  # a reused pid is not our job

@@ -60,7 +60,7 @@ def replace_queue(engine: Engine, entries: Sequence[QueueEntry], *, source: str 
         for entry in entries:
             if entry.product_id in decided:
                 continue
-            session.add(_row(entry))
+            session.add(queue_item(entry))
             added += 1
         return added
 
@@ -89,11 +89,12 @@ def add_to_queue(engine: Engine, entries: Sequence[QueueEntry]) -> int:
     with session_scope(engine) as session:
         queued = set(session.scalars(select(ReviewItem.product_id).where(ReviewItem.product_id.in_([entry.product_id for entry in entries]))))
         fresh = [entry for entry in entries if entry.product_id not in queued]
-        session.add_all(_row(entry) for entry in fresh)
+        session.add_all(queue_item(entry) for entry in fresh)
         return len(fresh)
 
 
-def _row(entry: QueueEntry) -> ReviewItem:
+def queue_item(entry: QueueEntry) -> ReviewItem:
+    """The queue row of an entry, pending (the top categories rounded for storage)."""
     return ReviewItem(product_id=entry.product_id, score=entry.score, given_label=entry.given_label, suggested_label=entry.suggested_label,
                       top=[[label, round(float(probability), 5)] for label, probability in entry.top], is_issue=entry.is_issue,
                       source=entry.source, status=PENDING)
@@ -239,9 +240,7 @@ def decide(engine: Engine, product_id: str, *, action: str, reviewer: str, seen_
         if history is not None:
             session.add(history)
             session.flush()
-        item.status, item.reviewed_by, item.reviewed_at = status, reviewer, utc_now()
-        item.decided_version, item.history_id = seen_version + 1, history.id if history else None
-        item.claimed_by = item.claimed_at = None
+        _close(item, status, reviewer=reviewer, decided_version=seen_version + 1, history=history)
 
 
 def fix_label(engine: Engine, product_id: str, *, new_category: str, changed_by: str, seen_version: int, reason: str = "") -> None:
@@ -255,7 +254,7 @@ def fix_label(engine: Engine, product_id: str, *, new_category: str, changed_by:
         if product is None:
             raise ReviewError(f"product {product_id} is not in the catalogue")
         if product.label_version != seen_version:
-            raise StaleLabelError(f"{product.name!r} was changed by someone else since you opened it: reload it and decide again")
+            raise _changed_since(product)
         category = session.scalar(select(Category).where(Category.path == new_category))
         if category is None:
             raise ReviewError(f"unknown category {new_category!r}")
@@ -268,8 +267,14 @@ def fix_label(engine: Engine, product_id: str, *, new_category: str, changed_by:
         session.flush()
         item = session.get(ReviewItem, product_id)
         if item is not None and item.status == PENDING:
-            item.status, item.reviewed_by, item.reviewed_at = "relabelled", changed_by, utc_now()
-            item.decided_version, item.history_id, item.claimed_by, item.claimed_at = seen_version + 1, history.id, None, None
+            _close(item, "relabelled", reviewer=changed_by, decided_version=seen_version + 1, history=history)
+
+
+def _close(item: ReviewItem, status: str, *, reviewer: str, decided_version: int, history: LabelHistory | None) -> None:
+    """A queue item decided: by whom, when, the label version it left, its history row; claim released."""
+    item.status, item.reviewed_by, item.reviewed_at = status, reviewer, utc_now()
+    item.decided_version, item.history_id = decided_version, history.id if history else None
+    item.claimed_by = item.claimed_at = None
 
 
 def _held_by_other(item: ReviewItem, reviewer: str) -> bool:
@@ -289,8 +294,12 @@ def _bump_version(session: Session, product: Product, seen_version: int, *, cate
         .execution_options(synchronize_session=False)
     ).rowcount
     if landed != 1:  # raising inside session_scope rolls the whole transaction back
-        raise StaleLabelError(f"{product.name!r} was changed by someone else since you opened it: reload it and decide again")
+        raise _changed_since(product)
     session.expire(product)
+
+
+def _changed_since(product: Product) -> StaleLabelError:
+    return StaleLabelError(f"{product.name!r} was changed by someone else since you opened it: reload it and decide again")
 
 
 def undo_last(engine: Engine, reviewer: str) -> str | None:

@@ -15,7 +15,8 @@ from sqlalchemy import Engine, select
 from core.cleaning import CATEGORY_SEPARATOR, clean_description, clean_product_name, price_to_pence, split_category
 from core.images import DEFAULT_CANVAS_SIZE, open_image, save_cleaned
 from db.importer import media_path_for
-from db.models import Category, Image, LabelHistory, Product, ReviewItem
+from db.models import Category, Image, LabelHistory, Product
+from db.review import QueueEntry, queue_item
 from db.session import session_scope
 
 MAX_NAME_CHARS = 500
@@ -81,9 +82,8 @@ def add_listing(engine: Engine, listing: NewListing, *, media_dir: Path, added_b
             session.add(LabelHistory(product_id=product_id, old_category_id=None, new_category_id=category.id, changed_by=added_by,
                                      reason=f"uploaded as {path}{predicted}", source="upload", confidence=listing.confidence))
             if listing.confidence is not None and listing.confidence < UPLOAD_REVIEW_BELOW and listing.top:
-                session.add(ReviewItem(product_id=product_id, score=listing.confidence, given_label=split_category(path)[0],
-                                       suggested_label=listing.top[0][0], top=[[label, round(float(p), 5)] for label, p in listing.top[:3]],
-                                       is_issue=False, source="upload", status="pending"))
+                session.add(queue_item(QueueEntry(product_id, listing.confidence, split_category(path)[0], listing.top[0][0],
+                                                  list(listing.top[:3]), is_issue=False, source="upload")))
     except BaseException:
         for target in written:  # the transaction rolled back: its photo files go too
             target.unlink(missing_ok=True)
