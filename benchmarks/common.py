@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.settings import PROJECT_ROOT
+from core.settings import PROJECT_ROOT, home_environment
 
 
 def time_calls(call: Callable[[], object], *, repeat: int, warmup: int = 3) -> dict[str, float]:
@@ -53,7 +53,7 @@ def _free_port() -> int:
 def serve_app(home: Path, database_url: str, log_path: Path, *, script: Path = PROJECT_ROOT / "streamlit_app.py") -> Iterator[AppServer]:
     """`streamlit run` on 127.0.0.1 over the catalogue in `home`; yields the server once it answers its health check."""
     port = _free_port()
-    environment = {**os.environ, "MARKETPLACE_HOME": str(home), "DATABASE_URL": database_url, "MARKETPLACE_MEDIA": str(home / "images")}
+    environment = {**os.environ, **home_environment(home, database_url=database_url)}
     environment.pop("MARKETPLACE_MODELS", None)
     command = [sys.executable, "-m", "streamlit", "run", str(script), "--server.headless", "true",
                "--server.address", "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false"]

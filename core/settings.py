@@ -29,6 +29,13 @@ class Settings:
         return self.database_url.startswith("sqlite")
 
 
+def home_environment(home: Path, *, database_url: str | None = None, media_dir: Path | None = None) -> dict[str, str]:
+    """The variables that point the app, the CLI and child processes at a catalogue home (its
+    database, photos and caches), with the same defaults as get_settings."""
+    return {"MARKETPLACE_HOME": str(home), "DATABASE_URL": database_url or f"sqlite:///{home / 'catalogue.db'}",
+            "MARKETPLACE_MEDIA": str(media_dir or home / "images")}
+
+
 def get_settings() -> Settings:
     data_dir = Path(os.environ.get("MARKETPLACE_HOME", PROJECT_ROOT / "data"))
     shipped = PROJECT_ROOT / "models"

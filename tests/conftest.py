@@ -12,9 +12,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from PIL import Image, ImageDraw
-from sqlalchemy import Engine
+from sqlalchemy import Engine, func, select
 
-from core.settings import PROJECT_ROOT, get_settings
+from core.settings import PROJECT_ROOT, get_settings, home_environment
 from db.importer import ImportReport, import_catalogue
 from db.session import make_engine
 
@@ -55,11 +55,20 @@ def shared_catalogue(marketplace_dir: Path, tmp_path_factory: pytest.TempPathFac
     return ImportedCatalogue(engine, url, home, report)
 
 
+def row_counts(engine: Engine) -> tuple[int, int, int]:
+    """Products, photos and label-history rows in the catalogue."""
+    from db.models import Image as ImageRow
+    from db.models import LabelHistory, Product
+    from db.session import session_scope
+
+    with session_scope(engine) as session:
+        return tuple(session.scalar(select(func.count()).select_from(table)) or 0 for table in (Product, ImageRow, LabelHistory))  # type: ignore[return-value]
+
+
 def use_home(monkeypatch: pytest.MonkeyPatch, home: Path, *, database_url: str | None = None, media_dir: Path | None = None) -> None:
     """Point the settings (app, CLI, child processes) at a catalogue home: its DB, photos and caches."""
-    monkeypatch.setenv("MARKETPLACE_HOME", str(home))
-    monkeypatch.setenv("DATABASE_URL", database_url or f"sqlite:///{home / 'catalogue.db'}")
-    monkeypatch.setenv("MARKETPLACE_MEDIA", str(media_dir or home / "images"))
+    for name, value in home_environment(home, database_url=database_url, media_dir=media_dir).items():
+        monkeypatch.setenv(name, value)
     monkeypatch.delenv("MARKETPLACE_MODELS", raising=False)
 
 

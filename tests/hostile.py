@@ -161,3 +161,10 @@ def mutated_photo(rng: random.Random) -> bytes:
     elif damage == "junk":
         data = bytearray(rng.randbytes(rng.randint(0, 4000)))
     return bytes(data)
+
+
+def is_top_of_a_distribution(top: list[tuple[str, float]]) -> bool:
+    """Five distinct classes, probabilities descending, each in [0, 1], summing to at most 1."""
+    probabilities = [probability for _, probability in top]
+    return (len({label for label, _ in top}) == 5 and probabilities == sorted(probabilities, reverse=True)
+            and all(0 <= p <= 1 for p in probabilities) and sum(probabilities) <= 1 + 1e-5)

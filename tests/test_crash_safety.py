@@ -17,11 +17,10 @@ import pytest
 from sqlalchemy import func, select
 
 from core.model_io import load_checkpoint
-from core.settings import PROJECT_ROOT
-from db.models import Image as ImageRow
-from db.models import Product, RunEpoch, TrainingRun
+from core.settings import PROJECT_ROOT, home_environment
+from db.models import RunEpoch, TrainingRun
 from db.session import make_engine, session_scope
-from tests.conftest import generated_catalogue, generated_photo, image_row, product_row, write_catalogue
+from tests.conftest import generated_catalogue, generated_photo, image_row, product_row, row_counts, use_home, write_catalogue
 
 
 def _large_catalogue(folder: Path, products: int) -> Path:
@@ -37,13 +36,12 @@ def _large_catalogue(folder: Path, products: int) -> Path:
 
 
 def _counts(engine) -> tuple[int, int]:  # type: ignore[no-untyped-def]
-    with session_scope(engine) as session:
-        return session.scalar(select(func.count()).select_from(Product)), session.scalar(select(func.count()).select_from(ImageRow))
+    products, photos, _ = row_counts(engine)
+    return products, photos
 
 
 def _environment(home: Path) -> dict[str, str]:
-    environment = {**os.environ, "MARKETPLACE_HOME": str(home), "DATABASE_URL": f"sqlite:///{home / 'catalogue.db'}",
-                   "MARKETPLACE_MEDIA": str(home / "images")}
+    environment = {**os.environ, **home_environment(home)}
     environment.pop("MARKETPLACE_MODELS", None)
     return environment
 
@@ -127,8 +125,6 @@ def test_a_training_run_killed_part_way_is_marked_died_and_leaves_whole_files(tm
 
     with pytest.raises(ActivationError):
         activate_run(engine, run.id, active_dir=home / "active-models", current_dir=PROJECT_ROOT / "models", catalogue_fingerprint="x")
-    for name in ("MARKETPLACE_HOME", "DATABASE_URL", "MARKETPLACE_MEDIA"):
-        monkeypatch.setenv(name, environment[name])
-    monkeypatch.delenv("MARKETPLACE_MODELS", raising=False)
+    use_home(monkeypatch, home)
     assert get_settings().models_dir == PROJECT_ROOT / "models"
     assert CategoryClassifier(PROJECT_ROOT / "models").labels

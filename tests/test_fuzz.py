@@ -9,34 +9,20 @@ import random
 from collections import Counter
 from pathlib import Path
 
-from sqlalchemy import func, select
 
 from core.classify import NothingToClassify
 from core.cleaning import model_text
 from core.uploads import read_uploaded_photos
 from db.importer import CatalogueFormatError, import_catalogue
-from db.models import Image as ImageRow
-from db.models import LabelHistory, Product
 from db.queries import ProductFilters
 from db.search import SearchInputError, search_catalogue
 from db.session import make_engine, session_scope
-from tests.conftest import ImportedCatalogue, image_row, product_row, write_catalogue
-from tests.hostile import mutated_photo, random_text
+from tests.conftest import ImportedCatalogue, image_row, product_row, row_counts, write_catalogue
+from tests.hostile import is_top_of_a_distribution, mutated_photo, random_text
 
 CASES = 500
 KINDS = ("photo", "text", "search", "import")
 
-
-def _is_top_of_a_distribution(top: list[tuple[str, float]]) -> bool:
-    """Five distinct classes, probabilities descending, each in [0, 1], summing to at most 1."""
-    probabilities = [probability for _, probability in top]
-    return (len({label for label, _ in top}) == 5 and probabilities == sorted(probabilities, reverse=True)
-            and all(0 <= p <= 1 for p in probabilities) and sum(probabilities) <= 1 + 1e-5)
-
-
-def _counts(engine) -> tuple[int, int, int]:  # type: ignore[no-untyped-def]
-    with session_scope(engine) as session:
-        return tuple(session.scalar(select(func.count()).select_from(table)) for table in (Product, ImageRow, LabelHistory))  # type: ignore[return-value]
 
 
 def _hostile_folder(folder: Path, case: int, rng: random.Random) -> Path:
@@ -69,7 +55,7 @@ def _hostile_folder(folder: Path, case: int, rng: random.Random) -> Path:
 def test_500_hostile_inputs_never_crash_and_every_refusal_is_explained(shared_catalogue: ImportedCatalogue, shared_indexes,  # type: ignore[no-untyped-def]
                                                                        shipped_classifier, tmp_path: Path) -> None:
     rng = random.Random(20261125)
-    shared_before = _counts(shared_catalogue.engine)
+    shared_before = row_counts(shared_catalogue.engine)
     import_engine = make_engine(f"sqlite:///{tmp_path / 'fuzz.db'}")
     outcomes: Counter[tuple[str, str]] = Counter()
     for case in range(CASES):
@@ -79,7 +65,7 @@ def test_500_hostile_inputs_never_crash_and_every_refusal_is_explained(shared_ca
             read = read_uploaded_photos([(name, mutated_photo(rng))])
             if read.photos:
                 prediction = shipped_classifier.classify(images=read.photos)
-                assert prediction.category in shipped_classifier.labels and _is_top_of_a_distribution(prediction.top)
+                assert prediction.category in shipped_classifier.labels and is_top_of_a_distribution(prediction.top)
                 outcomes[kind, "accepted"] += 1
             else:
                 assert len(read.problems) == 1 and read.problems[0].startswith(f"{name}: ") and len(read.problems[0]) > len(name) + 10
@@ -88,7 +74,7 @@ def test_500_hostile_inputs_never_crash_and_every_refusal_is_explained(shared_ca
             text = random_text(rng)
             if model_text("", text):
                 prediction = shipped_classifier.classify(text=text)
-                assert prediction.model == "text" and _is_top_of_a_distribution(prediction.top)
+                assert prediction.model == "text" and is_top_of_a_distribution(prediction.top)
                 outcomes[kind, "accepted"] += 1
             else:
                 try:
@@ -114,22 +100,22 @@ def test_500_hostile_inputs_never_crash_and_every_refusal_is_explained(shared_ca
                     outcomes[kind, "accepted"] += 1
         else:
             folder = _hostile_folder(tmp_path / f"import{case}", case, rng)
-            before = _counts(import_engine)
+            before = row_counts(import_engine)
             try:
                 report = import_catalogue(folder, engine=import_engine, media_dir=tmp_path / "media", workers=1)
             except CatalogueFormatError as refusal:
                 assert len(str(refusal)) > 20 and ("Products.csv" in str(refusal) or "Images.csv" in str(refusal))
-                assert _counts(import_engine) == before
+                assert row_counts(import_engine) == before
                 outcomes[kind, "refused"] += 1
                 continue
-            after = _counts(import_engine)
+            after = row_counts(import_engine)
             assert after[0] - before[0] == report.products_added and after[1] - before[1] == report.images_added
             assert after[2] == before[2]  # a new product is not a label change
             assert all(row.reason for row in report.skipped)
             if report.products_added == 0:
                 assert report.skipped, "a row neither imported nor explained"
             outcomes[kind, "accepted" if report.products_added else "refused"] += 1
-    assert _counts(shared_catalogue.engine) == shared_before  # reading and classifying never write
+    assert row_counts(shared_catalogue.engine) == shared_before  # reading and classifying never write
     assert sum(outcomes.values()) == CASES
     for kind in KINDS:  # the generator reaches both sides of every door
         assert outcomes[kind, "accepted"] > 0 and outcomes[kind, "refused"] > 0, outcomes

@@ -26,25 +26,19 @@ from core.settings import PROJECT_ROOT
 from core.uploads import read_uploaded_photos
 from db.importer import import_catalogue
 from db.models import Image as ImageRow
-from db.models import LabelHistory, Product
+from db.models import Product
 from db.queries import ProductFilters
 from db.review import QueueEntry, add_to_queue
 from db.search import SearchInputError, search_catalogue
 from db.session import make_engine, session_scope
-from tests.conftest import ImportedCatalogue, image_row, photo, product_row, use_home, write_catalogue
-from tests.hostile import HOSTILE_TEXTS, HOSTILE_UPLOADS, HostileUpload, jpeg_bytes, write_markup_catalogue
+from tests.conftest import ImportedCatalogue, image_row, photo, product_row, row_counts, use_home, write_catalogue
+from tests.hostile import HOSTILE_TEXTS, HOSTILE_UPLOADS, HostileUpload, is_top_of_a_distribution, jpeg_bytes, write_markup_catalogue
 
 APP = str(PROJECT_ROOT / "streamlit_app.py")
 
 # Markup that would be live if it reached Streamlit's Markdown unescaped: an HTML tag or a link.
 LIVE_MARKUP = re.compile(r"(?<!\\)<\s*/?\s*(script|img|style|a|b)\b|(?<!\\)\]\(\s*javascript", re.IGNORECASE)
 
-
-def _is_top_of_a_distribution(top: list[tuple[str, float]]) -> bool:
-    """Five distinct classes, probabilities descending, each in [0, 1], summing to at most 1."""
-    probabilities = [probability for _, probability in top]
-    return (len({label for label, _ in top}) == 5 and probabilities == sorted(probabilities, reverse=True)
-            and all(0 <= p <= 1 for p in probabilities) and sum(probabilities) <= 1 + 1e-5)
 
 
 def rendered_markdown(app: AppTest) -> list[str]:
@@ -80,7 +74,7 @@ def test_unusual_but_valid_photos_are_classified(shipped_classifier) -> None:  #
         if case.refusal is None:
             prediction = shipped_classifier.classify(images=[open_image(case.make(), name=case.name)])
             assert prediction.model == "image" and len(prediction.top) == 5
-            assert _is_top_of_a_distribution(prediction.top)
+            assert is_top_of_a_distribution(prediction.top)
 
 
 def test_every_hostile_upload_at_once_on_the_classify_page(app_home: Path) -> None:
@@ -126,8 +120,7 @@ def test_a_hostile_photo_in_an_upload_saves_nothing(tmp_path: Path) -> None:
                                  photos=[UploadedPhoto("good.jpg", jpeg_bytes()), UploadedPhoto(case.name, case.make())])
             with pytest.raises(ImageError, match=re.escape(case.name)):
                 add_listing(engine, listing, media_dir=tmp_path / "media", added_by="ana")
-    with session_scope(engine) as session:
-        assert [session.scalar(select(func.count()).select_from(table)) for table in (Product, ImageRow, LabelHistory)] == [1, 0, 0]
+    assert row_counts(engine) == (1, 0, 0)
     assert not any((tmp_path / "media").rglob("*.jpg"))
 
 

@@ -6,18 +6,7 @@ import pytest
 from PIL import Image
 
 from core.images import ImageError, clean_image, open_image
-
-
-def _png_bytes(image: Image.Image) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def _jpeg_bytes(image: Image.Image, **options: object) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format="JPEG", **options)
-    return buffer.getvalue()
+from tests.hostile import jpeg_bytes, png_bytes
 
 
 def _png_header_only(width: int, height: int) -> bytes:
@@ -30,7 +19,7 @@ def _png_header_only(width: int, height: int) -> bytes:
 
 
 def test_open_image_converts_alpha_onto_black() -> None:
-    image = open_image(_png_bytes(Image.new("RGBA", (4, 4), (255, 0, 0, 0))))
+    image = open_image(png_bytes(Image.new("RGBA", (4, 4), (255, 0, 0, 0))))
     assert image.mode == "RGB"
     assert image.getpixel((0, 0)) == (0, 0, 0)
 
@@ -39,7 +28,7 @@ def test_open_image_applies_exif_rotation() -> None:
     landscape = Image.new("RGB", (40, 20), (10, 200, 10))
     exif = landscape.getexif()
     exif[0x0112] = 6  # rotate 90 degrees clockwise when shown
-    image = open_image(_jpeg_bytes(landscape, exif=exif.tobytes()))
+    image = open_image(jpeg_bytes(landscape, exif=exif.tobytes()))
     assert image.size == (20, 40)
 
 
@@ -61,7 +50,7 @@ def test_open_image_converts_other_modes_to_rgb(mode: str) -> None:
     [
         (b"", "empty"),
         (b"this is a text file, not a photo", "not a readable image"),
-        (_jpeg_bytes(Image.new("RGB", (64, 64)))[:200], "corrupt or truncated"),
+        (jpeg_bytes(Image.new("RGB", (64, 64)))[:200], "corrupt or truncated"),
         (_png_header_only(20000, 20000), "over the limit"),
     ],
 )

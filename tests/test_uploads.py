@@ -9,16 +9,15 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from core.images import ImageError
 from core.uploads import read_uploaded_photos
 from db.importer import import_catalogue
-from db.models import Image as ImageRow
 from db.models import LabelHistory, Product, ReviewItem
 from db.session import make_engine, session_scope
 from db.uploads import ListingError, NewListing, UploadedPhoto, add_listing
-from tests.conftest import product_row, write_catalogue
+from tests.conftest import product_row, row_counts, write_catalogue
 
 
 def jpeg(colour: tuple[int, int, int] = (10, 200, 30), size: tuple[int, int] = (80, 60)) -> bytes:
@@ -44,11 +43,6 @@ def catalogue(tmp_path: Path):  # type: ignore[no-untyped-def]
     source = write_catalogue(tmp_path / "source", [product_row("a", category="Home & Garden / Garden & Patio / Outdoor Settings & Furniture")], [])
     import_catalogue(source, engine=engine, media_dir=tmp_path / "media")
     return engine, tmp_path / "media"
-
-
-def counts(engine) -> tuple[int, int, int]:  # type: ignore[no-untyped-def]
-    with session_scope(engine) as session:
-        return tuple(session.scalar(select(func.count()).select_from(table)) for table in (Product, ImageRow, LabelHistory))  # type: ignore[return-value]
 
 
 def test_an_uploaded_listing_is_saved_with_photos_and_history(catalogue) -> None:  # type: ignore[no-untyped-def]
@@ -80,13 +74,13 @@ def test_an_uploaded_listing_is_saved_with_photos_and_history(catalogue) -> None
 ])
 def test_a_refused_listing_writes_nothing(catalogue, change: dict, error: type) -> None:  # type: ignore[no-untyped-def]
     engine, media = catalogue
-    before = counts(engine)
+    before = row_counts(engine)
     files_before = sorted(media.rglob("*"))
     fields = {"name": "Bench", "description": "", "price": Decimal("5"), "location": "", "category": "Home & Garden",
               "photos": [UploadedPhoto("ok.jpg", jpeg())], **change}
     with pytest.raises(error):
         add_listing(engine, NewListing(**fields), media_dir=media, added_by="ana")
-    assert counts(engine) == before
+    assert row_counts(engine) == before
     assert sorted(media.rglob("*")) == files_before  # no orphan photo left behind
 
 
