@@ -22,6 +22,7 @@ from db.session import session_scope
 CLAIM_MINUTES = 15  # an item a reviewer opened and left is handed to others after this
 PENDING = "pending"
 DECISIONS = ("kept", "relabelled", "not_a_product")
+FIX_SOURCES = ("review", "manual")  # label-history sources of fixes people made (the queue, or by hand from a product)
 
 
 class StaleLabelError(RuntimeError):
@@ -347,8 +348,9 @@ def history_frame(engine: Engine, *, changed_by: str | None = None, source: str 
 
 
 def changes_per_category(engine: Engine) -> pd.DataFrame:
-    """Per top-level category: labels changed by review away from it and into it (undone changes excluded)."""
-    frame = history_frame(engine, source="review")
+    """Per top-level category: labels people fixed (review or by hand) away from it and into it (undone changes excluded)."""
+    frame = history_frame(engine)
+    frame = frame[frame["source"].isin(FIX_SOURCES)]
     relabels = frame[frame["action"] == "relabel"]
     undone = set(frame.loc[frame["action"] == "undo", "reason"].str.extract(r"history row (\d+)")[0].dropna().astype(int))
     relabels = relabels[~relabels["id"].isin(undone)]

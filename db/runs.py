@@ -15,6 +15,7 @@ from core.evaluation import PredictionSet
 from core.processes import process_alive, this_host
 from core.splits import TEST
 from db.models import LabelHistory, RunEpoch, RunPrediction, RunSplit, TrainingRun, utc_now
+from db.review import FIX_SOURCES
 from db.session import session_scope
 
 
@@ -88,9 +89,9 @@ def runs_frame(engine: Engine) -> pd.DataFrame:
     mark_dead_runs(engine)
     with session_scope(engine) as session:
         epoch_counts = dict(session.execute(select(RunEpoch.run_id, func.count()).group_by(RunEpoch.run_id)).all())
-        # Labels changed by review before a run started: compare runs before and after the fixes.
+        # Labels fixed by people (review or by hand) before a run started: compare runs before and after the fixes.
         fixes = sorted(_naive_utc(moment) for moment in
-                       session.scalars(select(LabelHistory.changed_at).where(LabelHistory.source == "review", LabelHistory.action == "relabel")))
+                       session.scalars(select(LabelHistory.changed_at).where(LabelHistory.source.in_(FIX_SOURCES), LabelHistory.action == "relabel")))
         rows = []
         for run in session.scalars(select(TrainingRun).order_by(TrainingRun.id.desc())):
             metrics = run.test_metrics or {}

@@ -73,8 +73,8 @@ def show_cell_items(predictions: PredictionSet, true_label: str, predicted_label
                 photo = media_path_for(row.item_id) if predictions.kind == "image" else (product.image_paths[0] if product and product.image_paths else None)
                 show_photo(photo)
             text_col.markdown(f"**{escape_markdown(product.name if product else row.product_id)}**")
-            text_col.caption(f"true: {true_label} · predicted: {predicted_label} · confidence {row.confidence:.1%}"
-                             + (f" · now labelled {product.category}" if product and product.top_level != true_label else ""))
+            text_col.caption(f"true: {escape_markdown(true_label)} · predicted: {escape_markdown(predicted_label)} · confidence {row.confidence:.1%}"
+                             + (f" · now labelled {escape_markdown(product.category)}" if product and product.top_level != true_label else ""))
             if product and button_col.button("Open", key=f"eval_open_{row.item_id}"):
                 st.query_params["product"] = product.id
                 st.rerun()

@@ -4,6 +4,7 @@ progress, and making a finished run the active model for Classify."""
 import streamlit as st
 
 from core.active_models import ActivationError, activate_run, reset_active_models
+from core.markdown import escape_markdown
 from core.model_figures import training_curves
 from core.settings import get_settings
 from core.training import DEFAULTS
@@ -98,7 +99,7 @@ if not finished.empty:
             manifest = activate_run(data.engine(), run_id, active_dir=settings.active_models_dir, current_dir=settings.models_dir,
                                     catalogue_fingerprint=models.catalogue().fingerprint())
         except ActivationError as error:
-            st.error(f"Not activated: {error}")
+            st.error(f"Not activated: {escape_markdown(str(error))}")
         else:
             st.success("Active now: " + ", ".join(f"{name} run {entry.get('run_id')}" for name, entry in manifest["models"].items()))
 if active and st.button("Back to the shipped models", key="training_reset"):

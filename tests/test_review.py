@@ -236,3 +236,5 @@ def test_a_label_fixed_from_the_detail_view_is_recorded_and_a_stale_fix_refused(
         rows = session.scalars(select(LabelHistory).where(LabelHistory.product_id == product_id)).all()
         assert [(row.source, row.changed_by, row.action) for row in rows] == [("manual", "ben", "relabel")]
         assert session.get(ReviewItem, product_id).status == "relabelled"  # type: ignore[union-attr]
+    changes = review.changes_per_category(engine).set_index("category")
+    assert changes.loc[target, "changed to"] == 1  # a fix by hand counts with review's fixes
