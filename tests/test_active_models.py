@@ -67,7 +67,8 @@ def test_train_command_passes_only_set_options() -> None:
 
 
 def test_a_run_started_from_the_app_trains_and_can_be_stopped(trained: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """On a copy of the trained catalogue's database: the other tests count that one's runs."""
+    """On a copy of the trained catalogue's database: the other tests count that one's runs. The run asks for 100,000 epochs
+    so that it is still training when stopped (with 400, one CI run finished before the stop arrived)."""
     home = tmp_path / "home"
     home.mkdir()
     with sqlite3.connect(trained["home"] / "catalogue.db") as source, sqlite3.connect(home / "catalogue.db") as copy:
@@ -77,7 +78,7 @@ def test_a_run_started_from_the_app_trains_and_can_be_stopped(trained: dict, tmp
     engine = make_engine(f"sqlite:///{home / 'catalogue.db'}")
     with session_scope(engine) as session:
         known = set(session.scalars(select(TrainingRun.id)))
-    job = start_training_job("image", {"epochs": 400, "lr": 0.01, "batch_size": 8, "val_fraction": 0.25, "test_fraction": 0.25}, jobs_dir=jobs_dir)
+    job = start_training_job("image", {"epochs": 100000, "lr": 0.01, "batch_size": 8, "val_fraction": 0.25, "test_fraction": 0.25}, jobs_dir=jobs_dir)
     assert [listed.pid for listed in list_jobs(jobs_dir)] == [job.pid]
 
     def new_run() -> tuple[int, str, str, int] | None:
