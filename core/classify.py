@@ -107,7 +107,9 @@ class CategoryClassifier:
         return torch.softmax(logits.float(), dim=-1).numpy()
 
     def text_branch_features(self, states: torch.Tensor) -> np.ndarray:
-        return text_features(self.models["text"], states)
+        """The combined model's text input: the text model's pooled features, or its logits when the
+        combined model was trained on cross-fitted text logits."""
+        return text_features(self.models["text"], states, logits=self.models["combined"].config.get("text_input") == "logits")
 
     @torch.no_grad()
     def combined_probabilities(self, image: np.ndarray, has_image: np.ndarray, text: np.ndarray, has_text: np.ndarray,

@@ -120,7 +120,7 @@ def run_train(args: argparse.Namespace) -> int:
     overrides = {"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size, "momentum": args.momentum,
                  "step_size": args.step_size, "gamma": args.gamma, "seed": args.seed, "val_fraction": args.val_fraction,
                  "test_fraction": args.test_fraction, "backbone": args.backbone, "finetune_layers": args.finetune_layers, "finetune_blocks": args.finetune_blocks,
-                 "dropout": args.dropout, "weight_decay": args.weight_decay}
+                 "dropout": args.dropout, "weight_decay": args.weight_decay, "text_folds": args.text_folds}
     kinds = ["image", "text", "combined"] if args.model == "all" else [args.model]
     _stop_on_sigterm()
     bars = _EpochBars(quiet=args.quiet)
@@ -413,6 +413,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--finetune-layers", type=int, help="text: encoder layers fine-tuned with the CNN (default 2)")
     train.add_argument("--finetune-blocks", type=int, help="image: last backbone blocks fine-tuned with the head (default 0)")
     train.add_argument("--text-run", type=int, metavar="RUN", help="combined: the text run it builds on (default: the latest)")
+    train.add_argument("--text-folds", type=int, metavar="K",
+                       help="combined: read the text model's logits, cross-fitted on the training side by K fold models (default 0: its features)")
     train.add_argument("--ship", action="store_true", help="make the trained models the shipped defaults under models/")
     train.add_argument("--quiet", action="store_true")
     train.add_argument("--db", help="database URL")

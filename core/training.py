@@ -11,12 +11,13 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from sklearn.model_selection import StratifiedKFold
 from sqlalchemy import Engine
 from torch import nn
 
@@ -59,6 +60,9 @@ class HyperParameters:
     encoder_lr: float = 5e-5
     modality_dropout: float = 0.2  # combined: chance of hiding the photo (or the text) of an example
     keyword_branch: bool = True  # combined: TF-IDF keyword scores as a third branch
+    # combined: 0 = the text branch reads the text model's pooled features; K >= 2 = its logits, on the
+    # training side from K fold models (the text run's recipe) that never saw the product, as stacking requires
+    text_folds: int = 0
 
 
 # The seed's tuned settings; epochs and regularisation chosen on validation accuracy.
@@ -114,14 +118,15 @@ def fit(
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler | None,
     train_batches: Callable[[np.random.Generator], Iterator[Batch]],
-    val_batches: Callable[[], Iterator[Batch]],
+    val_batches: Callable[[], Iterator[Batch]] | None,
     epochs: int,
     label_smoothing: float,
     seed: int,
     on_epoch: Callable[[EpochResult, bool, nn.Module], None],
     bf16: bool = False,
 ) -> tuple[dict[str, torch.Tensor], EpochResult]:
-    """Train; after each epoch report it, with whether it is the best so far by validation accuracy."""
+    """Train; after each epoch report it, with whether it is the best so far by validation accuracy
+    (without validation batches every epoch counts as the best: the last one is kept)."""
     generator = np.random.default_rng(seed)
     best_state: dict[str, torch.Tensor] | None = None
     best: EpochResult | None = None
@@ -143,10 +148,10 @@ def fit(
         learning_rate = optimizer.param_groups[0]["lr"]
         if scheduler is not None:
             scheduler.step()
-        val_loss, val_accuracy = evaluate_loss(model, val_batches(), bf16=bf16)
+        val_loss, val_accuracy = evaluate_loss(model, val_batches(), bf16=bf16) if val_batches else (float("nan"), float("nan"))
         result = EpochResult(epoch, loss_sum / max(count, 1), correct / max(count, 1), val_loss, val_accuracy, learning_rate,
                              time.perf_counter() - started)
-        is_best = best is None or result.val_accuracy > best.val_accuracy
+        is_best = best is None or val_batches is None or result.val_accuracy > best.val_accuracy
         if is_best:
             best, best_state = result, copy.deepcopy(model.state_dict())
         on_epoch(result, is_best, model)
@@ -314,26 +319,38 @@ class Trainer:
                          lambda generator: _index_batches(train_rows, hyper.batch_size, make, generator),
                          lambda: _index_batches(val_rows, 256, make), predict, bf16=bool(hyper.finetune_blocks))
 
-    def train_text(self, hyper: HyperParameters = DEFAULTS["text"]) -> RunResult:
-        split = self.split(hyper)
+    def _text_inputs(self, hyper: HyperParameters) -> tuple[TextEncoder, int, Callable[[np.ndarray], Batch]]:
+        """The encoder, the layer whose output the text model reads, and a batch maker over every product."""
         encoder = load_text_encoder(hyper.max_tokens)
         layer = encoder.n_layers - hyper.finetune_layers
         states = torch.from_numpy(self.text_states(layer=layer, max_tokens=hyper.max_tokens))
         masks = token_mask(states)
         lengths = masks.sum(dim=1)
         y = torch.from_numpy(self.product_y)
-        parts = np.array([split[product_id] for product_id in self.product_ids])
-        train_rows, val_rows = np.where(parts == TRAIN)[0], np.where(parts == VALIDATION)[0]
-        config = {"n_classes": len(self.labels), "channels": 256, "kernel_size": 3, "conv_layers": 2, "dropout": hyper.dropout,
-                  "finetune_layers": hyper.finetune_layers, "text_layer": layer, "max_tokens": hyper.max_tokens}
-        model = TextCNN(len(self.labels), channels=256, kernel_size=3, conv_layers=2, dropout=hyper.dropout,
-                        top_layers=list(encoder.model.encoder.layer[layer:]), encoder_config=encoder.model.config)
-        head = [parameter for name, parameter in model.named_parameters() if not name.startswith("top_layers.")]
-        groups = [{"params": head}] + ([{"params": model.top_layers.parameters(), "lr": hyper.encoder_lr}] if hyper.finetune_layers else [])
 
         def make(rows: np.ndarray) -> Batch:
             longest = max(1, int(lengths[rows].max()))  # trim the batch to its longest text
             return (states[rows, :longest].float(), masks[rows, :longest]), y[rows]
+
+        return encoder, layer, make
+
+    def _new_text_model(self, encoder: TextEncoder, layer: int, hyper: HyperParameters) -> tuple[TextCNN, list[dict[str, Any]]]:
+        """A TextCNN over copies of the encoder's layers from `layer` on, and its parameter groups."""
+        model = TextCNN(len(self.labels), channels=256, kernel_size=3, conv_layers=2, dropout=hyper.dropout,
+                        top_layers=list(encoder.model.encoder.layer[layer:]), encoder_config=encoder.model.config)
+        head = [parameter for name, parameter in model.named_parameters() if not name.startswith("top_layers.")]
+        groups = [{"params": head}] + ([{"params": model.top_layers.parameters(), "lr": hyper.encoder_lr}] if hyper.finetune_layers else [])
+        return model, groups
+
+    def train_text(self, hyper: HyperParameters = DEFAULTS["text"]) -> RunResult:
+        split = self.split(hyper)
+        encoder, layer, make = self._text_inputs(hyper)
+        y = torch.from_numpy(self.product_y)
+        parts = np.array([split[product_id] for product_id in self.product_ids])
+        train_rows, val_rows = np.where(parts == TRAIN)[0], np.where(parts == VALIDATION)[0]
+        config = {"n_classes": len(self.labels), "channels": 256, "kernel_size": 3, "conv_layers": 2, "dropout": hyper.dropout,
+                  "finetune_layers": hyper.finetune_layers, "text_layer": layer, "max_tokens": hyper.max_tokens}
+        model, groups = self._new_text_model(encoder, layer, hyper)
 
         def predict(trained: nn.Module):  # type: ignore[no-untyped-def]
             rows = np.where(parts != TRAIN)[0]
@@ -354,9 +371,12 @@ class Trainer:
             raise TrainingError("the combined model needs a text model trained on this catalogue with the same split seed and test fraction")
         split = self.split(hyper)
         product_image, has_image = self.catalogue.photo_means(self.image_features(hyper.backbone))
-        text_features = self.text_model_features(text, max_tokens=int(text.config.get("max_tokens", 128)))
         parts = np.array([split[product_id] for product_id in self.product_ids])
         train_rows, val_rows = np.where(parts == TRAIN)[0], np.where(parts == VALIDATION)[0]
+        if hyper.text_folds:
+            text_input, text_features = "logits", self.cross_fitted_text_logits(text, train_rows, folds=hyper.text_folds, seed=hyper.seed)
+        else:
+            text_input, text_features = "features", self.text_model_features(text, max_tokens=int(text.config.get("max_tokens", 128)))
         keyword_state, keyword_tensor = None, None
         if hyper.keyword_branch:
             keyword_state, keyword_scores = self.keyword_scores(train_rows, seed=hyper.seed)
@@ -366,7 +386,8 @@ class Trainer:
         y = torch.from_numpy(self.product_y)
         keyword_dim = len(self.labels) if keyword_tensor is not None else 0
         config = {"image_dim": image_tensor.shape[1], "text_dim": text_tensor.shape[1], "n_classes": len(self.labels), "dropout": hyper.dropout,
-                  "text_layer": text.text_layer, "max_tokens": int(text.config.get("max_tokens", 128)), "keyword_dim": keyword_dim}
+                  "text_layer": text.text_layer, "max_tokens": int(text.config.get("max_tokens", 128)), "keyword_dim": keyword_dim,
+                  "text_input": text_input}
         model = CombinedClassifier(image_tensor.shape[1], text_tensor.shape[1], len(self.labels), keyword_dim=keyword_dim, dropout=hyper.dropout)
         model.set_normalisation(image_tensor[train_rows[has_image[train_rows]]], text_tensor[train_rows],
                                 None if keyword_tensor is None else keyword_tensor[train_rows])
@@ -401,25 +422,68 @@ class Trainer:
                                         n_classes=len(self.labels), seed=seed)
         return scorer.to_state(), scores
 
-    def text_model_features(self, text: LoadedModel, *, max_tokens: int) -> np.ndarray:
+    def text_model_features(self, text: LoadedModel, *, max_tokens: int, logits: bool = False) -> np.ndarray:
         states = torch.from_numpy(self.text_states(layer=text.text_layer, max_tokens=max_tokens))
-        return text_features(text, states)
+        return text_features(text, states, logits=logits)
+
+    def cross_fitted_text_logits(self, text: LoadedModel, train_rows: np.ndarray, *, folds: int, seed: int) -> np.ndarray:
+        """(N, classes) text logits for stacking: each training row's from a fold model trained without it
+        (the text run's recipe and its best epoch count), every other row's from the text run's model.
+
+        The text run's own model has fitted the training rows, so its outputs there are more confident
+        than anywhere else: a combined model trained on them would trust the text too much.
+        """
+        known = {item.name for item in fields(HyperParameters)}
+        text_hyper = replace(HyperParameters(**{key: value for key, value in text.info["hyperparameters"].items() if key in known}), seed=seed)
+        epochs = int(text.info.get("best_epoch") or text_hyper.epochs)
+        logits = self.text_model_features(text, max_tokens=text_hyper.max_tokens, logits=True)
+        encoder, layer, make = self._text_inputs(text_hyper)
+        if layer != text.text_layer:
+            raise TrainingError("the text run's checkpoint does not match its hyper-parameters (encoder layer)")
+        counts = np.bincount(self.product_y[train_rows])
+        folds = max(2, min(folds, int(counts[counts > 0].min())))
+        splitter = StratifiedKFold(folds, shuffle=True, random_state=seed)
+        for fold, (fit_index, score_index) in enumerate(splitter.split(train_rows, self.product_y[train_rows])):
+            set_seed(seed + fold)
+            model, groups = self._new_text_model(encoder, layer, text_hyper)
+            optimizer = make_optimizer(groups, text_hyper)
+            scheduler = torch.optim.lr_scheduler.StepLR(optimizer, text_hyper.step_size, text_hyper.gamma) if text_hyper.step_size else None
+            fit_rows, score_rows = train_rows[fit_index], train_rows[score_index]
+            fit(model, optimizer=optimizer, scheduler=scheduler, val_batches=None, epochs=epochs, label_smoothing=text_hyper.label_smoothing,
+                train_batches=lambda generator, rows=fit_rows: _index_batches(rows, text_hyper.batch_size, make, generator),
+                seed=seed + fold, on_epoch=lambda *_: None, bf16=True)
+            logits[score_rows] = _logits(model, _index_batches(score_rows, 128, make), bf16=True)
+            if self.feature_progress:
+                self.feature_progress("text fold models", fold + 1, folds)
+        return logits
 
 
 
 @torch.no_grad()
-def text_features(text: LoadedModel, states: torch.Tensor, *, batch_size: int = 128) -> np.ndarray:
-    """The text model's pooled CNN features (the combined model's text input), batch by batch."""
+def text_features(text: LoadedModel, states: torch.Tensor, *, batch_size: int = 128, logits: bool = False) -> np.ndarray:
+    """The text model's pooled CNN features, or its logits (the combined model's text input), batch by batch."""
     model: TextCNN = text.model  # type: ignore[assignment]
     model.eval()
+    forward = model.forward if logits else model.features
     masks = token_mask(states)
     parts = []
     for start in range(0, len(states), batch_size):
         chunk_mask = masks[start : start + batch_size]
         longest = max(1, int(chunk_mask.sum(dim=1).max()))
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            parts.append(model.features(states[start : start + batch_size, :longest].float(), chunk_mask[:, :longest]).float().numpy())
-    return np.concatenate(parts) if parts else np.empty((0, model.feature_dim), np.float32)
+            parts.append(forward(states[start : start + batch_size, :longest].float(), chunk_mask[:, :longest]).float().numpy())
+    width = len(text.labels) if logits else model.feature_dim
+    return np.concatenate(parts) if parts else np.empty((0, width), np.float32)
+
+
+@torch.no_grad()
+def _logits(model: nn.Module, batches: Iterator[Batch], *, bf16: bool = False) -> np.ndarray:
+    model.eval()
+    parts = []
+    for inputs, _ in batches:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            parts.append(model(*inputs).float().numpy())
+    return np.concatenate(parts)
 
 
 def _summary(metrics: dict[str, Any]) -> dict[str, Any]:

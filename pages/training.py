@@ -77,6 +77,11 @@ with st.form(f"training_form_{kind}"):
         options["momentum"] = float(columns[3].number_input("Momentum", 0.0, 0.999, defaults.momentum))
     else:
         options["finetune_layers"] = int(columns[3].number_input("Encoder layers fine-tuned", 0, 6, defaults.finetune_layers))
+    if kind == "combined":
+        options["text_folds"] = int(st.number_input(
+            "Text fold models", 0, 10, defaults.text_folds,
+            help="0: the text branch reads the text model's features. K: it reads the text model's logits, cross-fitted on the "
+                 "training side by K fold models (K more text trainings; the shipped combined model used 5)."))
     started = st.form_submit_button("Start training", type="primary")
 if started:
     if live:

@@ -266,6 +266,8 @@ def test_training_lists_runs_with_curves(recorded_run: int) -> None:
     app.selectbox(key="training_activate_run").set_value(recorded_run)
     app.button(key="training_activate").click().run()
     assert not app.exception and "not a finished run with its checkpoint" in app.error[0].value
+    app.selectbox(key="training_kind").set_value("combined").run()
+    assert not app.exception and [field.value for field in app.number_input if field.label == "Text fold models"] == [0]
 
 
 def test_evaluation_of_a_recorded_run_and_comparison(recorded_run: int) -> None:

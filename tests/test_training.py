@@ -7,6 +7,7 @@ import json
 import random
 from pathlib import Path
 
+import numpy as np
 import pytest
 from sqlalchemy import func, select
 
@@ -161,3 +162,34 @@ def test_shipping_refuses_a_combined_model_built_on_another_text_run(trained: di
     with pytest.raises(ModelFileError, match="ship a text run with the combined run built on it"):
         ship_models({"text": other_text.checkpoint}, models, catalogue_fingerprint="test")
     CategoryClassifier(models)  # the refused shipment left the folder as it was
+
+
+def test_combined_model_on_cross_fitted_text_logits(trained: dict[str, object], tmp_path: Path) -> None:
+    from core.model_io import load_checkpoint
+
+    trainer: Trainer = trained["trainer"]  # type: ignore[assignment]
+    text: RunResult = trained["text"]  # type: ignore[assignment]
+    hyper = with_overrides(DEFAULTS["combined"], epochs=12, lr=0.01, step_size=6, text_folds=2, val_fraction=0.25, test_fraction=0.25,
+                           batch_size=8)
+    split = trainer.split(hyper)
+    parts = np.array([split[product_id] for product_id in trainer.product_ids])
+    train_rows = np.where(parts == "train")[0]
+    text_model = load_checkpoint(text.checkpoint)
+    cross_fitted = trainer.cross_fitted_text_logits(text_model, train_rows, folds=2, seed=42)
+    own = trainer.text_model_features(text_model, max_tokens=128, logits=True)
+    # Validation and test products get the text model's own logits; training products get fold models'.
+    assert cross_fitted.shape == own.shape == (72, 3)
+    np.testing.assert_array_equal(cross_fitted[parts != "train"], own[parts != "train"])
+    assert np.abs(cross_fitted[train_rows] - own[train_rows]).max(axis=1).min() > 1e-3
+
+    combined = trainer.train_combined(text.checkpoint, hyper)
+    assert combined.test_metrics["accuracy"] > 0.5
+    ship_models({"image": trained["image"].checkpoint, "text": text.checkpoint, "combined": combined.checkpoint},  # type: ignore[attr-defined]
+                tmp_path / "models", catalogue_fingerprint="test")
+    classifier = CategoryClassifier(tmp_path / "models")
+    assert classifier.models["combined"].config["text_input"] == "logits" and classifier.models["combined"].config["text_dim"] == 3
+    photo = generated_photo(CLASSES["Baby & Kids Stuff"][1], "triangle", random.Random(5))
+    prediction = classifier.classify(images=[photo], text="pram")
+    assert prediction.model == "combined" and prediction.category == "Baby & Kids Stuff"
+    catalogue, _report = read_catalogue_folder(trained["source"])  # type: ignore[arg-type]
+    assert evaluate_catalogue(classifier, catalogue)["combined"]["accuracy"] > 0.5

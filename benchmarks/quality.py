@@ -1,0 +1,314 @@
+"""Quality experiments behind the README's "what each extra changed" rows that `python -m core train`
+does not reproduce, on the catalogue of the current settings (import the shared data first):
+
+    python -m benchmarks.quality [--only stacking pruning text-folds image-end-to-end] [--quick]
+
+All use the shipped models' split (seed 42: 20% of products held out as test); nothing of the test
+part is fitted on. Out-of-fold scores come from 5 stratified folds over the other 80%.
+
+- stacking: TF-IDF word + char SVM, logistic regressions on MiniLM sentence embeddings and on
+  photo-mean features, their out-of-fold scores stacked by a logistic regression (about 1 min);
+- pruning: the same stack without the products that confident learning flags as mislabelled,
+  and cleanlab's estimate of the share of wrong labels (about 1 min);
+- text-folds: the shipped text model's recipe (TextCNN, all 6 encoder layers fine-tuned, 4 epochs)
+  trained on each fold, alone (mean of the 5 fold models) and stacked with the above (about 45 min);
+- image-end-to-end: EfficientNet-Lite0 fine-tuned whole, on photos with random crops and flips
+  (about 22 min).
+
+`--quick` runs 2 folds, 1 epoch and a tenth of the photos: a smoke run, not figures to report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torchvision.transforms.v2 as augmentations
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import accuracy_score, f1_score
+from sklearn.model_selection import StratifiedKFold, cross_val_predict
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import StandardScaler
+from torch import nn
+
+from benchmarks.common import print_table
+from core.backbones import DEFAULT_BACKBONE, get_backbone
+from core.baselines import tfidf_category_model
+from core.classifiers import TextCNN
+from core.dataset import Catalogue
+from core.features import cached_text_states, load_text_encoder, token_mask
+from core.images import open_image
+from core.label_issues import ProductFeatures, catalogue_features
+from core.settings import get_settings
+from core.splits import TEST, split_products
+from core.training import MAX_GRAD_NORM
+
+SPLIT_SEED = 42
+EXPERIMENTS = ("stacking", "pruning", "text-folds", "image-end-to-end")
+
+
+@dataclass
+class Setup:
+    catalogue: Catalogue
+    features: ProductFeatures
+    y: np.ndarray  # per product
+    dev: np.ndarray  # rows of the non-test products
+    test: np.ndarray
+    folds: int
+    scores: dict[str, np.ndarray]  # name -> (N, classes): out-of-fold on dev, fitted on all of dev for test
+
+    @property
+    def n_classes(self) -> int:
+        return int(self.y.max()) + 1
+
+
+def load_setup(*, folds: int) -> Setup:
+    from db.queries import training_catalogue
+    from db.session import make_engine, session_scope
+
+    settings = get_settings()
+    with session_scope(make_engine(settings.database_url)) as session:
+        catalogue = training_catalogue(session, media_dir=settings.media_dir)
+    if not catalogue.products:
+        raise SystemExit("the catalogue is empty: import the shared data first (python -m core import DIR)")
+    features = catalogue_features(catalogue, cache_dir=settings.data_dir / "cache")
+    label_index = {label: index for index, label in enumerate(catalogue.labels)}
+    y = np.array([label_index[product.label] for product in catalogue.products])
+    split = split_products([product.id for product in catalogue.products], [product.label for product in catalogue.products], seed=SPLIT_SEED)
+    parts = np.array([split[product.id] for product in catalogue.products])
+    return Setup(catalogue, features, y, np.where(parts != TEST)[0], np.where(parts == TEST)[0], folds, {})
+
+
+def fold_splits(setup: Setup) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    splitter = StratifiedKFold(setup.folds, shuffle=True, random_state=0)
+    for fit_index, score_index in splitter.split(setup.dev, setup.y[setup.dev]):
+        yield setup.dev[fit_index], setup.dev[score_index]
+
+
+def out_of_fold(setup: Setup, fit_and_score: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> np.ndarray:
+    """Scores of every dev row from a model fitted on the other folds; of the test rows from one fitted on all of dev."""
+    scores = np.zeros((len(setup.y), setup.n_classes), np.float32)
+    for fit_rows, score_rows in fold_splits(setup):
+        scores[score_rows] = fit_and_score(fit_rows, score_rows)
+    scores[setup.test] = fit_and_score(setup.dev, setup.test)
+    return scores
+
+
+def frozen_scores(setup: Setup) -> None:
+    texts = np.asarray(setup.features.texts, dtype=object)
+    features, has_image = setup.features, setup.features.has_image
+
+    def tfidf(fit_rows: np.ndarray, score_rows: np.ndarray) -> np.ndarray:
+        return tfidf_category_model().fit(texts[fit_rows], setup.y[fit_rows]).decision_function(texts[score_rows])
+
+    def sentences(fit_rows: np.ndarray, score_rows: np.ndarray) -> np.ndarray:
+        model = LogisticRegression(C=2.0, max_iter=2000).fit(features.text[fit_rows], setup.y[fit_rows])
+        return model.decision_function(features.text[score_rows])
+
+    def photos(fit_rows: np.ndarray, score_rows: np.ndarray) -> np.ndarray:
+        with_photo = fit_rows[has_image[fit_rows]]
+        model = make_pipeline(StandardScaler(), LogisticRegression(C=0.01, max_iter=2000)).fit(features.image[with_photo], setup.y[with_photo])
+        return model.decision_function(features.image[score_rows])
+
+    for name, fit_and_score in (("tfidf", tfidf), ("sentences", sentences), ("photos", photos)):
+        if name not in setup.scores:
+            setup.scores[name] = out_of_fold(setup, fit_and_score)
+
+
+def stacker() -> Pipeline:
+    return make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=3000))
+
+
+def stacked(setup: Setup, names: tuple[str, ...], *, rows: np.ndarray | None = None) -> np.ndarray:
+    """Test predictions of a logistic regression on the named out-of-fold scores of `rows` (default: all dev)."""
+    fit_rows = setup.dev if rows is None else rows
+    inputs = np.hstack([setup.scores[name] for name in names])
+    return stacker().fit(inputs[fit_rows], setup.y[fit_rows]).predict(inputs[setup.test])
+
+
+def figures(truth: np.ndarray, predicted: np.ndarray) -> str:
+    return f"test accuracy {accuracy_score(truth, predicted):.3f}, macro-F1 {f1_score(truth, predicted, average='macro'):.3f}"
+
+
+def run_stacking(setup: Setup) -> list[tuple[str, str]]:
+    frozen_scores(setup)
+    truth = setup.y[setup.test]
+    rows = [(f"{name} alone", figures(truth, setup.scores[name][setup.test].argmax(1))) for name in ("tfidf", "sentences", "photos")]
+    return rows + [("stack: tfidf + sentences + photos", figures(truth, stacked(setup, ("tfidf", "sentences", "photos"))))]
+
+
+def run_pruning(setup: Setup) -> list[tuple[str, str]]:
+    from cleanlab.count import estimate_joint
+    from cleanlab.filter import find_label_issues
+
+    frozen_scores(setup)
+    names = ("tfidf", "sentences", "photos")
+    inputs = np.hstack([setup.scores[name] for name in names])
+    probabilities = cross_val_predict(stacker(), inputs[setup.dev], setup.y[setup.dev], cv=5, method="predict_proba")
+    flagged = find_label_issues(setup.y[setup.dev], probabilities)
+    noise = 1 - float(np.trace(estimate_joint(setup.y[setup.dev], probabilities)))
+    kept = setup.dev[~flagged]
+    return [("non-test labels flagged / estimated wrong", f"{int(flagged.sum())} of {len(setup.dev)} / {noise:.1%}"),
+            ("stack without the flagged products", figures(setup.y[setup.test], stacked(setup, names, rows=kept)))]
+
+
+def train_text_model(setup: Setup, states: torch.Tensor, rows: np.ndarray, *, epochs: int, seed: int) -> TextCNN:
+    """The shipped text recipe: all 6 encoder layers fine-tuned (5e-5) under the TextCNN (AdamW 1e-3)."""
+    encoder = load_text_encoder(128)
+    torch.manual_seed(seed)
+    model = TextCNN(setup.n_classes, channels=256, kernel_size=3, conv_layers=2, dropout=0.3,
+                    top_layers=list(encoder.model.encoder.layer), encoder_config=encoder.model.config)
+    head = [parameter for name, parameter in model.named_parameters() if not name.startswith("top_layers.")]
+    optimizer = torch.optim.AdamW([{"params": head}, {"params": model.top_layers.parameters(), "lr": 5e-5}], lr=1e-3, weight_decay=0.0)
+    masks, targets = token_mask(states), torch.from_numpy(setup.y)
+    generator = np.random.default_rng(seed)
+    for _ in range(epochs):
+        model.train()
+        for batch in np.array_split(generator.permutation(rows), math.ceil(len(rows) / 32)):
+            longest = max(1, int(masks[batch].sum(1).max()))
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                logits = model(states[batch, :longest].float(), masks[batch, :longest]).float()
+            loss = nn.functional.cross_entropy(logits, targets[batch], label_smoothing=0.1)
+            optimizer.zero_grad()
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), MAX_GRAD_NORM)
+            optimizer.step()
+    return model.eval()
+
+
+@torch.no_grad()
+def text_logits(model: TextCNN, states: torch.Tensor, rows: np.ndarray) -> np.ndarray:
+    masks, parts = token_mask(states), []
+    for batch in np.array_split(rows, max(1, math.ceil(len(rows) / 128))):
+        longest = max(1, int(masks[batch].sum(1).max()))
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            parts.append(model(states[batch, :longest].float(), masks[batch, :longest]).float().numpy())
+    return np.concatenate(parts)
+
+
+def run_text_folds(setup: Setup, *, epochs: int) -> list[tuple[str, str]]:
+    """Fold models score their held-out fold; the test part gets the mean of the fold models' scores
+    (a 5-model ensemble, each trained on 64% of the products, as the shipped model is)."""
+    frozen_scores(setup)
+    settings = get_settings()
+    states = torch.from_numpy(cached_text_states([product.id for product in setup.catalogue.products], list(setup.features.texts),
+                                                 layer=0, max_tokens=128, cache_dir=settings.data_dir / "cache"))
+    scores = np.zeros((len(setup.y), setup.n_classes), np.float32)
+    for seed, (fit_rows, score_rows) in enumerate(fold_splits(setup)):
+        started = time.perf_counter()
+        model = train_text_model(setup, states, fit_rows, epochs=epochs, seed=seed)
+        scores[score_rows] = text_logits(model, states, score_rows)
+        scores[setup.test] += text_logits(model, states, setup.test) / setup.folds
+        print(f"text fold {seed + 1}/{setup.folds}: {time.perf_counter() - started:.0f} s", flush=True)
+    setup.scores["text model"] = scores
+    truth = setup.y[setup.test]
+    return [("text model, mean of the fold models", figures(truth, scores[setup.test].argmax(1))),
+            ("stack: text model + tfidf + photos", figures(truth, stacked(setup, ("text model", "tfidf", "photos")))),
+            ("stack: text model + tfidf + sentences + photos", figures(truth, stacked(setup, ("text model", "tfidf", "sentences", "photos"))))]
+
+
+class EndToEndImageClassifier(nn.Module):
+    def __init__(self, backbone: nn.Module, feature_dim: int, n_classes: int) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.output = nn.Sequential(nn.Dropout(0.3), nn.Linear(feature_dim, n_classes))
+
+    def train(self, mode: bool = True) -> EndToEndImageClassifier:
+        super().train(mode)
+        for module in self.backbone.modules():  # batch-norm statistics stay those of ImageNet
+            if isinstance(module, nn.BatchNorm2d):
+                module.eval()
+        return self
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.output(self.backbone(pixels))
+
+
+def run_image_end_to_end(setup: Setup, *, epochs: int, photo_share: float) -> list[tuple[str, str]]:
+    """Per photo, as the image model is measured; the epoch is chosen on a validation part of the non-test products."""
+    backbone = get_backbone(DEFAULT_BACKBONE)
+    catalogue = setup.catalogue
+    row_of = {product.id: row for row, product in enumerate(catalogue.products)}
+    product_rows = np.array([row_of[image.product_id] for image in catalogue.images])
+    y = torch.from_numpy(setup.y[product_rows])
+    validation_products = next(fold_splits(setup))[1]
+    generator = np.random.default_rng(0)
+    chosen = np.sort(generator.choice(len(catalogue.images), int(len(catalogue.images) * photo_share), replace=False))
+    side = {**dict.fromkeys(setup.dev.tolist(), "train"), **dict.fromkeys(validation_products.tolist(), "val"), **dict.fromkeys(setup.test.tolist(), "test")}
+    photo_side = np.array([side[row] for row in product_rows[chosen]])
+    train, validation, test = (chosen[photo_side == name] for name in ("train", "val", "test"))
+    transform = backbone.transforms()
+    pixels = {int(index): transform(open_image(catalogue.images[index].path)).half() for index in chosen}
+    model = EndToEndImageClassifier(backbone.load(), backbone.feature_dim, setup.n_classes).to(memory_format=torch.channels_last)
+    optimizer = torch.optim.AdamW([{"params": model.backbone.parameters(), "lr": 3e-4}, {"params": model.output.parameters(), "lr": 3e-3}],
+                                  weight_decay=1e-4)
+    steps = epochs * math.ceil(len(train) / 32)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=[3e-4, 3e-3], total_steps=steps, pct_start=0.1)
+    augment = augmentations.Compose([augmentations.RandomResizedCrop(backbone.input_size, scale=(0.5, 1.0), antialias=True),
+                                     augmentations.RandomHorizontalFlip()])
+
+    @torch.no_grad()
+    def probabilities(rows: np.ndarray, *, flip: bool = False) -> np.ndarray:
+        model.eval()
+        parts = []
+        for batch in np.array_split(rows, max(1, math.ceil(len(rows) / 64))):
+            images = torch.stack([pixels[int(index)].float() for index in batch]).contiguous(memory_format=torch.channels_last)
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                result = torch.softmax(model(images).float(), -1)
+                if flip:
+                    result = (result + torch.softmax(model(images.flip(-1)).float(), -1)) / 2
+            parts.append(result.numpy())
+        return np.concatenate(parts)
+
+    best_accuracy, best_state = -1.0, None
+    for epoch in range(epochs):
+        started = time.perf_counter()
+        model.train()
+        for batch in np.array_split(generator.permutation(train), math.ceil(len(train) / 32)):
+            images = torch.stack([augment(pixels[int(index)].float()) for index in batch]).contiguous(memory_format=torch.channels_last)
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                logits = model(images).float()
+            loss = nn.functional.cross_entropy(logits, y[batch], label_smoothing=0.1)
+            optimizer.zero_grad()
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), MAX_GRAD_NORM)
+            optimizer.step()
+            schedule.step()
+        accuracy = float((probabilities(validation).argmax(1) == y[validation].numpy()).mean())
+        print(f"image epoch {epoch + 1}/{epochs}: validation {accuracy:.3f}, {time.perf_counter() - started:.0f} s", flush=True)
+        if accuracy > best_accuracy:
+            best_accuracy, best_state = accuracy, {key: value.clone() for key, value in model.state_dict().items()}
+    assert best_state is not None
+    model.load_state_dict(best_state)
+    truth = y[test].numpy()
+    return [("image end to end, per photo", figures(truth, probabilities(test).argmax(1))),
+            ("image end to end, flip test-time augmentation", figures(truth, probabilities(test, flip=True).argmax(1)))]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.quality")
+    parser.add_argument("--only", choices=EXPERIMENTS, nargs="*", help="run only these")
+    parser.add_argument("--quick", action="store_true", help="2 folds, 1 epoch, a tenth of the photos: a smoke run")
+    args = parser.parse_args()
+    setup = load_setup(folds=2 if args.quick else 5)
+    chosen = args.only or EXPERIMENTS
+    rows: list[tuple[str, str]] = []
+    if "stacking" in chosen:
+        rows += run_stacking(setup)
+    if "pruning" in chosen:
+        rows += run_pruning(setup)
+    if "text-folds" in chosen:
+        rows += run_text_folds(setup, epochs=1 if args.quick else 4)
+    if "image-end-to-end" in chosen:
+        rows += run_image_end_to_end(setup, epochs=1 if args.quick else 6, photo_share=0.1 if args.quick else 1.0)
+    print_table(rows)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
