@@ -39,13 +39,13 @@ from torch import nn
 from benchmarks.common import print_table
 from core.backbones import DEFAULT_BACKBONE, get_backbone
 from core.baselines import tfidf_category_model
-from core.classifiers import TextCNN
+from core.classifiers import TextCNN, keep_batch_norm_statistics
 from core.dataset import Catalogue
 from core.features import cached_text_states, load_text_encoder, token_mask
 from core.images import open_image
 from core.label_issues import ProductFeatures, catalogue_features
 from core.settings import get_settings
-from core.splits import TEST, split_products
+from core.splits import TEST, VALIDATION, split_products
 from core.training import MAX_GRAD_NORM
 
 SPLIT_SEED = 42
@@ -59,6 +59,7 @@ class Setup:
     y: np.ndarray  # per product
     dev: np.ndarray  # rows of the non-test products
     test: np.ndarray
+    validation: np.ndarray  # the training runs' validation part of dev
     folds: int
     scores: dict[str, np.ndarray]  # name -> (N, classes): out-of-fold on dev, fitted on all of dev for test
 
@@ -81,7 +82,7 @@ def load_setup(*, folds: int) -> Setup:
     y = np.array([label_index[product.label] for product in catalogue.products])
     split = split_products([product.id for product in catalogue.products], [product.label for product in catalogue.products], seed=SPLIT_SEED)
     parts = np.array([split[product.id] for product in catalogue.products])
-    return Setup(catalogue, features, y, np.where(parts != TEST)[0], np.where(parts == TEST)[0], folds, {})
+    return Setup(catalogue, features, y, np.where(parts != TEST)[0], np.where(parts == TEST)[0], np.where(parts == VALIDATION)[0], folds, {})
 
 
 def fold_splits(setup: Setup) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -220,9 +221,7 @@ class EndToEndImageClassifier(nn.Module):
 
     def train(self, mode: bool = True) -> EndToEndImageClassifier:
         super().train(mode)
-        for module in self.backbone.modules():  # batch-norm statistics stay those of ImageNet
-            if isinstance(module, nn.BatchNorm2d):
-                module.eval()
+        keep_batch_norm_statistics(self.backbone)
         return self
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
@@ -230,16 +229,15 @@ class EndToEndImageClassifier(nn.Module):
 
 
 def run_image_end_to_end(setup: Setup, *, epochs: int, photo_share: float) -> list[tuple[str, str]]:
-    """Per photo, as the image model is measured; the epoch is chosen on a validation part of the non-test products."""
+    """Per photo, as the image model is measured; on the training runs' split, the epoch chosen on its validation part."""
     backbone = get_backbone(DEFAULT_BACKBONE)
     catalogue = setup.catalogue
     row_of = {product.id: row for row, product in enumerate(catalogue.products)}
     product_rows = np.array([row_of[image.product_id] for image in catalogue.images])
     y = torch.from_numpy(setup.y[product_rows])
-    validation_products = next(fold_splits(setup))[1]
     generator = np.random.default_rng(0)
     chosen = np.sort(generator.choice(len(catalogue.images), int(len(catalogue.images) * photo_share), replace=False))
-    side = {**dict.fromkeys(setup.dev.tolist(), "train"), **dict.fromkeys(validation_products.tolist(), "val"), **dict.fromkeys(setup.test.tolist(), "test")}
+    side = {**dict.fromkeys(setup.dev.tolist(), "train"), **dict.fromkeys(setup.validation.tolist(), "val"), **dict.fromkeys(setup.test.tolist(), "test")}
     photo_side = np.array([side[row] for row in product_rows[chosen]])
     train, validation, test = (chosen[photo_side == name] for name in ("train", "val", "test"))
     transform = backbone.transforms()

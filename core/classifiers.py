@@ -23,6 +23,14 @@ def robust_std(features: torch.Tensor) -> torch.Tensor:
     return std.clamp(min=max(1e-3, 0.05 * float(std.mean())))
 
 
+def keep_batch_norm_statistics(module: nn.Module) -> None:
+    """Batch-norm layers back to eval mode: fine-tuned blocks keep ImageNet's statistics, which small
+    CPU batches would only make noisier."""
+    for layer in module.modules():
+        if isinstance(layer, nn.BatchNorm2d):
+            layer.eval()
+
+
 class ImageHead(nn.Module):
     """Pooled backbone features (B, feature_dim) -> logits; `branch` gives the 128-d hidden layer."""
 
@@ -52,9 +60,7 @@ class FineTunedImageClassifier(nn.Module):
 
     def train(self, mode: bool = True) -> FineTunedImageClassifier:
         super().train(mode)
-        for module in self.tail.modules():  # batch-norm statistics stay those of ImageNet
-            if isinstance(module, nn.BatchNorm2d):
-                module.eval()
+        keep_batch_norm_statistics(self.tail)
         return self
 
     def forward(self, maps: torch.Tensor) -> torch.Tensor:

@@ -173,13 +173,17 @@ def evaluate_loss(model: nn.Module, batches: Iterator[Batch], *, bf16: bool = Fa
 
 
 @torch.no_grad()
-def predict_probabilities(model: nn.Module, batches: Iterator[Batch], *, bf16: bool = False) -> np.ndarray:
+def predict_logits(model: nn.Module, batches: Iterator[Batch], *, bf16: bool = False) -> np.ndarray:
     model.eval()
     parts = []
     for inputs, _ in batches:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            parts.append(torch.softmax(model(*inputs).float(), dim=-1).numpy())
-    return np.concatenate(parts) if parts else np.empty((0, 0))
+            parts.append(model(*inputs).float().numpy())
+    return np.concatenate(parts) if parts else np.empty((0, 0), np.float32)
+
+
+def predict_probabilities(model: nn.Module, batches: Iterator[Batch], *, bf16: bool = False) -> np.ndarray:
+    return torch.softmax(torch.from_numpy(predict_logits(model, batches, bf16=bf16)), dim=-1).numpy()
 
 
 def _index_batches(rows: np.ndarray, batch_size: int, make: Callable[[np.ndarray], Batch], generator: np.random.Generator | None = None) -> Iterator[Batch]:
@@ -452,7 +456,7 @@ class Trainer:
             fit(model, optimizer=optimizer, scheduler=scheduler, val_batches=None, epochs=epochs, label_smoothing=text_hyper.label_smoothing,
                 train_batches=lambda generator, rows=fit_rows: _index_batches(rows, text_hyper.batch_size, make, generator),
                 seed=seed + fold, on_epoch=lambda *_: None, bf16=True)
-            logits[score_rows] = _logits(model, _index_batches(score_rows, 128, make), bf16=True)
+            logits[score_rows] = predict_logits(model, _index_batches(score_rows, 128, make), bf16=True)
             if self.feature_progress:
                 self.feature_progress("text fold models", fold + 1, folds)
         return logits
@@ -474,16 +478,6 @@ def text_features(text: LoadedModel, states: torch.Tensor, *, batch_size: int = 
             parts.append(forward(states[start : start + batch_size, :longest].float(), chunk_mask[:, :longest]).float().numpy())
     width = len(text.labels) if logits else model.feature_dim
     return np.concatenate(parts) if parts else np.empty((0, width), np.float32)
-
-
-@torch.no_grad()
-def _logits(model: nn.Module, batches: Iterator[Batch], *, bf16: bool = False) -> np.ndarray:
-    model.eval()
-    parts = []
-    for inputs, _ in batches:
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            parts.append(model(*inputs).float().numpy())
-    return np.concatenate(parts)
 
 
 def _summary(metrics: dict[str, Any]) -> dict[str, Any]:

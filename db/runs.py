@@ -81,7 +81,7 @@ def latest_run(engine: Engine, *, model_kind: str, status: str = "finished") -> 
 RUN_COLUMNS = ["run", "model", "status", "started", "finished", "epochs", "best epoch", "best val accuracy", "test accuracy",
                "test macro-F1", "review fixes before", "hyper-parameters", "note"]
 SHOWN_HYPERPARAMETERS = ("epochs", "optimizer", "lr", "batch_size", "momentum", "step_size", "gamma", "dropout", "weight_decay",
-                         "finetune_layers", "finetune_blocks", "backbone", "seed")
+                         "finetune_layers", "finetune_blocks", "text_folds", "backbone", "seed")
 
 
 def runs_frame(engine: Engine) -> pd.DataFrame:
