@@ -39,7 +39,7 @@ from torch import nn
 from benchmarks.common import print_table
 from core.backbones import DEFAULT_BACKBONE, get_backbone
 from core.baselines import tfidf_category_model
-from core.classifiers import TextCNN, keep_batch_norm_statistics
+from core.classifiers import FineTunedImageClassifier, TextCNN
 from core.dataset import Catalogue
 from core.features import cached_text_states, load_text_encoder, token_mask
 from core.images import open_image
@@ -213,21 +213,6 @@ def run_text_folds(setup: Setup, *, epochs: int) -> list[tuple[str, str]]:
             ("stack: text model + tfidf + sentences + photos", figures(truth, stacked(setup, ("text model", "tfidf", "sentences", "photos"))))]
 
 
-class EndToEndImageClassifier(nn.Module):
-    def __init__(self, backbone: nn.Module, feature_dim: int, n_classes: int) -> None:
-        super().__init__()
-        self.backbone = backbone
-        self.output = nn.Sequential(nn.Dropout(0.3), nn.Linear(feature_dim, n_classes))
-
-    def train(self, mode: bool = True) -> EndToEndImageClassifier:
-        super().train(mode)
-        keep_batch_norm_statistics(self.backbone)
-        return self
-
-    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        return self.output(self.backbone(pixels))
-
-
 def run_image_end_to_end(setup: Setup, *, epochs: int, photo_share: float) -> list[tuple[str, str]]:
     """Per photo, as the image model is measured; on the training runs' split, the epoch chosen on its validation part."""
     backbone = get_backbone(DEFAULT_BACKBONE)
@@ -242,8 +227,10 @@ def run_image_end_to_end(setup: Setup, *, epochs: int, photo_share: float) -> li
     train, validation, test = (chosen[photo_side == name] for name in ("train", "val", "test"))
     transform = backbone.transforms()
     pixels = {int(index): transform(open_image(catalogue.images[index].path)).half() for index in chosen}
-    model = EndToEndImageClassifier(backbone.load(), backbone.feature_dim, setup.n_classes).to(memory_format=torch.channels_last)
-    optimizer = torch.optim.AdamW([{"params": model.backbone.parameters(), "lr": 3e-4}, {"params": model.output.parameters(), "lr": 3e-3}],
+    # The whole feature extractor is the fine-tuned "tail"; a dropout + linear layer is the head.
+    head = nn.Sequential(nn.Dropout(0.3), nn.Linear(backbone.feature_dim, setup.n_classes))
+    model = FineTunedImageClassifier(backbone.load(), head).to(memory_format=torch.channels_last)
+    optimizer = torch.optim.AdamW([{"params": model.tail.parameters(), "lr": 3e-4}, {"params": model.head.parameters(), "lr": 3e-3}],
                                   weight_decay=1e-4)
     steps = epochs * math.ceil(len(train) / 32)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=[3e-4, 3e-3], total_steps=steps, pct_start=0.1)

@@ -23,14 +23,6 @@ def robust_std(features: torch.Tensor) -> torch.Tensor:
     return std.clamp(min=max(1e-3, 0.05 * float(std.mean())))
 
 
-def keep_batch_norm_statistics(module: nn.Module) -> None:
-    """Batch-norm layers back to eval mode: fine-tuned blocks keep ImageNet's statistics, which small
-    CPU batches would only make noisier."""
-    for layer in module.modules():
-        if isinstance(layer, nn.BatchNorm2d):
-            layer.eval()
-
-
 class ImageHead(nn.Module):
     """Pooled backbone features (B, feature_dim) -> logits; `branch` gives the 128-d hidden layer."""
 
@@ -53,14 +45,16 @@ class ImageHead(nn.Module):
 class FineTunedImageClassifier(nn.Module):
     """The backbone's last blocks (fine-tuned) + the image head, on cached maps of the frozen blocks."""
 
-    def __init__(self, tail: nn.Module, head: ImageHead) -> None:
+    def __init__(self, tail: nn.Module, head: nn.Module) -> None:
         super().__init__()
         self.tail = tail
         self.head = head
 
     def train(self, mode: bool = True) -> FineTunedImageClassifier:
         super().train(mode)
-        keep_batch_norm_statistics(self.tail)
+        for module in self.tail.modules():  # batch-norm statistics stay those of ImageNet
+            if isinstance(module, nn.BatchNorm2d):
+                module.eval()
         return self
 
     def forward(self, maps: torch.Tensor) -> torch.Tensor:
