@@ -39,14 +39,13 @@ from torch import nn
 from benchmarks.common import print_table
 from core.backbones import DEFAULT_BACKBONE, get_backbone
 from core.baselines import tfidf_category_model
-from core.classifiers import FineTunedImageClassifier, TextCNN
+from core.classifiers import FineTunedImageClassifier
 from core.dataset import Catalogue
-from core.features import cached_text_states, load_text_encoder, token_mask
 from core.images import open_image
 from core.label_issues import ProductFeatures, catalogue_features
 from core.settings import get_settings
 from core.splits import TEST, VALIDATION, split_products
-from core.training import MAX_GRAD_NORM
+from core.training import DEFAULTS, MAX_GRAD_NORM, Trainer, with_overrides
 
 SPLIT_SEED = 42
 EXPERIMENTS = ("stacking", "pruning", "text-folds", "image-end-to-end")
@@ -158,57 +157,22 @@ def run_pruning(setup: Setup) -> list[tuple[str, str]]:
             ("stack without the flagged products", figures(setup.y[setup.test], stacked(setup, names, rows=kept)))]
 
 
-def train_text_model(setup: Setup, states: torch.Tensor, rows: np.ndarray, *, epochs: int, seed: int) -> TextCNN:
-    """The shipped text recipe: all 6 encoder layers fine-tuned (5e-5) under the TextCNN (AdamW 1e-3)."""
-    encoder = load_text_encoder(128)
-    torch.manual_seed(seed)
-    model = TextCNN(setup.n_classes, channels=256, kernel_size=3, conv_layers=2, dropout=0.3,
-                    top_layers=list(encoder.model.encoder.layer), encoder_config=encoder.model.config)
-    head = [parameter for name, parameter in model.named_parameters() if not name.startswith("top_layers.")]
-    optimizer = torch.optim.AdamW([{"params": head}, {"params": model.top_layers.parameters(), "lr": 5e-5}], lr=1e-3, weight_decay=0.0)
-    masks, targets = token_mask(states), torch.from_numpy(setup.y)
-    generator = np.random.default_rng(seed)
-    for _ in range(epochs):
-        model.train()
-        for batch in np.array_split(generator.permutation(rows), math.ceil(len(rows) / 32)):
-            longest = max(1, int(masks[batch].sum(1).max()))
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                logits = model(states[batch, :longest].float(), masks[batch, :longest]).float()
-            loss = nn.functional.cross_entropy(logits, targets[batch], label_smoothing=0.1)
-            optimizer.zero_grad()
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), MAX_GRAD_NORM)
-            optimizer.step()
-    return model.eval()
-
-
-@torch.no_grad()
-def text_logits(model: TextCNN, states: torch.Tensor, rows: np.ndarray) -> np.ndarray:
-    masks, parts = token_mask(states), []
-    for batch in np.array_split(rows, max(1, math.ceil(len(rows) / 128))):
-        longest = max(1, int(masks[batch].sum(1).max()))
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            parts.append(model(states[batch, :longest].float(), masks[batch, :longest]).float().numpy())
-    return np.concatenate(parts)
-
-
 def run_text_folds(setup: Setup, *, epochs: int) -> list[tuple[str, str]]:
     """Fold models score their held-out fold; the test part gets the mean of the fold models' scores
     (a 5-model ensemble, each trained on 64% of the products, as the shipped model is)."""
+    from db.session import make_engine
+
     frozen_scores(setup)
     settings = get_settings()
-    states = torch.from_numpy(cached_text_states([product.id for product in setup.catalogue.products], list(setup.features.texts),
-                                                 layer=0, max_tokens=128, cache_dir=settings.data_dir / "cache"))
-    scores = np.zeros((len(setup.y), setup.n_classes), np.float32)
-    for seed, (fit_rows, score_rows) in enumerate(fold_splits(setup)):
-        started = time.perf_counter()
-        model = train_text_model(setup, states, fit_rows, epochs=epochs, seed=seed)
-        scores[score_rows] = text_logits(model, states, score_rows)
-        scores[setup.test] += text_logits(model, states, setup.test) / setup.folds
-        print(f"text fold {seed + 1}/{setup.folds}: {time.perf_counter() - started:.0f} s", flush=True)
+    trainer = Trainer(setup.catalogue, engine=make_engine(settings.database_url), runs_dir=settings.data_dir / "runs",
+                      cache_dir=settings.data_dir / "cache", feature_progress=lambda stage, done, total: print(f"{stage}: {done}/{total}", flush=True))
+    shipped_recipe = with_overrides(DEFAULTS["text"], finetune_layers=6)
+    scores, test_scores = trainer.fold_text_logits(shipped_recipe, list(fold_splits(setup)), epochs=epochs, seed=0, also=setup.test)
+    assert test_scores is not None
+    scores[setup.test] = test_scores
     setup.scores["text model"] = scores
     truth = setup.y[setup.test]
-    return [("text model, mean of the fold models", figures(truth, scores[setup.test].argmax(1))),
+    return [("text model, mean of the fold models", figures(truth, test_scores.argmax(1))),
             ("stack: text model + tfidf + photos", figures(truth, stacked(setup, ("text model", "tfidf", "photos")))),
             ("stack: text model + tfidf + sentences + photos", figures(truth, stacked(setup, ("text model", "tfidf", "sentences", "photos"))))]
 

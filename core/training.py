@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -110,6 +110,10 @@ def make_optimizer(parameter_groups: list[dict[str, Any]], hyper: HyperParameter
     if hyper.optimizer == "adam":
         return torch.optim.AdamW(parameter_groups, lr=hyper.lr, weight_decay=hyper.weight_decay)
     raise ValueError(f"unknown optimizer {hyper.optimizer!r}")
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, hyper: HyperParameters) -> torch.optim.lr_scheduler.LRScheduler | None:
+    return torch.optim.lr_scheduler.StepLR(optimizer, hyper.step_size, hyper.gamma) if hyper.step_size else None
 
 
 def fit(
@@ -244,7 +248,7 @@ class Trainer:
         if "image_backbone" in encoder_ids:
             info["preprocessing"] = get_backbone(encoder_ids["image_backbone"]).metadata
         optimizer = make_optimizer(parameter_groups, hyper)
-        scheduler = torch.optim.lr_scheduler.StepLR(optimizer, hyper.step_size, hyper.gamma) if hyper.step_size else None
+        scheduler = make_scheduler(optimizer, hyper)
         history: list[EpochResult] = []
 
         def on_epoch(result: EpochResult, is_best: bool, current: nn.Module) -> None:
@@ -326,7 +330,7 @@ class Trainer:
     def _text_inputs(self, hyper: HyperParameters) -> tuple[TextEncoder, int, Callable[[np.ndarray], Batch]]:
         """The encoder, the layer whose output the text model reads, and a batch maker over every product."""
         encoder = load_text_encoder(hyper.max_tokens)
-        layer = encoder.n_layers - hyper.finetune_layers
+        layer = self.text_layer(hyper)
         states = torch.from_numpy(self.text_states(layer=layer, max_tokens=hyper.max_tokens))
         masks = token_mask(states)
         lengths = masks.sum(dim=1)
@@ -440,26 +444,42 @@ class Trainer:
         known = {item.name for item in fields(HyperParameters)}
         text_hyper = replace(HyperParameters(**{key: value for key, value in text.info["hyperparameters"].items() if key in known}), seed=seed)
         epochs = int(text.info.get("best_epoch") or text_hyper.epochs)
-        logits = self.text_model_features(text, max_tokens=text_hyper.max_tokens, logits=True)
-        encoder, layer, make = self._text_inputs(text_hyper)
-        if layer != text.text_layer:
+        if self.text_layer(text_hyper) != text.text_layer:
             raise TrainingError("the text run's checkpoint does not match its hyper-parameters (encoder layer)")
+        logits = self.text_model_features(text, max_tokens=text_hyper.max_tokens, logits=True)
         counts = np.bincount(self.product_y[train_rows])
-        folds = max(2, min(folds, int(counts[counts > 0].min())))
-        splitter = StratifiedKFold(folds, shuffle=True, random_state=seed)
-        for fold, (fit_index, score_index) in enumerate(splitter.split(train_rows, self.product_y[train_rows])):
-            set_seed(seed + fold)
-            model, groups = self._new_text_model(encoder, layer, text_hyper)
-            optimizer = make_optimizer(groups, text_hyper)
-            scheduler = torch.optim.lr_scheduler.StepLR(optimizer, text_hyper.step_size, text_hyper.gamma) if text_hyper.step_size else None
-            fit_rows, score_rows = train_rows[fit_index], train_rows[score_index]
-            fit(model, optimizer=optimizer, scheduler=scheduler, val_batches=None, epochs=epochs, label_smoothing=text_hyper.label_smoothing,
-                train_batches=lambda generator, rows=fit_rows: _index_batches(rows, text_hyper.batch_size, make, generator),
-                seed=seed + fold, on_epoch=lambda *_: None, bf16=True)
-            logits[score_rows] = predict_logits(model, _index_batches(score_rows, 128, make), bf16=True)
-            if self.feature_progress:
-                self.feature_progress("text fold models", fold + 1, folds)
+        splitter = StratifiedKFold(max(2, min(folds, int(counts[counts > 0].min()))), shuffle=True, random_state=seed)
+        splits = [(train_rows[fit_index], train_rows[score_index])
+                  for fit_index, score_index in splitter.split(train_rows, self.product_y[train_rows])]
+        out_of_fold, _ = self.fold_text_logits(text_hyper, splits, epochs=epochs, seed=seed)
+        logits[train_rows] = out_of_fold[train_rows]
         return logits
+
+    def text_layer(self, hyper: HyperParameters) -> int:
+        """The encoder layer whose output a text model by `hyper` reads."""
+        return load_text_encoder(hyper.max_tokens).n_layers - hyper.finetune_layers
+
+    def fold_text_logits(self, hyper: HyperParameters, splits: Sequence[tuple[np.ndarray, np.ndarray]], *, epochs: int, seed: int,
+                         also: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """Out-of-fold text logits: per (fit rows, score rows), a text model by `hyper`'s recipe trained on
+        the fit rows for `epochs` (no validation) scores the score rows; the rest of the (N, classes)
+        array stays zero. With `also`, the mean of every fold model's logits for those rows too."""
+        encoder, layer, make = self._text_inputs(hyper)
+        logits = np.zeros((len(self.product_ids), len(self.labels)), np.float32)
+        also_sum = None if also is None else np.zeros((len(also), len(self.labels)), np.float32)
+        for fold, (fit_rows, score_rows) in enumerate(splits):
+            set_seed(seed + fold)
+            model, groups = self._new_text_model(encoder, layer, hyper)
+            optimizer = make_optimizer(groups, hyper)
+            fit(model, optimizer=optimizer, scheduler=make_scheduler(optimizer, hyper), val_batches=None, epochs=epochs,
+                label_smoothing=hyper.label_smoothing, seed=seed + fold, on_epoch=lambda *_: None, bf16=True,
+                train_batches=lambda generator, rows=fit_rows: _index_batches(rows, hyper.batch_size, make, generator))
+            logits[score_rows] = predict_logits(model, _index_batches(score_rows, 128, make), bf16=True)
+            if also is not None and also_sum is not None:
+                also_sum += predict_logits(model, _index_batches(also, 128, make), bf16=True)
+            if self.feature_progress:
+                self.feature_progress("text fold models", fold + 1, len(splits))
+        return logits, None if also_sum is None else also_sum / len(splits)
 
 
 
