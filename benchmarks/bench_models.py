@@ -1,4 +1,5 @@
-"""Model benchmark: embedding throughput next to the bare forward pass, classify latency, peak memory.
+"""Model benchmark: embedding throughput next to the bare forward pass, classify latency, peak memory,
+in the precision and on the image engine the code chose for this CPU (printed first).
 
     python -m benchmarks.bench_models [--data DIR] [--photos N] [--texts N]
 
@@ -18,11 +19,13 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from benchmarks.common import print_table, time_calls
+from benchmarks.common import machine_line, print_table, time_calls
 from core.backbones import get_backbone
 from core.classify import CategoryClassifier
 from core.cleaning import model_text
-from core.features import image_features, load_backbone, load_text_encoder, text_states
+from core.compute import autocast, configure_threads
+from core.features import image_features, load_text_encoder, text_states
+from core.image_engine import feature_extractor
 from core.images import open_image
 from core.model_evaluation import evaluate_catalogue
 from db.importer import read_catalogue_folder
@@ -56,21 +59,20 @@ def main() -> None:
     parser.add_argument("--evaluate-products", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=3, help="throughputs are medians over this many runs")
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    configure_threads()
     products = pd.read_csv(args.data / "Products.csv", lineterminator="\n").head(args.texts)
     image_ids = pd.read_csv(args.data / "Images.csv", lineterminator="\n")["id"].head(args.photos)
     paths = [args.data / "images" / f"{image_id}.jpg" for image_id in image_ids]
     texts = [model_text(name, description) for name, description in zip(products["product_name"], products["product_description"])]
 
     backbone = get_backbone("efficientnet-lite0")
-    model = load_backbone(backbone.id)
+    _, model = feature_extractor(backbone.id)  # the fastest engine on this CPU: the reference the pipeline must keep up with
     image_features(backbone, paths[:32])  # warm-up
-    batch = torch.randn(32, 3, 224, 224).contiguous(memory_format=torch.channels_last)
+    batch = torch.randn(32, 3, 224, 224)
 
     def bare_image_pass() -> None:
-        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
-            for _ in range(len(paths) // 32):
-                model(batch)
+        for _ in range(len(paths) // 32):
+            model(batch)
 
     bare_image_pass()
     pipeline_images = len(paths) * 1000 / time_calls(lambda: image_features(backbone, paths), repeat=args.runs, warmup=0)["p50_ms"]
@@ -83,7 +85,7 @@ def main() -> None:
     batches = [encoder.tokenize(ordered[start : start + 32]) for start in range(0, len(ordered), 32)]
 
     def bare_text_pass() -> None:
-        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.inference_mode(), autocast():
             for tokens in batches:
                 encoder.model(**tokens)
 
@@ -95,16 +97,17 @@ def main() -> None:
     photo = open_image(paths[0])
     one_item = time_calls(lambda: classifier.classify(images=[photo], text=texts[0]), repeat=50)
     # Reference: the two encoders' bare forward passes for that one item (preprocessed photo, pre-tokenised text).
-    pixels = backbone.preprocess([photo]).contiguous(memory_format=torch.channels_last)
+    pixels = backbone.preprocess([photo])
     tokens = encoder.tokenize([texts[0]])
 
     def bare_item() -> None:
-        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
-            model(pixels)
+        model(pixels)
+        with torch.inference_mode(), autocast():
             encoder.model(**tokens)
 
     one_item_bare = time_calls(bare_item, repeat=50)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(machine_line())
     print_table(
         [
             (f"photo embeddings (decode + clean + lite0), median of {args.runs}", f"{pipeline_images:.0f} images/s"),

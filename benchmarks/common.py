@@ -79,3 +79,17 @@ def serve_app(home: Path, database_url: str, log_path: Path, *, script: Path = P
             server.wait(timeout=20)
         except subprocess.TimeoutExpired:
             server.kill()
+
+
+def machine_line() -> str:
+    """What every table's figures depend on: the CPU, its kernel level and bf16 units, the precision
+    and engine the code chose, the threads."""
+    import torch
+
+    from core.compute import cpu_info, precision
+    from core.image_engine import engine_name
+
+    cpu = cpu_info()
+    return (f"CPU: {cpu.model}, {cpu.cores} cores, torch capability {cpu.capability}, native bf16 {'yes' if cpu.bf16 else 'no'} · "
+            f"precision {precision()} · image engine {engine_name('efficientnet-lite0')} · {torch.get_num_threads()} threads · "
+            f"torch {torch.__version__}")

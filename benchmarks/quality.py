@@ -38,6 +38,7 @@ from torch import nn
 
 from benchmarks.common import print_table
 from core.backbones import DEFAULT_BACKBONE, get_backbone
+from core.compute import autocast
 from core.baselines import tfidf_category_model
 from core.classifiers import FineTunedImageClassifier
 from core.dataset import Catalogue
@@ -207,7 +208,7 @@ def run_image_end_to_end(setup: Setup, *, epochs: int, photo_share: float) -> li
         parts = []
         for batch in np.array_split(rows, max(1, math.ceil(len(rows) / 64))):
             images = torch.stack([pixels[int(index)].float() for index in batch]).contiguous(memory_format=torch.channels_last)
-            with torch.autocast("cpu", dtype=torch.bfloat16):
+            with autocast():
                 result = torch.softmax(model(images).float(), -1)
                 if flip:
                     result = (result + torch.softmax(model(images.flip(-1)).float(), -1)) / 2
@@ -220,7 +221,7 @@ def run_image_end_to_end(setup: Setup, *, epochs: int, photo_share: float) -> li
         model.train()
         for batch in np.array_split(generator.permutation(train), math.ceil(len(train) / 32)):
             images = torch.stack([augment(pixels[int(index)].float()) for index in batch]).contiguous(memory_format=torch.channels_last)
-            with torch.autocast("cpu", dtype=torch.bfloat16):
+            with autocast():
                 logits = model(images).float()
             loss = nn.functional.cross_entropy(logits, y[batch], label_smoothing=0.1)
             optimizer.zero_grad()

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from sqlalchemy import Engine, select
 
-from core.model_io import ModelFileError
-from core.shipping import MANIFEST, ship_models
+from core.manifest import MANIFEST, ModelFileError
+from core.shipping import ship_models
 from db.models import TrainingRun
 from db.session import session_scope
 

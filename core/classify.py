@@ -16,11 +16,11 @@ from PIL import Image
 
 from core.backbones import get_backbone
 from core.cleaning import model_text
+from core.compute import autocast
 from core.keywords import KeywordScorer
 from core.features import image_features, image_maps, load_backbone, load_text_encoder
 from core.model_io import LoadedModel, ModelFileError, load_checkpoint
-from core.shipping import verify_model_file
-from core.training import text_features
+from core.manifest import verify_model_file
 
 TOP_K = 5
 
@@ -76,7 +76,7 @@ class CategoryClassifier:
             features = image_features(self.backbone, list(images), progress=progress)
             return features, features
         maps = image_maps(self.backbone, list(images), tail_blocks=self.tail_blocks, progress=progress)
-        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.inference_mode(), autocast():
             pooled = load_backbone(self.backbone.id).upper(torch.from_numpy(maps), tail_blocks=self.tail_blocks).float().numpy()
         return maps, pooled
 
@@ -91,25 +91,27 @@ class CategoryClassifier:
     def image_probabilities(self, inputs: np.ndarray, *, batch_size: int = 256) -> np.ndarray:
         parts = []
         for start in range(0, len(inputs), batch_size):
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bool(self.tail_blocks)):
+            with autocast(enabled=bool(self.tail_blocks)):
                 logits = self.models["image"].model(torch.from_numpy(inputs[start : start + batch_size]).float())
             parts.append(torch.softmax(logits.float(), dim=-1).numpy())
         return np.concatenate(parts) if parts else np.empty((0, len(self.labels)))
 
     @torch.no_grad()
-    def text_probabilities(self, states: torch.Tensor) -> np.ndarray:
+    def text_outputs(self, states: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """From one pass of the text model: its probabilities, and the combined model's text input
+        (the text model's pooled features, or its logits when the combined model was trained on
+        cross-fitted text logits)."""
         from core.features import token_mask
 
+        model = self.models["text"].model
+        model.eval()
         mask = token_mask(states)
         longest = max(1, int(mask.sum(dim=1).max()))  # padding beyond the longest text changes nothing
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            logits = self.models["text"].model(states[:, :longest].float(), mask[:, :longest])
-        return torch.softmax(logits.float(), dim=-1).numpy()
-
-    def text_branch_features(self, states: torch.Tensor) -> np.ndarray:
-        """The combined model's text input: the text model's pooled features, or its logits when the
-        combined model was trained on cross-fitted text logits."""
-        return text_features(self.models["text"], states, logits=self.models["combined"].config.get("text_input") == "logits")
+        with autocast():
+            features = model.features(states[:, :longest].float(), mask[:, :longest])
+            logits = model.output(features).float()
+        branch = logits if self.models["combined"].config.get("text_input") == "logits" else features.float()
+        return torch.softmax(logits, dim=-1).numpy(), branch.numpy()
 
     @torch.no_grad()
     def combined_probabilities(self, image: np.ndarray, has_image: np.ndarray, text: np.ndarray, has_text: np.ndarray,
@@ -134,9 +136,8 @@ class CategoryClassifier:
             probabilities["image"] = self.image_probabilities(model_inputs).mean(axis=0).tolist()
             image_mean = features.mean(axis=0, keepdims=True)
         if words:
-            states = self.text_states([words])
-            probabilities["text"] = self.text_probabilities(states)[0].tolist()
-            text_vector = self.text_branch_features(states)
+            text_probabilities, text_vector = self.text_outputs(self.text_states([words]))
+            probabilities["text"] = text_probabilities[0].tolist()
         if images and words:
             probabilities["combined"] = self.combined_probabilities(image_mean, np.array([True]), text_vector, np.array([True]), [words])[0].tolist()
         answering = "combined" if "combined" in probabilities else next(iter(probabilities))

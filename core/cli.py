@@ -58,6 +58,46 @@ def run_import(args: argparse.Namespace) -> int:
         print(f"skipped {where} {row.row_id or '-'}: {row.reason}")
     if len(report.skipped) > args.show_skipped:
         print(f"... and {len(report.skipped) - args.show_skipped} more skipped rows")
+    if args.embed:
+        from core.search_indexes import embed_catalogue, embedding_progress
+
+        catalogue = _catalogue_to_train_on(_engine(args.db))
+        embed_catalogue(catalogue, cache_dir=settings.data_dir / "cache", progress=None if args.quiet else _tqdm_progress())
+        print(embedding_progress(catalogue, cache_dir=settings.data_dir / "cache").describe())
+    return 0
+
+
+def run_info(args: argparse.Namespace) -> int:
+    from core.machine_info import gather
+
+    settings = get_settings()
+    counts = embeddings = None
+    try:
+        from db.queries import catalogue_counts
+        from db.session import session_scope
+
+        engine = _engine(args.db)
+        with session_scope(engine) as session:
+            counts = catalogue_counts(session)
+        if counts[0]:
+            from core.search_indexes import embedding_progress
+
+            progress = embedding_progress(_catalogue_to_train_on(engine), cache_dir=settings.data_dir / "cache")
+            embeddings = {"texts_done": progress.texts_done, "texts_total": progress.texts_total,
+                          "photos_done": progress.photos_done, "photos_total": progress.photos_total}
+    except Exception as error:  # noqa: BLE001 - a broken database is part of what info reports
+        counts, embeddings = None, {"error": f"{type(error).__name__}: {error}"}
+    facts = gather(settings, catalogue_counts=counts, embeddings=embeddings)
+    if args.json:
+        print(json.dumps(facts, ensure_ascii=False))
+        return 0
+    for section, value in facts.items():
+        if isinstance(value, dict):
+            print(f"{section}:")
+            for key, item in value.items():
+                print(f"  {key}: {item}")
+        else:
+            print(f"{section}: {value}")
     return 0
 
 
@@ -152,6 +192,7 @@ def run_train(args: argparse.Namespace) -> int:
 
         manifest = ship_models({kind: result.checkpoint for kind, result in results.items()}, settings.shipped_models_dir,
                                catalogue_fingerprint=catalogue.fingerprint())
+        _store_held_out(settings.shipped_models_dir, catalogue, quiet=args.quiet)
         print(f"shipped to {settings.shipped_models_dir}: {', '.join(manifest['models'])}")
     return 0
 
@@ -241,19 +282,36 @@ def run_ship(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     engine = _engine(args.db)
+    if args.predictions_only:
+        _store_held_out(settings.shipped_models_dir, _catalogue_to_train_on(engine), quiet=args.quiet)
+        print(f"held-out predictions stored in {settings.shipped_models_dir}")
+        return 0
     checkpoints: dict[str, Path] = {}
     for kind in ("image", "text", "combined"):
         run_id = getattr(args, kind)
         checkpoints[kind] = _latest_checkpoint(engine, kind) if run_id is None else _run_checkpoint(engine, kind, run_id)
-    fingerprint = _catalogue_to_train_on(engine).fingerprint()
+    catalogue = _catalogue_to_train_on(engine)
     try:
-        manifest = ship_models(checkpoints, settings.shipped_models_dir, catalogue_fingerprint=fingerprint, int8=args.int8)
+        manifest = ship_models(checkpoints, settings.shipped_models_dir, catalogue_fingerprint=catalogue.fingerprint(), int8=args.int8)
     except ModelFileError as error:
         raise CommandError(str(error)) from error
+    _store_held_out(settings.shipped_models_dir, catalogue, quiet=args.quiet)
     for kind, entry in manifest["models"].items():
         accuracy = (entry.get("test_metrics") or {}).get("accuracy")
         print(f"{kind}: run {entry['run_id']}, test accuracy {'n/a' if accuracy is None else f'{accuracy:.3f}'}, {entry['bytes'] / 1e6:.1f} MB")
     return 0
+
+
+def _store_held_out(models_dir: Path, catalogue, *, quiet: bool) -> None:  # type: ignore[no-untyped-def]
+    """The shipped set's predictions on its held-out products, stored beside it: Evaluation and the
+    dashboard then draw at once for this catalogue instead of evaluating in the background."""
+    from core.held_out import store_held_out_predictions
+    from core.model_evaluation import held_out_predictions
+
+    classifier = _load_classifier(str(models_dir))
+    predictions = held_out_predictions(classifier, catalogue, cache_dir=get_settings().data_dir / "cache",
+                                       progress=None if quiet else _tqdm_progress())
+    store_held_out_predictions(models_dir, predictions, catalogue_fingerprint=catalogue.fingerprint())
 
 
 def run_review_queue(args: argparse.Namespace) -> int:
@@ -381,7 +439,14 @@ def build_parser() -> argparse.ArgumentParser:
     importer.add_argument("--image-size", type=_positive_int, help="canvas size of cleaned photos (default 512)")
     importer.add_argument("--show-skipped", type=int, default=20, help="how many skipped rows to list")
     importer.add_argument("--quiet", action="store_true", help="no progress bars")
+    importer.add_argument("--embed", action="store_true",
+                          help="then embed the catalogue for search by meaning and photo (resumable; otherwise the app does it in the background)")
     importer.set_defaults(handler=run_import)
+
+    info = commands.add_parser("info", help="this machine and setup (CPU, precision, threads, models, catalogue, caches) for a bug report")
+    info.add_argument("--json", action="store_true", help='print {"cpu", "precision", "threads", "torch", "database", "models", "catalogue", "caches", ...}')
+    info.add_argument("--db", help="database URL")
+    info.set_defaults(handler=run_info)
 
     search = commands.add_parser("search", help="search the catalogue by keyword, meaning, both (hybrid) or photo")
     search.add_argument("query", nargs="?", default="", help="words to search for (not needed with --image)")
@@ -424,6 +489,9 @@ def build_parser() -> argparse.ArgumentParser:
     for kind in ("image", "text", "combined"):
         ship.add_argument(f"--{kind}", type=int, metavar="RUN", help=f"the {kind} run to ship")
     ship.add_argument("--int8", action="store_true", help="store big weight matrices as int8 (a quarter of float32)")
+    ship.add_argument("--quiet", action="store_true", help="no progress bars")
+    ship.add_argument("--predictions-only", action="store_true",
+                      help="only store the shipped set's held-out predictions for the catalogue (a set shipped without them)")
     ship.add_argument("--db", help="database URL")
     ship.set_defaults(handler=run_ship)
 

@@ -1,4 +1,5 @@
-"""Encoder outputs for many items at once: batched, overlapped decoding, bf16, cached on disk.
+"""Encoder outputs for many items at once: batched, photos decoded while the model runs, in the
+machine's precision (core.compute) on the fastest engine it has (core.image_engine), cached on disk.
 
 Image features: pooled backbone features per photo. Text states: the token embeddings entering
 the text model (after `layer` encoder layers), zero-padded to `max_tokens`; padding rows are all
@@ -7,8 +8,9 @@ zero, which is how `token_mask` recovers the mask.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import lru_cache
 from pathlib import Path
 
@@ -16,19 +18,15 @@ import numpy as np
 import torch
 from PIL import Image
 
-from core.backbones import ImageBackbone, get_backbone
+from core.backbones import ImageBackbone
+from core.compute import autocast, decode_workers
 from core.embeddings import EmbeddingStore, text_hash
+from core.image_engine import feature_extractor, load_backbone
 from core.images import open_image
 from core.text_encoder import TextEncoder
 
 Progress = Callable[[int, int], None]
 ImageSource = Path | Image.Image
-
-
-@lru_cache(maxsize=4)
-def load_backbone(backbone_id: str) -> torch.nn.Module:
-    """One loaded backbone per process (channels_last: faster convolutions on the CPU)."""
-    return get_backbone(backbone_id).load().to(memory_format=torch.channels_last)
 
 
 @lru_cache(maxsize=2)
@@ -41,12 +39,11 @@ def image_features(
     sources: Sequence[ImageSource],
     *,
     batch_size: int = 32,
-    workers: int = 2,
     progress: Progress | None = None,
 ) -> np.ndarray:
-    """(N, feature_dim) float32 pooled features; photos decoded in threads while the model runs."""
-    model = load_backbone(backbone.id)
-    return _run_on_photos(backbone, sources, model, batch_size=batch_size, workers=workers, progress=progress)
+    """(N, feature_dim) float32 pooled features; photos decoded in a thread while the model runs."""
+    _, forward = feature_extractor(backbone.id)
+    return _run_on_photos(backbone, sources, forward, batch_size=batch_size, progress=progress)
 
 
 def image_maps(
@@ -59,29 +56,41 @@ def image_maps(
 ) -> np.ndarray:
     """(N, C, h, w) float32 maps of the frozen blocks, the input of a fine-tuned tail of `tail_blocks`."""
     model = load_backbone(backbone.id)
-    return _run_on_photos(backbone, sources, lambda pixels: model.lower(pixels, tail_blocks=tail_blocks),
-                          batch_size=batch_size, workers=2, progress=progress)
+
+    def forward(pixels: torch.Tensor) -> np.ndarray:
+        with torch.inference_mode(), autocast():
+            return model.lower(pixels.contiguous(memory_format=torch.channels_last), tail_blocks=tail_blocks).float().numpy()
+
+    return _run_on_photos(backbone, sources, forward, batch_size=batch_size, progress=progress)
 
 
-def _run_on_photos(backbone: ImageBackbone, sources: Sequence[ImageSource], forward: Callable[[torch.Tensor], torch.Tensor], *,
-                   batch_size: int, workers: int, progress: Progress | None) -> np.ndarray:
-    transform = backbone.transforms()
-
-    def prepare(source: ImageSource) -> torch.Tensor:
-        image = source if isinstance(source, Image.Image) else open_image(source)
-        return transform(image)
+def _run_on_photos(backbone: ImageBackbone, sources: Sequence[ImageSource], forward: Callable[[torch.Tensor], np.ndarray], *,
+                   batch_size: int, progress: Progress | None) -> np.ndarray:
+    def decode(source: ImageSource) -> torch.Tensor:
+        return backbone.pixels(source if isinstance(source, Image.Image) else open_image(source))
 
     outputs: list[np.ndarray] = []
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        batches = [sources[start : start + batch_size] for start in range(0, len(sources), batch_size)]
-        done = 0
-        for pixels in pool.map(lambda batch: torch.stack([prepare(source) for source in batch]), batches):
-            with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
-                outputs.append(forward(pixels.contiguous(memory_format=torch.channels_last)).float().numpy())
-            done += len(pixels)
-            if progress:
-                progress(done, len(sources))
+    batches = [sources[start : start + batch_size] for start in range(0, len(sources), batch_size)]
+    done = 0
+    for pixels in _prefetched(batches, lambda batch: torch.stack([decode(source) for source in batch])):
+        outputs.append(np.asarray(forward(backbone.normalise(pixels)), dtype=np.float32))
+        done += len(pixels)
+        if progress:
+            progress(done, len(sources))
     return np.concatenate(outputs) if outputs else np.empty((0, backbone.feature_dim), np.float32)
+
+
+def _prefetched(batches: Sequence[Sequence[ImageSource]], decode: Callable[[Sequence[ImageSource]], torch.Tensor],
+                *, depth: int = 2) -> Iterator[torch.Tensor]:
+    """Decoded batches in order, at most `depth` decoded ahead of the model (memory stays bounded)."""
+    with ThreadPoolExecutor(max_workers=decode_workers()) as pool:
+        pending: deque[Future[torch.Tensor]] = deque()
+        for batch in batches:
+            pending.append(pool.submit(decode, batch))
+            if len(pending) > depth:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 def text_states(
@@ -111,6 +120,10 @@ def token_mask(states: np.ndarray | torch.Tensor) -> torch.Tensor:
     return tensor.abs().amax(dim=-1) > 0
 
 
+def image_feature_store(backbone: ImageBackbone, cache_dir: Path) -> EmbeddingStore:
+    return EmbeddingStore(cache_dir, kind="image-features", encoder_id=backbone.id)
+
+
 def cached_image_features(
     backbone: ImageBackbone,
     image_ids: Sequence[str],
@@ -121,8 +134,7 @@ def cached_image_features(
     progress: Progress | None = None,
 ) -> np.ndarray:
     path_of = dict(zip(image_ids, paths))
-    store = EmbeddingStore(cache_dir, kind="image-features", encoder_id=backbone.id)
-    return store.get(
+    return image_feature_store(backbone, cache_dir).get(
         image_ids, checksums, lambda ids: image_features(backbone, [path_of[item] for item in ids]).astype(np.float16),
         batch_size=512, progress=progress,
     ).astype(np.float32)

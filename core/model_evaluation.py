@@ -14,7 +14,7 @@ import torch
 from core.classify import CategoryClassifier
 from core.dataset import Catalogue
 from core.evaluation import PredictionSet
-from core.features import cached_image_features, cached_text_states, text_states
+from core.features import cached_image_features, cached_text_states, text_states, token_mask
 from core.splits import TEST, split_products
 
 Progress = Callable[[str, int, int], None]
@@ -52,8 +52,7 @@ def predict_catalogue(classifier: CategoryClassifier, catalogue: Catalogue, *, c
 
     n_labels = len(label_index)
     image_probabilities = classifier.image_probabilities(model_inputs) if images else np.empty((0, n_labels))
-    text_probabilities = _batched(classifier.text_probabilities, states, n_labels)
-    text_vectors = _batched(classifier.text_branch_features, states, classifier.models["combined"].config["text_dim"])
+    text_probabilities, text_vectors = _batched(classifier.text_outputs, states, (n_labels, classifier.models["combined"].config["text_dim"]))
 
     image_mean, has_image = Catalogue(products, images).photo_means(photo_features)
     combined = (classifier.combined_probabilities(image_mean, has_image, text_vectors, np.ones(len(products), bool), texts)
@@ -101,7 +100,14 @@ def held_out_predictions(classifier: CategoryClassifier, catalogue: Catalogue, *
     return {kind: replace(prediction, name=f"active {kind} model", note=note) for kind, prediction in predictions.items()}
 
 
-def _batched(function: Callable[[torch.Tensor], np.ndarray], states: torch.Tensor, width: int, batch_size: int = 128) -> np.ndarray:
-    if not len(states):
-        return np.empty((0, width), np.float32)
-    return np.concatenate([function(states[start : start + batch_size]) for start in range(0, len(states), batch_size)])
+def _batched(function: Callable[[torch.Tensor], tuple[np.ndarray, np.ndarray]], states: torch.Tensor,
+             widths: tuple[int, int], batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """`function` over batches of texts of similar length (each batch is cut to its longest text:
+    sorted, far less padding runs through the text model), both outputs' rows put back in order."""
+    outputs = (np.empty((len(states), widths[0]), np.float32), np.empty((len(states), widths[1]), np.float32))
+    order = np.argsort(token_mask(states).sum(dim=1).numpy(), kind="stable") if len(states) else np.empty(0, int)
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        first, second = function(states[torch.from_numpy(rows)])
+        outputs[0][rows], outputs[1][rows] = first, second
+    return outputs

@@ -11,13 +11,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from core.manifest import ModelFileError  # noqa: F401 - raised here, and imported from here by callers
 from core.classifiers import CombinedClassifier, FineTunedImageClassifier, ImageHead, TextCNN
 
 CHECKPOINT_FORMAT = 1
-
-
-class ModelFileError(RuntimeError):
-    """A model file is missing, truncated or not one of ours; the message names the file."""
 
 
 @dataclass

@@ -22,6 +22,7 @@ from sqlalchemy import Engine
 from torch import nn
 
 from core.backbones import DEFAULT_BACKBONE, get_backbone
+from core.compute import autocast
 from core.classifiers import CombinedClassifier, FineTunedImageClassifier, ImageHead, TextCNN
 from core.dataset import Catalogue
 from core.evaluation import classification_metrics
@@ -140,7 +141,7 @@ def fit(
         loss_sum = correct = count = 0.0
         for inputs, targets in train_batches(generator):
             optimizer.zero_grad()
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            with autocast(enabled=bf16):
                 logits = model(*inputs)
             loss = nn.functional.cross_entropy(logits.float(), targets, label_smoothing=label_smoothing)
             loss.backward()
@@ -168,7 +169,7 @@ def evaluate_loss(model: nn.Module, batches: Iterator[Batch], *, bf16: bool = Fa
     model.eval()
     loss_sum = correct = count = 0.0
     for inputs, targets in batches:
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        with autocast(enabled=bf16):
             logits = model(*inputs).float()
         loss_sum += nn.functional.cross_entropy(logits, targets, reduction="sum").item()
         correct += (logits.argmax(-1) == targets).sum().item()
@@ -181,7 +182,7 @@ def predict_logits(model: nn.Module, batches: Iterator[Batch], *, bf16: bool = F
     model.eval()
     parts = []
     for inputs, _ in batches:
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        with autocast(enabled=bf16):
             parts.append(model(*inputs).float().numpy())
     return np.concatenate(parts) if parts else np.empty((0, 0), np.float32)
 
@@ -494,7 +495,7 @@ def text_features(text: LoadedModel, states: torch.Tensor, *, batch_size: int = 
     for start in range(0, len(states), batch_size):
         chunk_mask = masks[start : start + batch_size]
         longest = max(1, int(chunk_mask.sum(dim=1).max()))
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with autocast():
             parts.append(forward(states[start : start + batch_size, :longest].float(), chunk_mask[:, :longest]).float().numpy())
     width = len(text.labels) if logits else model.feature_dim
     return np.concatenate(parts) if parts else np.empty((0, width), np.float32)

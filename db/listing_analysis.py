@@ -32,12 +32,11 @@ def analyse_listing(classifier: CategoryClassifier, *, photos: Sequence[Image.Im
                     session: Session | None = None, indexes: SearchIndexes | None = None,
                     price_predictor: PricePredictor | None = None) -> ListingAnalysis:
     """Raises core.classify.NothingToClassify when neither a photo nor words are given. Similar items
-    and the price need a catalogue (session and indexes); without one only the category comes back."""
+    need the catalogue's vector indexes (session and indexes) and the price model a fitted
+    `price_predictor`; the price comes from whichever of the two there is."""
     text = listing_text(title, description)
     prediction = classifier.classify(images=list(photos), text=text)
-    if session is None or indexes is None:
-        return ListingAnalysis(prediction)
-    similar = similar_products(session, indexes, text=text, photos=photos, k=SIMILAR_ITEMS)
+    similar = similar_products(session, indexes, text=text, photos=photos, k=SIMILAR_ITEMS) if session is not None and indexes is not None else []
     model_estimate = price_predictor.predict(name=title or text[:200], description=description) if price_predictor and text else None
     price = suggest_price(model_estimate=model_estimate, neighbour_prices=[float(hit.product.price) for hit in similar])
     return ListingAnalysis(prediction, similar, price)

@@ -13,10 +13,14 @@ from dataclasses import dataclass, field
 from PIL import Image
 from sqlalchemy.orm import Session
 
+from typing import TYPE_CHECKING
+
 from core.search import query_terms
-from core.search_indexes import SearchIndexes, query_text_embedding
 from core.vector_index import reciprocal_rank_fusion
 from db.queries import ProductFilters, ProductView, filtered_product_ids, keyword_search, products_by_ids
+
+if TYPE_CHECKING:  # the vector side loads torch; keyword search must not wait for it
+    from core.search_indexes import SearchIndexes
 
 SEARCH_MODES = ("keyword", "semantic", "photo", "hybrid")
 HYBRID_DEPTH = 100  # how deep each ranking goes before fusion
@@ -68,7 +72,7 @@ def search_catalogue(
         raise ValueError(f"{mode} search needs the catalogue's vector indexes")
 
     embed_started = time.perf_counter()
-    vector = indexes.photo_query(photos) if mode == "photo" else query_text_embedding(query)
+    vector = indexes.photo_query(photos) if mode == "photo" else indexes.text_query(query)
     embed_ms = (time.perf_counter() - embed_started) * 1000
     started = time.perf_counter()
     allowed = filtered_product_ids(session, filters)
@@ -115,7 +119,7 @@ def similar_products(
     depth = k + 20  # each search goes deeper than k: fusion reorders them
     searches = []
     if query_terms(text):
-        searches.append(("meaning", indexes.text.search(query_text_embedding(text), k=depth)))
+        searches.append(("meaning", indexes.text.search(indexes.text_query(text), k=depth)))
     if photos:
         searches.append(("photo", indexes.photos.search(indexes.photo_query(photos), k=depth)))
     for label, neighbours in searches:

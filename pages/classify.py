@@ -10,14 +10,14 @@ from core.classify import NothingToClassify
 from core.images import ImageError
 from core.markdown import escape_markdown
 from core.model_figures import model_comparison_bar, probability_bar
-from core.model_io import ModelFileError
+from core.manifest import ModelFileError
 from core.settings import get_settings
 from core.uploads import MAX_PHOTOS, MAX_UPLOAD_MB, UPLOAD_TYPES, read_uploaded_photos
 from db.listing_analysis import ListingAnalysis, analyse_listing
 from db.session import session_scope
 from db.uploads import ListingError, NewListing, UploadedPhoto, add_listing
 from ui import data, models
-from ui.widgets import category_picker, product_detail_from_query, product_gallery
+from ui.widgets import category_picker, job_progress, product_detail_from_query, product_gallery
 
 st.title("Classify a listing")
 if product_detail_from_query():
@@ -41,19 +41,25 @@ read = read_uploaded_photos(files)
 for problem in read.problems:
     st.error(f"Photo not used: {escape_markdown(problem)}")
 
+product_count, _ = data.catalogue_counts(data.database_url())
+has_input = bool(read.photos or title.strip() or description.strip())
+# Similar items and the price need the catalogue's embeddings; until a background job has them the
+# category alone is shown, and the analysis is redone once they are there.
+indexes = models.search_indexes() if product_count and has_input else None
 # Analyse once per change of the inputs, not on every rerun (widgets below rerun the page too).
-digest = hashlib.sha256(repr((models.models_key(), [hashlib.sha256(content).hexdigest() for _, content in read.files], title, description)).encode()).hexdigest()
+inputs = hashlib.sha256(repr((models.models_key(), [hashlib.sha256(content).hexdigest() for _, content in read.files], title,
+                              description)).encode()).hexdigest()
+digest = f"{inputs}:{indexes is not None}"
 if st.session_state.get("classify_digest") != digest:
     st.session_state.pop("classify_analysis", None)
-    st.session_state.pop("classify_saved", None)
-    if read.photos or title.strip() or description.strip():
-        product_count, _ = data.catalogue_counts(data.database_url())
+    if not st.session_state.get("classify_digest", "").startswith(inputs):
+        st.session_state.pop("classify_saved", None)
+    if has_input:
         with st.spinner("Classifying…"):
             try:
                 with session_scope(data.engine()) as session:
                     analysis = analyse_listing(classifier, photos=read.photos, title=title, description=description,
-                                               session=session if product_count else None,
-                                               indexes=models.search_indexes() if product_count else None,
+                                               session=session if indexes is not None else None, indexes=indexes,
                                                price_predictor=models.price_predictor() if product_count >= 20 else None)
             except NothingToClassify:
                 analysis = None
@@ -89,8 +95,10 @@ if len(prediction.probabilities) > 1:
 if analysis.similar:
     st.subheader("Most similar catalogue items", anchor=False)
     product_gallery([hit.product for hit in analysis.similar], key="classify_similar", notes=[hit.why for hit in analysis.similar])
-elif not data.catalogue_counts(data.database_url())[0]:
+elif not product_count:
     st.caption("Import a catalogue to see similar items and a suggested price.")
+elif indexes is None:
+    job_progress(models.embedding_job_key(), waiting="Similar items")
 
 st.subheader("Add to the catalogue", anchor=False)
 if st.session_state.get("classify_saved"):

@@ -6,10 +6,10 @@ from core import dashboard
 from core.evaluation import per_class_frame
 from core.markdown import escape_markdown
 from core.model_figures import per_class_bar
-from core.model_io import ModelFileError
+from core.manifest import ModelFileError
 from db import review
 from ui import data, models
-from ui.widgets import require_catalogue
+from ui.widgets import job_progress, require_catalogue
 
 st.title("Dashboard")
 product_count, image_count = require_catalogue()
@@ -42,10 +42,14 @@ st.dataframe(no_photo, hide_index=True, width="stretch", column_config={"price":
 
 st.subheader("Model health", anchor=False)
 try:
-    held_out = models.held_out()["combined"]
+    held_out_sets = models.held_out()
 except ModelFileError as error:
     st.error(f"The models could not be loaded: {escape_markdown(str(error))}")
-else:
+    held_out_sets = {}
+if held_out_sets is None:
+    job_progress(models.held_out_job_key(), waiting="The active combined model's figures")
+elif held_out_sets:
+    held_out = held_out_sets["combined"]
     health = held_out.metrics()
     health_cols = st.columns(3)
     health_cols[0].metric("Combined model accuracy", f"{health['accuracy']:.1%}" if health["n"] else "–")

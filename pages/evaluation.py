@@ -6,11 +6,11 @@ import streamlit as st
 from core.evaluation import PredictionSet, cell_items, compare_metrics, per_class_frame, review_candidates
 from core.markdown import escape_markdown
 from core.model_figures import confusion_figure, selected_cell
-from core.model_io import ModelFileError
+from core.manifest import ModelFileError
 from db import review, runs
 from db.importer import media_path_for
 from ui import data, models
-from ui.widgets import product_detail_from_query, require_catalogue, show_photo
+from ui.widgets import job_progress, product_detail_from_query, require_catalogue, show_photo
 
 ACTIVE = "Active models"
 ITEMS_SHOWN = 30
@@ -28,9 +28,19 @@ def sources() -> dict[str, tuple[str, int | None]]:
     return options
 
 
-def load(option: tuple[str, int | None]) -> PredictionSet:
+def load(option: tuple[str, int | None]) -> PredictionSet | None:
+    """None while the active models' held-out evaluation runs in the background."""
     kind, run_id = option
-    return models.held_out()[kind] if run_id is None else runs.run_prediction_set(data.engine(), run_id)
+    if run_id is not None:
+        return runs.run_prediction_set(data.engine(), run_id)
+    held_out = models.held_out()
+    return None if held_out is None else held_out[kind]
+
+
+def evaluation_progress() -> None:
+    job_progress(models.held_out_job_key(), waiting="The active models' figures")
+    st.caption("The catalogue has changed since the models were shipped, so they are measured on its held-out products "
+               "again, in the background. Training runs are listed already.")
 
 
 def metric_row(metrics: dict) -> None:
@@ -91,6 +101,9 @@ if not product_detail_from_query():
     except ModelFileError as error:
         st.error(f"The models could not be loaded: {escape_markdown(str(error))}")
         st.stop()
+    if predictions is None:
+        evaluation_progress()
+        st.stop()
     metrics = predictions.metrics()
     st.caption(f"{predictions.name}: {predictions.part} part, {'per photo' if predictions.kind == 'image' else 'per product'}"
                + (f" · {predictions.note}" if predictions.note else ""))
@@ -120,6 +133,9 @@ if not product_detail_from_query():
         except ModelFileError as error:
             st.error(f"The models could not be loaded: {escape_markdown(str(error))}")
         else:
+            if other_predictions is None:
+                evaluation_progress()
+                st.stop()
             other_metrics = other_predictions.metrics()
             summary, per_class = compare_metrics(metrics, other_metrics, names=(chosen, other))
             st.dataframe(summary, hide_index=True, width="stretch")

@@ -8,7 +8,7 @@ from db.queries import MATCH_END, MATCH_START
 from db.search import SearchInputError, search_catalogue
 from db.session import session_scope
 from ui import data, models
-from ui.widgets import filter_controls, product_detail_from_query, product_gallery, require_catalogue
+from ui.widgets import filter_controls, job_progress, product_detail_from_query, product_gallery, require_catalogue
 
 MODES = {
     "keyword": "Keyword",
@@ -43,7 +43,12 @@ if not product_detail_from_query():
                               placeholder="e.g. iphone 13, oak dining table, something to sit on in the garden")
     filters = filter_controls(key="search")
     limit = st.select_slider("Results", options=[12, 24, 48, 96], value=24, key="search_limit")
-    if (mode == "photo" and photos) or (mode != "photo" and query.strip()):
+    indexes = models.search_indexes() if mode != "keyword" else None
+    if mode != "keyword" and indexes is None:
+        job_progress(models.embedding_job_key(), waiting=f"Search by {MODES[mode].lower()}")
+        st.caption("The catalogue is being embedded for search by meaning and by photo (once; later imports only add what is new). "
+                   "Keyword search works now.")
+    elif (mode == "photo" and photos) or (mode != "photo" and query.strip()):
         try:
             if mode == "keyword":
                 result = data.keyword_search(data.database_url(), query, filters.category, filters.min_price, filters.max_price,
@@ -53,7 +58,6 @@ if not product_detail_from_query():
                 products = [hit.product for hit in result.hits]
                 notes = [f"score {hit.score:.2f} · {highlight_markdown(hit.snippet, start=MATCH_START, end=MATCH_END)}" for hit in result.hits]
             else:
-                indexes = models.search_indexes()
                 with session_scope(data.engine()) as session:
                     found = search_catalogue(session, mode=mode, query=query, photos=photos, indexes=indexes,
                                              filters=data.filters_of(filters), limit=limit)

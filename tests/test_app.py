@@ -286,3 +286,55 @@ def test_dashboard_shows_model_health(shared_app_env: ImportedCatalogue) -> None
     metrics = {metric.label: metric.value for metric in app.metric}
     assert metrics["Held-out products"] == "1,217" and metrics["Combined model accuracy"].endswith("%")
     assert any("accuracy per category" in chart.proto.spec for chart in app.get("plotly_chart"))
+
+
+# ----- no page waits on a whole-catalogue job
+
+def _wait_for_background_jobs(prefix: str) -> None:
+    from core import background
+
+    for job in background.jobs():
+        if job.key.startswith(prefix):
+            finished = background.wait(job.key, timeout=300)
+            assert finished is not None and not finished.running and finished.error is None, finished
+
+
+def test_a_fresh_catalogue_searches_by_keyword_before_any_embedding(app_home: Path, tmp_path: Path) -> None:
+    from db.importer import import_catalogue
+    from db.session import make_engine
+    from tests.conftest import generated_catalogue
+
+    import_catalogue(generated_catalogue(tmp_path / "source", per_class=6), engine=make_engine(f"sqlite:///{app_home / 'catalogue.db'}"),
+                     media_dir=app_home / "images")
+    app = open_page("pages/search.py")
+    app.text_input(key="search_query").input("pram").run()
+    assert not app.exception
+    found = [caption.value for caption in app.caption if " results in " in caption.value]
+    assert found and not found[0].startswith("0 ")
+    assert not list((app_home / "cache").glob("*.npy"))  # keyword search embedded nothing
+
+    app.get("segmented_control")[0].set_value("semantic").run()
+    assert not app.exception
+    assert "Search by meaning when the background job is done" in app.get("progress")[0].proto.text
+    assert any("Keyword search works now" in caption.value for caption in app.caption)
+    _wait_for_background_jobs("embeddings:")
+    app.run()
+    assert not app.exception and not app.get("progress")
+    assert any(caption.value.startswith("18 results in") and "embedded" in caption.value for caption in app.caption)
+
+
+def test_evaluation_of_a_changed_catalogue_runs_in_the_background(app_home: Path, tmp_path: Path) -> None:
+    from db.importer import import_catalogue
+    from db.session import make_engine
+    from tests.conftest import generated_catalogue
+
+    import_catalogue(generated_catalogue(tmp_path / "source", per_class=10), engine=make_engine(f"sqlite:///{app_home / 'catalogue.db'}"),
+                     media_dir=app_home / "images")
+    app = open_page("pages/evaluation.py")
+    assert "The active models' figures when the background job is done" in app.get("progress")[0].proto.text
+    assert not app.metric
+    _wait_for_background_jobs("held-out:")
+    app.run()
+    assert not app.exception and not app.get("progress")
+    assert {metric.label for metric in app.metric} >= {"Accuracy", "Macro-F1", "Items"}
+    assert any("some of its products may have been on the training side" in caption.value for caption in app.caption)

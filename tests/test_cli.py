@@ -68,3 +68,36 @@ def test_module_entry_point_prints_no_traceback(tmp_path: Path) -> None:
     )
     assert result.returncode == 1
     assert "Traceback" not in result.stderr and "is not a folder" in result.stderr
+
+
+def test_info_json_has_what_a_bug_report_needs(app_home: Path, catalogue: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import torch
+
+    from core.compute import cpu_info, precision
+
+    assert main(["import", str(catalogue), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["info", "--json"]) == 0
+    facts = json.loads(capsys.readouterr().out)
+    assert {"cpu", "precision", "threads", "torch", "database", "models", "catalogue", "caches"} <= set(facts)
+    assert facts["cpu"]["capability"] == torch.backends.cpu.get_cpu_capability() and facts["cpu"]["bf16"] == cpu_info().bf16
+    assert facts["precision"] == str(precision()) and facts["threads"]["intra_op"] == torch.get_num_threads()
+    assert facts["torch"] == torch.__version__ and facts["database"]["backend"] == "sqlite"
+    assert facts["catalogue"] == {"products": 2, "images": 1}
+    assert facts["caches"]["embeddings"] == {"texts_done": 0, "texts_total": 2, "photos_done": 0, "photos_total": 1}
+    assert set(facts["models"]["kinds"]) == {"image", "text", "combined"}
+    assert all(model["checksum_ok"] for model in facts["models"]["kinds"].values())
+
+
+def test_info_hides_the_database_password() -> None:
+    from core.machine_info import safe_database_url
+
+    assert safe_database_url("postgresql+psycopg://ana:s3cret@db.example:5432/catalogue") == "postgresql+psycopg://ana:***@db.example:5432/catalogue"
+
+
+def test_import_embed_fills_the_embedding_cache(app_home: Path, catalogue: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["import", str(catalogue), "--quiet", "--embed"]) == 0
+    assert "2 of 2 texts and 1 of 1 photos embedded (100%)" in capsys.readouterr().out
+    assert main(["info", "--json"]) == 0
+    embeddings = json.loads(capsys.readouterr().out)["caches"]["embeddings"]
+    assert embeddings["texts_done"] == 2 and embeddings["photos_done"] == 1

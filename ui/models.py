@@ -1,24 +1,33 @@
 """Cached model resources for the pages: the active classifier, the catalogue's vector indexes,
 the price model and the active models' held-out evaluation. Each is built once per process and
-rebuilt only when its inputs change (the models folder's manifest, the catalogue's revision)."""
+rebuilt only when its inputs change (the models folder's manifest, the catalogue's revision).
+
+No page waits on a whole-catalogue job: embedding the catalogue and evaluating models on a changed
+catalogue run in the background (core.background); until they finish, `search_indexes()` and
+`held_out()` return None and `pending_job()` says how far they are."""
 
 from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import streamlit as st
 
-from core.classify import CategoryClassifier
-from core.dataset import Catalogue
-from core.evaluation import PredictionSet
-from core.model_evaluation import held_out_predictions
-from core.pricing import PricePredictor
-from core.search_indexes import SearchIndexes, build_search_indexes
+from core import background
 from core.settings import get_settings
 from db import queries
 from db.session import session_scope
 from ui import data
+
+# torch, transformers and scikit-learn take seconds to import: only the functions that need them
+# import them, so that pages without a model (keyword search, Browse) draw at once.
+if TYPE_CHECKING:
+    from core.classify import CategoryClassifier
+    from core.dataset import Catalogue
+    from core.evaluation import PredictionSet
+    from core.pricing import PricePredictor
+    from core.search_indexes import SearchIndexes
 
 
 def models_key() -> str:
@@ -31,6 +40,8 @@ def models_key() -> str:
 
 @st.cache_resource(show_spinner="Loading the models…", max_entries=2)
 def _classifier(key: str) -> CategoryClassifier:
+    from core.classify import CategoryClassifier
+
     return CategoryClassifier(Path(key.split("#")[0]))
 
 
@@ -54,17 +65,42 @@ def catalogue() -> Catalogue:
     return _catalogue(data.database_url(), revision())
 
 
-@st.cache_resource(show_spinner="Embedding the catalogue for search (once; about 2 minutes on a new catalogue)…", max_entries=1)
+@st.cache_resource(show_spinner="Loading the search indexes…", max_entries=1)
 def _search_indexes(database_url: str, catalogue_revision: str) -> SearchIndexes:
+    from core.search_indexes import build_search_indexes
+
     return build_search_indexes(_catalogue(database_url, catalogue_revision), cache_dir=get_settings().data_dir / "cache")
 
 
-def search_indexes() -> SearchIndexes:
-    return _search_indexes(data.database_url(), revision())
+def embedding_job_key() -> str:
+    return f"embeddings:{data.database_url()}:{revision()}"
+
+
+def search_indexes() -> SearchIndexes | None:
+    """The catalogue's vector indexes, or None while a background job embeds the catalogue (started
+    here when the embedding cache lacks some of it; `pending_job(embedding_job_key())` says how far)."""
+    from core.search_indexes import embed_catalogue, embedding_progress
+
+    database_url, catalogue_revision = data.database_url(), revision()
+    key = embedding_job_key()
+    job = background.status(key)
+    if job is None:
+        cache_dir = get_settings().data_dir / "cache"
+        catalogue = _catalogue(database_url, catalogue_revision)
+        if embedding_progress(catalogue, cache_dir=cache_dir).complete:
+            return _search_indexes(database_url, catalogue_revision)
+        job = background.start(key, lambda report: embed_catalogue(catalogue, cache_dir=cache_dir, progress=report))
+    return None if job.running or job.error is not None else _search_indexes(database_url, catalogue_revision)
+
+
+def pending_job(key: str) -> background.JobState | None:
+    return background.status(key)
 
 
 @st.cache_resource(show_spinner="Fitting the price model…", max_entries=1)
 def _price_predictor(database_url: str, catalogue_revision: str) -> PricePredictor:
+    from core.pricing import PricePredictor
+
     with session_scope(data.engine()) as session:
         return PricePredictor.fit(queries.listings_frame(session))
 
@@ -73,10 +109,29 @@ def price_predictor() -> PricePredictor:
     return _price_predictor(data.database_url(), revision())
 
 
-@st.cache_resource(show_spinner="Evaluating the active models on the held-out products (once per model set)…", max_entries=2)
-def _held_out(database_url: str, catalogue_revision: str, key: str) -> dict[str, PredictionSet]:
-    return held_out_predictions(_classifier(key), _catalogue(database_url, catalogue_revision), cache_dir=get_settings().data_dir / "cache")
+def held_out_job_key() -> str:
+    return f"held-out:{data.database_url()}:{revision()}:{models_key()}"
 
 
-def held_out() -> dict[str, PredictionSet]:
-    return _held_out(data.database_url(), revision(), models_key())
+def held_out() -> dict[str, PredictionSet] | None:
+    """The active models on their held-out products: stored with the models when they were shipped
+    for the catalogue they were trained on (instant), else computed by a background job (None until
+    it is done; `pending_job(held_out_job_key())` says how far). Raises ModelFileError like classifier()."""
+    from core.model_evaluation import held_out_predictions
+
+    database_url, catalogue_revision, key = data.database_url(), revision(), models_key()
+    catalogue = _catalogue(database_url, catalogue_revision)
+    stored = _stored_held_out(key, catalogue.fingerprint())
+    if stored is not None:
+        return stored
+    loaded = classifier()
+    job = background.start(held_out_job_key(), lambda report: held_out_predictions(
+        loaded, catalogue, cache_dir=get_settings().data_dir / "cache", progress=report))
+    return None if job.running or job.error is not None else job.result
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _stored_held_out(key: str, catalogue_fingerprint: str) -> dict[str, PredictionSet] | None:
+    from core.held_out import stored_held_out_predictions
+
+    return stored_held_out_predictions(Path(key.split("#")[0]), catalogue_fingerprint=catalogue_fingerprint)

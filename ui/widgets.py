@@ -6,6 +6,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from core import background
 from core.markdown import escape_markdown
 from core.settings import get_settings
 from db import review
@@ -161,3 +162,24 @@ def category_picker(*, key: str, default_top: str | None = None) -> str:
             break
         path = choice
     return path
+
+
+def job_progress(key: str, *, waiting: str) -> None:
+    """A background job's progress (what waits for it, how far it is), redrawn every 2 s; the page
+    reruns when the job ends. A failed job shows its message and a button to try again."""
+    state = background.status(key)
+    if state is not None and state.error is not None:
+        st.error(f"{waiting} could not be prepared: {escape_markdown(state.error)}")
+        if st.button("Try again", key=f"retry_{key}"):
+            background.clear(key)
+            st.rerun()
+        return
+
+    @st.fragment(run_every=2)
+    def redraw() -> None:
+        current = background.status(key)
+        if current is None or not current.running:
+            st.rerun(scope="app")
+        st.progress(current.fraction, text=f"{waiting} when the background job is done: {escape_markdown(current.describe())}")
+
+    redraw()

@@ -1,0 +1,76 @@
+"""`python -m core info`: the machine and setup a bug report needs, gathered without loading a model.
+
+The JSON shape is a public contract: {"cpu": {...}, "precision", "threads": {...}, "torch",
+"image_engine": {...}, "database": {...}, "models": {...}, "catalogue": {...}, "caches": {...}}.
+"""
+
+from __future__ import annotations
+
+import platform
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from core.backbones import DEFAULT_BACKBONE
+from core.compute import available_cores, cpu_info, decode_workers, machine_cache_dir, precision
+from core.image_engine import ENGINE_VARIABLE, onnx_path, requested_engine
+from core.settings import Settings
+from core.manifest import HELD_OUT, ModelFileError, file_sha256, read_manifest
+
+
+def folder_bytes(folder: Path) -> int:
+    return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file()) if folder.is_dir() else 0
+
+
+def safe_database_url(url: str) -> str:
+    """The URL without its password (a bug report gets pasted into public places)."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - an unparsable URL is itself worth reporting, minus anything after '@'
+        return url.split("@")[-1]
+
+
+def models_info(models_dir: Path) -> dict[str, Any]:
+    """Which models are there, whether each file matches its manifest's checksum, and whether
+    held-out predictions are stored with them."""
+    try:
+        manifest = read_manifest(models_dir)
+    except ModelFileError as error:
+        return {"dir": str(models_dir), "error": str(error), "kinds": {}}
+    kinds = {}
+    for kind, entry in manifest.get("models", {}).items():
+        path = models_dir / entry.get("file", f"{kind}.pt")
+        kinds[kind] = {"run_id": entry.get("run_id"), "file": path.name, "present": path.is_file(),
+                       "checksum_ok": path.is_file() and file_sha256(path) == entry.get("sha256"),
+                       "test_accuracy": (entry.get("test_metrics") or {}).get("accuracy")}
+    return {"dir": str(models_dir), "kinds": kinds, "held_out_stored": HELD_OUT in manifest}
+
+
+def gather(settings: Settings, *, catalogue_counts: tuple[int, int] | None, embeddings: dict[str, int] | None) -> dict[str, Any]:
+    cpu = cpu_info()
+    cache_dir = settings.data_dir / "cache"
+    try:
+        onnxruntime_version: str | None = version("onnxruntime")
+        exported = onnx_path(DEFAULT_BACKBONE).is_file()
+    except (PackageNotFoundError, ImportError):
+        onnxruntime_version, exported = None, False
+    return {
+        "cpu": {"capability": cpu.capability, "bf16": cpu.bf16, "avx512_bf16": cpu.avx512_bf16, "amx": cpu.amx,
+                "model": cpu.model, "cores": cpu.cores, "machine": platform.machine()},
+        "precision": str(precision()),
+        "threads": {"intra_op": torch.get_num_threads(), "decode": decode_workers(), "cores_available": available_cores()},
+        "torch": torch.__version__,
+        "image_engine": {"requested": requested_engine(), "variable": ENGINE_VARIABLE, "onnxruntime": onnxruntime_version,
+                         "exported": exported},
+        "python": platform.python_version(),
+        "database": {"url": safe_database_url(settings.database_url), "backend": settings.database_url.split(":", 1)[0].split("+")[0]},
+        "models": models_info(settings.models_dir),
+        "catalogue": {"products": catalogue_counts[0], "images": catalogue_counts[1]} if catalogue_counts else None,
+        "caches": {"features_dir": str(cache_dir), "features_bytes": folder_bytes(cache_dir),
+                   "machine_dir": str(machine_cache_dir()), "machine_bytes": folder_bytes(machine_cache_dir()),
+                   "embeddings": embeddings},
+    }
