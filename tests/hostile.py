@@ -168,3 +168,55 @@ def is_top_of_a_distribution(top: list[tuple[str, float]]) -> bool:
     probabilities = [probability for _, probability in top]
     return (len({label for label, _ in top}) == 5 and probabilities == sorted(probabilities, reverse=True)
             and all(0 <= p <= 1 for p in probabilities) and sum(probabilities) <= 1 + 1e-5)
+
+
+# ----- photo metadata: EXIF blocks and ICC profiles with damaged or mistyped entries
+
+EXIF_TYPES = {"byte": 1, "ascii": 2, "short": 3, "long": 4, "rational": 5, "undefined": 7, "signed long": 9, "signed rational": 10}
+# Tags Pillow reads or rewrites when it applies the orientation: orientation, resolution, sizes, offsets.
+EXIF_TAGS = (0x0112, 0x011A, 0x011B, 0x0128, 0x0100, 0x0101, 0x8769, 0x8825, 0x0131, 0x0213, 0xA002, 0xA003)
+
+
+def exif_block(entries: list[tuple[int, int, int, bytes]], *, big_endian: bool = False) -> bytes:
+    """A raw EXIF segment (TIFF header and one IFD) whose entries are (tag, type, count, 4 value bytes),
+    written exactly as given: nothing checks that a tag's type or count makes sense."""
+    order = ">" if big_endian else "<"
+    body = (b"MM\x00*" if big_endian else b"II*\x00") + struct.pack(f"{order}I", 8) + struct.pack(f"{order}H", len(entries))
+    for tag, kind, count, value in entries:
+        body += struct.pack(f"{order}HHI", tag, kind, count) + value.ljust(4, b"\x00")[:4]
+    return b"Exif\x00\x00" + body + struct.pack(f"{order}I", 0)
+
+
+def orientation_with_a_text_tag() -> bytes:
+    """Orientation 6 (rotate) next to a resolution stored as text: applying the orientation makes
+    Pillow rewrite the block and fail on the text (the case found by hand)."""
+    return jpeg_bytes(exif=exif_block([(0x0112, 3, 1, struct.pack("<H", 6)), (0x011A, 2, 4, b"72\x00\x00")]))
+
+
+def damaged_metadata_photo(rng: random.Random) -> bytes:
+    """A valid photo whose EXIF entries have random tags, types, counts and values (orientation
+    usually among them, so Pillow acts on the block), or whose ICC profile is junk."""
+    image = Image.new("RGB", (rng.randint(8, 80), rng.randint(8, 80)), tuple(rng.randint(0, 255) for _ in range(3)))
+    if rng.random() < 0.2:
+        return jpeg_bytes(image, icc_profile=rng.randbytes(rng.randint(1, 600)))
+    entries = [(0x0112, 3, 1, struct.pack("<H", rng.choice([1, 3, 6, 8, 9, 0, 65535])))] if rng.random() < 0.8 else []
+    for _ in range(rng.randint(1, 6)):
+        kind = rng.choice(list(EXIF_TYPES.values()) + [0, 13, 255])
+        count = rng.choice([0, 1, 2, 4, rng.randint(5, 1 << 20), 0xFFFFFFFF])
+        entries.append((rng.choice(EXIF_TAGS + (rng.randint(0, 0xFFFF),)), kind, count, rng.randbytes(4)))
+    rng.shuffle(entries)
+    return jpeg_bytes(image, exif=exif_block(entries, big_endian=rng.random() < 0.3))
+
+
+# ----- CSV fields an import must skip (or accept) row by row
+
+def hostile_field(rng: random.Random, column: str) -> str:
+    """One hostile value for a Products.csv column."""
+    if column == "price":
+        return rng.choice(["£99999999999999999999", "£" + "9" * 400, "£1e309", "-£5.00", "£0.001", "NaN", "£1,2,3", "£" + "1," * 300 + "000",
+                           "£9,223,372,036,854,775,807", "\x00£5", "£ 5 . 00", ""])
+    if column == "category":
+        return rng.choice([" / ".join(f"level{index}" for index in range(rng.randint(50, 3000))), " / " * 500, "/" * 1000,
+                           "A / " + "x" * 20_000, "\x00 / \x1b[2J", "Home & Garden / Ham/Amateur Radios", " / Other /  / "])
+    return rng.choice(["x" * rng.randint(1_000, 200_000), "\x00\x01\x1b[2J\x7f", "\u202e\u2066evil", "Name | in Town | Gumtree" * 200,
+                       "\ud7ff\ufffd\U0010ffff", "'; DROP TABLE products; --", "<script>alert(1)</script>", "\r\r\r", ""])
