@@ -69,13 +69,15 @@ class CategoryClassifier:
 
     # ----- encoders
 
-    def photo_inputs(self, images: Sequence[Image.Image | Path], *, progress=None) -> tuple[np.ndarray, np.ndarray]:  # type: ignore[no-untyped-def]
+    def photo_inputs(self, images: Sequence[Image.Image | Path], *, progress=None,  # type: ignore[no-untyped-def]
+                     problems: list[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(image model input, pooled backbone features): the same array unless the image model
-        fine-tuned the backbone's last blocks, whose input is then the frozen blocks' maps."""
+        fine-tuned the backbone's last blocks, whose input is then the frozen blocks' maps. With
+        `problems`, unreadable photos give NaN rows and their reasons (see image_features)."""
         if not self.tail_blocks:
-            features = image_features(self.backbone, list(images), progress=progress)
+            features = image_features(self.backbone, list(images), progress=progress, problems=problems)
             return features, features
-        maps = image_maps(self.backbone, list(images), tail_blocks=self.tail_blocks, progress=progress)
+        maps = image_maps(self.backbone, list(images), tail_blocks=self.tail_blocks, progress=progress, problems=problems)
         with torch.inference_mode(), autocast():
             pooled = load_backbone(self.backbone.id).upper(torch.from_numpy(maps), tail_blocks=self.tail_blocks).float().numpy()
         return maps, pooled

@@ -11,6 +11,9 @@ import unicodedata
 from decimal import Decimal, InvalidOperation
 
 CATEGORY_SEPARATOR = " / "
+# A level may hold a slash ("Ham/Amateur Radios"): only a slash with space on both sides separates.
+_CATEGORY_SPLIT = re.compile(r"\s+/\s+")
+MAX_PRICE = Decimal(100_000_000)  # pence must fit a 64-bit integer column with room to spare
 
 # "Name | in Town, County | Gumtree": the location and site name are scraped page-title noise.
 _GUMTREE_SUFFIX = re.compile(r"\s*\|\s*(?:in\s[^|]*\|\s*)?Gumtree\s*$", re.IGNORECASE)
@@ -40,6 +43,8 @@ def parse_price(raw_price: str | float | int | None) -> Decimal:
         value = Decimal(match.group(1).replace(",", "") + (match.group(2) or ""))
     except InvalidOperation as error:  # pragma: no cover - the pattern admits only digits
         raise ValueError(f"not a price: {text!r}") from error
+    if value > MAX_PRICE:
+        raise ValueError(f"over the limit of £{MAX_PRICE:,}")
     return value.quantize(Decimal("0.01"))
 
 
@@ -60,8 +65,9 @@ def clean_description(raw_description: str | None) -> str:
 
 
 def split_category(path: str) -> list[str]:
-    """`A / B / C` -> ['A', 'B', 'C']; empty parts dropped."""
-    return [part.strip() for part in (path or "").split(CATEGORY_SEPARATOR.strip()) if part.strip()]
+    """`A / B / C` -> ['A', 'B', 'C'], split on the separator only (`A / B/C` -> ['A', 'B/C']); parts
+    that are empty or nothing but slashes dropped."""
+    return [part.strip() for part in _CATEGORY_SPLIT.split(f" {path or ''} ") if part.strip(" /")]
 
 
 def top_level_category(path: str) -> str:

@@ -10,6 +10,11 @@ from decimal import Decimal
 from pathlib import Path
 
 from core.settings import get_settings
+from core.terminal import printable
+
+MAX_QUERY_CHARS = 1_000
+MAX_TEXT_CHARS = 20_000  # a listing's title and description
+MAX_LIMIT = 1_000
 
 
 class CommandError(Exception):
@@ -39,7 +44,7 @@ def _tqdm_progress():  # type: ignore[no-untyped-def]
 
 
 def run_import(args: argparse.Namespace) -> int:
-    from db.importer import CatalogueFormatError, import_catalogue
+    from db.importer import CatalogueFormatError, CatalogueWriteError, import_catalogue
 
     settings = get_settings()
     try:
@@ -50,12 +55,13 @@ def run_import(args: argparse.Namespace) -> int:
             image_size=args.image_size or settings.image_size,
             progress=None if args.quiet else _tqdm_progress(),
         )
-    except CatalogueFormatError as error:
+    except (CatalogueFormatError, CatalogueWriteError) as error:
         raise CommandError(str(error)) from error
-    print(report.summary())
+    for line in report.summary().splitlines():
+        print(printable(line))
     for row in report.skipped[: args.show_skipped]:
         where = f"{row.file}:{row.line}" if row.line else row.file
-        print(f"skipped {where} {row.row_id or '-'}: {row.reason}")
+        print(printable(f"skipped {where} {row.row_id or '-'}: {row.reason}"))
     if len(report.skipped) > args.show_skipped:
         print(f"... and {len(report.skipped) - args.show_skipped} more skipped rows")
     if args.embed:
@@ -110,14 +116,9 @@ def run_search(args: argparse.Namespace) -> int:
         category=args.category, min_price=args.min_price, max_price=args.max_price, location=args.location
     )
     mode = "photo" if args.image else args.mode
-    photos = []
-    if args.image:
-        from core.images import ImageError, open_image
-
-        try:
-            photos = [open_image(Path(args.image), name=args.image)]
-        except ImageError as error:
-            raise CommandError(str(error)) from error
+    if len(args.query or "") > MAX_QUERY_CHARS:
+        raise CommandError(f"the query is {len(args.query):,} characters long; the limit is {MAX_QUERY_CHARS:,}")
+    photos = [_read_photo(args.image)] if args.image else []
     engine = _engine(args.db)
     indexes = None
     if mode != "keyword":
@@ -146,7 +147,7 @@ def run_search(args: argparse.Namespace) -> int:
         print(json.dumps({"mode": mode, "hits": hits, "took_ms": round(result.took_ms, 3)}, ensure_ascii=False))
         return 0
     for rank, hit in enumerate(hits, start=1):
-        print(f"{rank:>3}. {hit['score']:7.3f}  £{hit['price']:>10,.2f}  {hit['name']}  [{hit['category']}]  {hit['why']}")
+        print(printable(f"{rank:>3}. {hit['score']:7.3f}  £{hit['price']:>10,.2f}  {hit['name']}  [{hit['category']}]  {hit['why']}"))
     print(f"{len(hits)} {mode} hits in {result.took_ms:.1f} ms" + (" (matching any word)" if result.matched_any_term else ""))
     return 0
 
@@ -209,16 +210,15 @@ def _load_classifier(models_dir: str | None):  # type: ignore[no-untyped-def]
 
 def run_classify(args: argparse.Namespace) -> int:
     from core.classify import NothingToClassify
-    from core.images import ImageError, open_image
+    from core.uploads import MAX_PHOTOS
 
     if not args.image and not (args.text or "").strip():
         raise CommandError("give --image PATH (one or more) and/or --text TEXT")
-    photos = []
-    for path in args.image or []:
-        try:
-            photos.append(open_image(Path(path), name=path))
-        except ImageError as error:
-            raise CommandError(str(error)) from error
+    if len(args.image or []) > MAX_PHOTOS:
+        raise CommandError(f"at most {MAX_PHOTOS} photos per listing ({len(args.image)} given)")
+    if len(args.text or "") > MAX_TEXT_CHARS:
+        raise CommandError(f"the text is {len(args.text):,} characters long; the limit is {MAX_TEXT_CHARS:,}")
+    photos = [_read_photo(path) for path in args.image or []]
     classifier = _load_classifier(args.models)
     try:
         prediction = classifier.classify(images=photos, text=args.text)
@@ -226,6 +226,17 @@ def run_classify(args: argparse.Namespace) -> int:
         raise CommandError(str(error)) from error
     print(json.dumps(prediction.as_json(), ensure_ascii=False))
     return 0
+
+
+def _read_photo(path: str):  # type: ignore[no-untyped-def]
+    """A photo named on the command line, with the app's upload limits (a regular file of at most 10 MB)."""
+    from core.images import ImageError, open_image
+    from core.uploads import MAX_UPLOAD_BYTES
+
+    try:
+        return open_image(Path(path), name=path, max_bytes=MAX_UPLOAD_BYTES)
+    except ImageError as error:
+        raise CommandError(str(error)) from error
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
@@ -240,6 +251,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     progress = None if args.quiet else _tqdm_progress()
     results = evaluate_catalogue(classifier, catalogue, progress=progress)
     results["skipped_rows"] = len(report.skipped)
+    for problem in results["skipped_photos"]:
+        print(printable(f"skipped photo {problem}"))
     Path(args.out).write_text(json.dumps(results, indent=1, ensure_ascii=False))
     for kind in ("image", "text", "combined"):
         metrics = results[kind]
@@ -422,11 +435,35 @@ def _price(text: str) -> Decimal:
         raise argparse.ArgumentTypeError(str(error)) from error
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be 1 or more")
-    return value
+def _bounded_int(low: int, high: int):  # type: ignore[no-untyped-def]
+    """An argparse type: a whole number from `low` to `high` (a 20-digit number is refused, not overflowed)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(f"not a whole number: {printable(text[:40])}") from error
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be between {low} and {high}")
+        return value
+
+    return parse
+
+
+_positive_int = _bounded_int(1, 100_000)
+
+
+def _bounded_float(low: float, high: float):  # type: ignore[no-untyped-def]
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(f"not a number: {printable(text[:40])}") from error
+        if not low <= value <= high:  # NaN fails this too
+            raise argparse.ArgumentTypeError(f"must be between {low:g} and {high:g}")
+        return value
+
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -436,8 +473,8 @@ def build_parser() -> argparse.ArgumentParser:
     importer = commands.add_parser("import", help="import a catalogue folder (Products.csv, Images.csv, images/)")
     importer.add_argument("directory", help="folder in the seed format, e.g. ../shared/data/marketplace")
     importer.add_argument("--db", help="database URL (default: DATABASE_URL or data/catalogue.db)")
-    importer.add_argument("--image-size", type=_positive_int, help="canvas size of cleaned photos (default 512)")
-    importer.add_argument("--show-skipped", type=int, default=20, help="how many skipped rows to list")
+    importer.add_argument("--image-size", type=_bounded_int(16, 4096), help="canvas size of cleaned photos (default 512)")
+    importer.add_argument("--show-skipped", type=_bounded_int(0, 1_000_000), default=20, help="how many skipped rows to list")
     importer.add_argument("--quiet", action="store_true", help="no progress bars")
     importer.add_argument("--embed", action="store_true",
                           help="then embed the catalogue for search by meaning and photo (resumable; otherwise the app does it in the background)")
@@ -457,28 +494,28 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--min-price", type=_price)
     search.add_argument("--max-price", type=_price)
     search.add_argument("--location", help="substring of the location")
-    search.add_argument("--limit", type=_positive_int, default=20)
+    search.add_argument("--limit", type=_bounded_int(1, MAX_LIMIT), default=20)
     search.add_argument("--json", action="store_true", help='print {"mode", "hits": [...], "took_ms": N}')
     search.add_argument("--db", help="database URL")
     search.set_defaults(handler=run_search)
     train = commands.add_parser("train", help="train the image, text and/or combined classifier on the catalogue in the DB")
     train.add_argument("--model", choices=["image", "text", "combined", "all"], default="all")
     train.add_argument("--epochs", type=_positive_int)
-    train.add_argument("--lr", type=float, help="learning rate (image SGD 0.002, text Adam 0.001, combined SGD 0.001)")
-    train.add_argument("--batch-size", type=_positive_int)
-    train.add_argument("--momentum", type=float)
+    train.add_argument("--lr", type=_bounded_float(0, 10), help="learning rate (image SGD 0.002, text Adam 0.001, combined SGD 0.001)")
+    train.add_argument("--batch-size", type=_bounded_int(1, 4096))
+    train.add_argument("--momentum", type=_bounded_float(0, 1))
     train.add_argument("--step-size", type=_positive_int, help="StepLR step in epochs")
-    train.add_argument("--gamma", type=float, help="StepLR factor")
-    train.add_argument("--dropout", type=float)
-    train.add_argument("--weight-decay", type=float)
-    train.add_argument("--seed", type=int, help="split and initialisation seed (default 42)")
-    train.add_argument("--val-fraction", type=float, help="validation share of the non-test products (default 0.2)")
-    train.add_argument("--test-fraction", type=float, help="held-out test share of products (default 0.2)")
+    train.add_argument("--gamma", type=_bounded_float(0, 1), help="StepLR factor")
+    train.add_argument("--dropout", type=_bounded_float(0, 0.95))
+    train.add_argument("--weight-decay", type=_bounded_float(0, 1))
+    train.add_argument("--seed", type=_bounded_int(0, 2**32 - 1), help="split and initialisation seed (default 42)")
+    train.add_argument("--val-fraction", type=_bounded_float(0.01, 0.9), help="validation share of the non-test products (default 0.2)")
+    train.add_argument("--test-fraction", type=_bounded_float(0.01, 0.9), help="held-out test share of products (default 0.2)")
     train.add_argument("--backbone", help="image backbone: efficientnet-lite0 (default), efficientnet-lite2, resnet50")
-    train.add_argument("--finetune-layers", type=int, help="text: encoder layers fine-tuned with the CNN (default 2)")
-    train.add_argument("--finetune-blocks", type=int, help="image: last backbone blocks fine-tuned with the head (default 0)")
-    train.add_argument("--text-run", type=int, metavar="RUN", help="combined: the text run it builds on (default: the latest)")
-    train.add_argument("--text-folds", type=int, metavar="K",
+    train.add_argument("--finetune-layers", type=_bounded_int(0, 6), help="text: encoder layers fine-tuned with the CNN (default 2)")
+    train.add_argument("--finetune-blocks", type=_bounded_int(0, 16), help="image: last backbone blocks fine-tuned with the head (default 0)")
+    train.add_argument("--text-run", type=_positive_int, metavar="RUN", help="combined: the text run it builds on (default: the latest)")
+    train.add_argument("--text-folds", type=_bounded_int(0, 20), metavar="K",
                        help="combined: read the text model's logits, cross-fitted on the training side by K fold models (default 0: its features)")
     train.add_argument("--ship", action="store_true", help="make the trained models the shipped defaults under models/")
     train.add_argument("--quiet", action="store_true")
@@ -487,7 +524,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ship = commands.add_parser("ship", help="make trained runs the shipped models under models/ (default: latest finished runs)")
     for kind in ("image", "text", "combined"):
-        ship.add_argument(f"--{kind}", type=int, metavar="RUN", help=f"the {kind} run to ship")
+        ship.add_argument(f"--{kind}", type=_positive_int, metavar="RUN", help=f"the {kind} run to ship")
     ship.add_argument("--int8", action="store_true", help="store big weight matrices as int8 (a quarter of float32)")
     ship.add_argument("--quiet", action="store_true", help="no progress bars")
     ship.add_argument("--predictions-only", action="store_true",
@@ -496,7 +533,7 @@ def build_parser() -> argparse.ArgumentParser:
     ship.set_defaults(handler=run_ship)
 
     baselines = commands.add_parser("baselines", help="measure the seed's baselines on the held-out test products")
-    baselines.add_argument("--seed", type=int, default=42)
+    baselines.add_argument("--seed", type=_bounded_int(0, 2**32 - 1), default=42)
     baselines.add_argument("--backbone", default="efficientnet-lite0")
     baselines.add_argument("--out", help="also write the figures to this JSON file")
     baselines.add_argument("--db", help="database URL")
@@ -506,7 +543,7 @@ def build_parser() -> argparse.ArgumentParser:
     review.add_argument("--limit", type=_positive_int, default=50)
     review.add_argument("--json", action="store_true", help='print {"items": [{"product_id", "name", "current", "suggested", "score"}, ...]}')
     review.add_argument("--refresh", action="store_true", help="score every label again (after imports or reviews)")
-    review.add_argument("--folds", type=_positive_int, default=5, help="cross-validation folds (default 5)")
+    review.add_argument("--folds", type=_bounded_int(2, 20), default=5, help="cross-validation folds (default 5)")
     review.add_argument("--db", help="database URL")
     review.set_defaults(handler=run_review_queue)
 
@@ -530,11 +567,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.handler(args))
     except CommandError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {printable(str(error))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as error:  # noqa: BLE001 - the CLI promises one line, not a traceback
-        print(f"error: {type(error).__name__}: {error}", file=sys.stderr)
+        print(f"error: {printable(_one_line(error))}", file=sys.stderr)
         return 1
+
+
+def _one_line(error: Exception) -> str:
+    """A database error without the SQL and row values SQLAlchemy appends; anything else with its type."""
+    from sqlalchemy.exc import DBAPIError
+
+    if isinstance(error, DBAPIError):
+        return f"the database refused the operation: {error.orig}"
+    return f"{type(error).__name__}: {error}"

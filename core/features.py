@@ -22,11 +22,12 @@ from core.backbones import ImageBackbone
 from core.compute import autocast, decode_workers
 from core.embeddings import EmbeddingStore, text_hash
 from core.image_engine import feature_extractor, load_backbone
-from core.images import open_image
+from core.images import ImageError, open_image
 from core.text_encoder import TextEncoder
 
 Progress = Callable[[int, int], None]
 ImageSource = Path | Image.Image
+Decoded = tuple[torch.Tensor, list[str | None]]  # a batch's pixels, and per photo why it could not be read (or None)
 
 
 @lru_cache(maxsize=2)
@@ -40,10 +41,14 @@ def image_features(
     *,
     batch_size: int = 32,
     progress: Progress | None = None,
+    problems: list[str] | None = None,
 ) -> np.ndarray:
-    """(N, feature_dim) float32 pooled features; photos decoded in a thread while the model runs."""
+    """(N, feature_dim) float32 pooled features; photos decoded in a thread while the model runs.
+
+    A photo that cannot be read raises ImageError, unless `problems` is given: then its row is NaN
+    and its one-line reason is appended there, and the other photos go on."""
     _, forward = feature_extractor(backbone.id)
-    return _run_on_photos(backbone, sources, forward, batch_size=batch_size, progress=progress)
+    return _run_on_photos(backbone, sources, forward, batch_size=batch_size, progress=progress, problems=problems)
 
 
 def image_maps(
@@ -53,38 +58,58 @@ def image_maps(
     tail_blocks: int,
     batch_size: int = 32,
     progress: Progress | None = None,
+    problems: list[str] | None = None,
 ) -> np.ndarray:
-    """(N, C, h, w) float32 maps of the frozen blocks, the input of a fine-tuned tail of `tail_blocks`."""
+    """(N, C, h, w) float32 maps of the frozen blocks, the input of a fine-tuned tail of `tail_blocks`
+    (`problems` as for image_features)."""
     model = load_backbone(backbone.id)
 
     def forward(pixels: torch.Tensor) -> np.ndarray:
         with torch.inference_mode(), autocast():
             return model.lower(pixels.contiguous(memory_format=torch.channels_last), tail_blocks=tail_blocks).float().numpy()
 
-    return _run_on_photos(backbone, sources, forward, batch_size=batch_size, progress=progress)
+    return _run_on_photos(backbone, sources, forward, batch_size=batch_size, progress=progress, problems=problems)
 
 
 def _run_on_photos(backbone: ImageBackbone, sources: Sequence[ImageSource], forward: Callable[[torch.Tensor], np.ndarray], *,
-                   batch_size: int, progress: Progress | None) -> np.ndarray:
-    def decode(source: ImageSource) -> torch.Tensor:
-        return backbone.pixels(source if isinstance(source, Image.Image) else open_image(source))
+                   batch_size: int, progress: Progress | None, problems: list[str] | None = None) -> np.ndarray:
+    blank = torch.zeros(3, backbone.input_size, backbone.input_size, dtype=torch.uint8)
+
+    def decode(source: ImageSource) -> tuple[torch.Tensor, str | None]:
+        if isinstance(source, Image.Image):
+            return backbone.pixels(source), None
+        try:
+            return backbone.pixels(open_image(source, name=Path(source).name)), None
+        except ImageError as error:
+            if problems is None:
+                raise
+            return blank, str(error)
+
+    def decode_batch(batch: Sequence[ImageSource]) -> tuple[torch.Tensor, list[str | None]]:
+        decoded = [decode(source) for source in batch]
+        return torch.stack([pixels for pixels, _ in decoded]), [problem for _, problem in decoded]
 
     outputs: list[np.ndarray] = []
     batches = [sources[start : start + batch_size] for start in range(0, len(sources), batch_size)]
     done = 0
-    for pixels in _prefetched(batches, lambda batch: torch.stack([decode(source) for source in batch])):
-        outputs.append(np.asarray(forward(backbone.normalise(pixels)), dtype=np.float32))
+    for pixels, batch_problems in _prefetched(batches, decode_batch):
+        output = np.asarray(forward(backbone.normalise(pixels)), dtype=np.float32)
+        for row, problem in enumerate(batch_problems):
+            if problem is not None and problems is not None:
+                output[row] = np.nan
+                problems.append(problem)
+        outputs.append(output)
         done += len(pixels)
         if progress:
             progress(done, len(sources))
     return np.concatenate(outputs) if outputs else np.empty((0, backbone.feature_dim), np.float32)
 
 
-def _prefetched(batches: Sequence[Sequence[ImageSource]], decode: Callable[[Sequence[ImageSource]], torch.Tensor],
-                *, depth: int = 2) -> Iterator[torch.Tensor]:
+def _prefetched(batches: Sequence[Sequence[ImageSource]], decode: Callable[[Sequence[ImageSource]], Decoded],
+                *, depth: int = 2) -> Iterator[Decoded]:
     """Decoded batches in order, at most `depth` decoded ahead of the model (memory stays bounded)."""
     with ThreadPoolExecutor(max_workers=decode_workers()) as pool:
-        pending: deque[Future[torch.Tensor]] = deque()
+        pending: deque[Future[Decoded]] = deque()
         for batch in batches:
             pending.append(pool.submit(decode, batch))
             if len(pending) > depth:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 import warnings
 from pathlib import Path
 from typing import BinaryIO
@@ -14,6 +15,8 @@ from core.processes import process_alive
 
 # Refuse before decoding: a 20000x20000 PNG is a few KB on disk and 1.2 GB in memory.
 MAX_IMAGE_PIXELS = 40_000_000
+MB = 1024 * 1024
+MAX_PHOTO_FILE_BYTES = 50 * MB  # a catalogue photo file; uploads have their own, lower limit (core.uploads)
 DEFAULT_CANVAS_SIZE = 512
 
 
@@ -21,18 +24,26 @@ class ImageError(ValueError):
     """A file that cannot be used as a photo; the message says why, for a user to read."""
 
 
-def open_image(source: str | Path | bytes | BinaryIO, *, max_pixels: int = MAX_IMAGE_PIXELS, name: str | None = None) -> Image.Image:
+def open_image(source: str | Path | bytes | BinaryIO, *, max_pixels: int = MAX_IMAGE_PIXELS, max_bytes: int = MAX_PHOTO_FILE_BYTES,
+               name: str | None = None) -> Image.Image:
     """Open, check size, fully decode, fix EXIF orientation and convert to RGB.
 
-    Raises ImageError with a one-line reason naming the file.
+    A path is read only if it is a regular file of at most `max_bytes` (a FIFO would block, a huge
+    file would take minutes). Any failure while reading the photo, its metadata (EXIF, ICC profile)
+    or its pixels raises ImageError with a one-line reason naming the file.
     """
     label = name or (str(source) if isinstance(source, (str, Path)) else "upload")
+    if isinstance(source, (str, Path)):
+        source = read_photo_file(Path(source), max_bytes=max_bytes, label=label)
     if isinstance(source, bytes):
         if not source:
             raise ImageError(f"{label}: the file is empty")
+        if len(source) > max_bytes:
+            raise ImageError(f"{label}: {len(source) / MB:.1f} MB is over the {max_bytes / MB:.0f} MB limit per photo")
         source = io.BytesIO(source)
     try:
         with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # Pillow's notes on skipped metadata tags
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(source)
             width, height = image.size
@@ -44,17 +55,48 @@ def open_image(source: str | Path | bytes | BinaryIO, *, max_pixels: int = MAX_I
             image.load()
     except ImageError:
         raise
-    except FileNotFoundError as error:
-        raise ImageError(f"{label}: file not found") from error
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         raise ImageError(f"{label}: too many pixels, over the limit of {max_pixels:,} pixels") from error
     except UnidentifiedImageError as error:
         raise ImageError(f"{label}: not a readable image (unknown or unsupported format)") from error
     except (OSError, SyntaxError, ValueError, EOFError) as error:
         raise ImageError(f"{label}: corrupt or truncated image ({error})") from error
+    except Exception as error:  # noqa: BLE001 - a decoder's own bug on a hostile file is still this file's refusal
+        raise ImageError(f"{label}: unreadable image ({type(error).__name__}: {error})") from error
     if width < 1 or height < 1:
         raise ImageError(f"{label}: image has no pixels")
-    return to_rgb(ImageOps.exif_transpose(image))
+    try:
+        # Pillow rewrites the EXIF block when it applies the orientation: a mistyped or damaged
+        # entry fails there with TypeError, struct.error, ValueError... whatever the entry provokes.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Pillow's notes on skipped tags: the photo is used or refused, never both
+            oriented = ImageOps.exif_transpose(image)
+    except Exception as error:  # noqa: BLE001 - see above
+        raise ImageError(f"{label}: unreadable photo metadata ({type(error).__name__}: {error})") from error
+    try:
+        return to_rgb(oriented)
+    except Exception as error:  # noqa: BLE001 - e.g. a damaged ICC profile or palette
+        raise ImageError(f"{label}: its colours cannot be read ({type(error).__name__}: {error})") from error
+
+
+def read_photo_file(path: Path, *, max_bytes: int = MAX_PHOTO_FILE_BYTES, label: str | None = None) -> bytes:
+    """The bytes of a photo file, checked before reading: a regular file (not a FIFO, device or
+    folder) of at most `max_bytes`. Raises ImageError naming the file."""
+    label = label or str(path)
+    try:
+        status = path.stat()
+    except FileNotFoundError as error:
+        raise ImageError(f"{label}: file not found") from error
+    except OSError as error:
+        raise ImageError(f"{label}: cannot be read ({error.strerror or error})") from error
+    if not stat.S_ISREG(status.st_mode):
+        raise ImageError(f"{label}: not a regular file")
+    if status.st_size > max_bytes:
+        raise ImageError(f"{label}: {status.st_size / MB:.1f} MB is over the {max_bytes / MB:.0f} MB limit per photo")
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise ImageError(f"{label}: cannot be read ({error.strerror or error})") from error
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

@@ -21,11 +21,13 @@ Progress = Callable[[str, int, int], None]
 
 
 def predict_catalogue(classifier: CategoryClassifier, catalogue: Catalogue, *, cache_dir: Path | None = None,
-                      progress: Progress | None = None, part: str = "all") -> dict[str, PredictionSet]:
+                      progress: Progress | None = None, part: str = "all", problems: list[str] | None = None) -> dict[str, PredictionSet]:
     """Predictions of the image (per photo), text and combined (per product) models.
 
     Products whose category the models do not know are left out. With `cache_dir`, encoder
     outputs come from the feature cache (the photos need checksums, as the app's catalogue has).
+    Without it, photos that cannot be read are left out with their reasons in `problems` (given)
+    or raise ImageError (not given).
     """
     label_index = {label: index for index, label in enumerate(classifier.labels)}
     products = [product for product in catalogue.products if product.label in label_index]
@@ -41,7 +43,11 @@ def predict_catalogue(classifier: CategoryClassifier, catalogue: Catalogue, *, c
                                                [image.path for image in images], cache_dir=cache_dir, progress=stage("photos"))
         model_inputs = photo_features
     else:
-        model_inputs, photo_features = classifier.photo_inputs([image.path for image in images], progress=stage("photos"))
+        model_inputs, photo_features = classifier.photo_inputs([image.path for image in images], progress=stage("photos"), problems=problems)
+        readable = ~np.isnan(photo_features.reshape(len(images), -1)).any(axis=1) if len(images) else np.ones(0, bool)
+        if not readable.all():
+            images = [image for image, keep in zip(images, readable) if keep]
+            model_inputs, photo_features = model_inputs[readable], photo_features[readable]
     texts = [product.text for product in products]
     if cache_dir is not None and products:
         states_array = cached_text_states([product.id for product in products], texts, layer=classifier.text_layer,
@@ -74,10 +80,12 @@ def predict_catalogue(classifier: CategoryClassifier, catalogue: Catalogue, *, c
 
 def evaluate_catalogue(classifier: CategoryClassifier, catalogue: Catalogue, *, progress: Progress | None = None) -> dict[str, Any]:
     """{"image": M, "text": M, "combined": M}: image per photo, text and combined per product."""
-    predictions = predict_catalogue(classifier, catalogue, progress=progress)
+    problems: list[str] = []
+    predictions = predict_catalogue(classifier, catalogue, progress=progress, problems=problems)
     known = set(classifier.labels)
     return {**{kind: prediction.metrics() for kind, prediction in predictions.items()},
-            "skipped_products_with_unknown_category": sum(product.label not in known for product in catalogue.products)}
+            "skipped_products_with_unknown_category": sum(product.label not in known for product in catalogue.products),
+            "skipped_photos": problems}
 
 
 def held_out_predictions(classifier: CategoryClassifier, catalogue: Catalogue, *, cache_dir: Path,

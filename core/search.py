@@ -11,13 +11,14 @@ MAX_QUERY_TERMS = 32
 
 
 def query_terms(text: str) -> list[str]:
-    """The words of a user query, lower-cased, de-duplicated, in order, at most 32."""
-    terms: list[str] = []
-    for token in _TOKEN.findall(text or ""):
-        token = token.lower()
-        if token not in terms:
-            terms.append(token)
-    return terms[:MAX_QUERY_TERMS]
+    """The words of a user query, lower-cased, de-duplicated, in order, at most 32 (reading stops
+    there: a query of 40,000 distinct words costs no more than one of 32)."""
+    terms: dict[str, None] = {}
+    for match in _TOKEN.finditer(text or ""):
+        terms.setdefault(match.group().lower())
+        if len(terms) == MAX_QUERY_TERMS:
+            break
+    return list(terms)
 
 
 def fts_match_expression(text: str, *, any_term: bool = False) -> str | None:

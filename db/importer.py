@@ -7,19 +7,23 @@ transaction, so a killed import leaves the catalogue as it was. Re-running chang
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import io
 import re
 import time
 import warnings
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 from sqlalchemy import Engine, select
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from core.cleaning import (
     CATEGORY_SEPARATOR,
@@ -30,7 +34,7 @@ from core.cleaning import (
     split_category,
 )
 from core.dataset import Catalogue, ImageRecord, ProductRecord
-from core.images import DEFAULT_CANVAS_SIZE, ImageError, open_image, remove_partial_files, save_cleaned
+from core.images import DEFAULT_CANVAS_SIZE, ImageError, open_image, read_photo_file, remove_partial_files, save_cleaned
 from db.models import Category, Image, LabelHistory, Product
 from db.session import session_scope
 
@@ -122,6 +126,7 @@ class _CleanedImage:
     width: int
     height: int
     checksum: str
+    created: bool  # this import wrote the cleaned file where there was none: removed again if the import fails
 
 
 def read_csv_rows(path: Path, required: tuple[str, ...], report: ImportReport) -> pd.DataFrame:
@@ -157,6 +162,58 @@ def read_csv_rows(path: Path, required: tuple[str, ...], report: ImportReport) -
     return frame
 
 
+# The same limits on every database (PostgreSQL enforces the column sizes that SQLite ignores).
+FIELD_LIMITS = {"name": 500, "raw name": 1_000, "location": 200, "description": 100_000}
+MAX_CATEGORY_DEPTH = 8
+MAX_CATEGORY_LEVEL = 200  # characters in one level's name
+MAX_CATEGORY_PATH = 500
+
+
+class RowError(ValueError):
+    """Why one row is skipped (the message is the report's reason)."""
+
+
+def _checked(field: str, value: str) -> str:
+    if "\x00" in value:
+        raise RowError(f"{field} holds a NUL character")
+    if len(value) > FIELD_LIMITS[field]:
+        raise RowError(f"{field} too long: {len(value):,} characters, the limit is {FIELD_LIMITS[field]:,}")
+    return value
+
+
+def _category_path(raw: str) -> str:
+    parts = split_category(raw)
+    if not parts:
+        raise RowError("missing category")
+    if len(parts) > MAX_CATEGORY_DEPTH:
+        raise RowError(f"category too deep: {len(parts):,} levels, the limit is {MAX_CATEGORY_DEPTH}")
+    longest = max(parts, key=len)
+    if len(longest) > MAX_CATEGORY_LEVEL:
+        raise RowError(f"category level too long: {len(longest):,} characters, the limit is {MAX_CATEGORY_LEVEL}")
+    if any("\x00" in part for part in parts):
+        raise RowError("category holds a NUL character")
+    path = CATEGORY_SEPARATOR.join(parts)
+    if len(path) > MAX_CATEGORY_PATH:
+        raise RowError(f"category too long: {len(path):,} characters, the limit is {MAX_CATEGORY_PATH}")
+    return path
+
+
+def _product_row(record: dict[str, str], line: int, product_id: str) -> _ProductRow:
+    name = clean_product_name(record["product_name"])
+    if not name:
+        raise RowError("missing name")
+    _checked("name", name)
+    category_path = _category_path(record["category"])
+    try:
+        price_pence = price_to_pence(parse_price(record["price"]))
+    except ValueError as error:
+        raise RowError(f"bad price: {error}") from error
+    raw_description = _checked("description", record["product_description"])
+    return _ProductRow(line=line, id=product_id, raw_name=_checked("raw name", record["product_name"]), name=name,
+                       category_path=category_path, raw_description=raw_description, description=clean_description(raw_description),
+                       price_pence=price_pence, location=_checked("location", " ".join(record["location"].split())))
+
+
 def _parse_products(frame: pd.DataFrame, report: ImportReport) -> dict[str, _ProductRow]:
     rows: dict[str, _ProductRow] = {}
     for record in frame.to_dict("records"):
@@ -171,31 +228,12 @@ def _parse_products(frame: pd.DataFrame, report: ImportReport) -> dict[str, _Pro
         if product_id in rows:
             skip("duplicate id: the first row with this id was kept")
             continue
-        name = clean_product_name(record["product_name"])
-        if not name:
-            skip("missing name")
-            continue
-        category_parts = split_category(record["category"])
-        if not category_parts:
-            skip("missing category")
-            continue
         try:
-            price_pence = price_to_pence(parse_price(record["price"]))
-        except ValueError as error:
-            skip(f"bad price: {error}")
-            continue
-        raw_description = record["product_description"]
-        rows[product_id] = _ProductRow(
-            line=line,
-            id=product_id,
-            raw_name=record["product_name"],
-            name=name,
-            category_path=CATEGORY_SEPARATOR.join(category_parts),
-            raw_description=raw_description,
-            description=clean_description(raw_description),
-            price_pence=price_pence,
-            location=" ".join(record["location"].split()),
-        )
+            rows[product_id] = _product_row(record, line, product_id)
+        except RowError as error:
+            skip(str(error))
+        except Exception as error:  # noqa: BLE001 - whatever one row provokes, it is that row's skip, never the import's end
+            skip(f"unreadable row: {type(error).__name__}: {error}")
     return rows
 
 
@@ -228,9 +266,13 @@ def _parse_images(
             skip("duplicate image id: the first row with this id was kept")
             continue
         if product_id not in known_products:
-            skip(f"unknown product: {product_id!r} is not an imported product")
+            skip(f"unknown product: {product_id[:80]!r} is not an imported product")
             continue
-        original = _find_image_file(images_dir, image_id)
+        try:
+            original = _find_image_file(images_dir, image_id)
+        except OSError as error:  # e.g. a link loop where the photo should be
+            skip(f"image file unreadable: {error.strerror or error}")
+            continue
         if original is None:
             skip(f"image file missing: no {image_id}.jpg in {images_dir.name}/")
             continue
@@ -242,7 +284,7 @@ def _parse_images(
                 product_id=product_id,
                 position=positions[product_id],
                 original=original,
-                source_ref=record.get("bucket_link") or record.get("image_ref") or "",
+                source_ref=(record.get("bucket_link") or record.get("image_ref") or "").replace("\x00", "")[:1000],
             )
         )
         positions[product_id] += 1
@@ -255,14 +297,16 @@ def media_path_for(image_id: str) -> str:
 
 
 def _clean_one(row: _ImageRow, media_dir: Path, size: int, known_checksums: dict[str, str]) -> _CleanedImage:
-    data = row.original.read_bytes()
+    data = read_photo_file(row.original, label=row.original.name)  # checked before reading: a regular file, not huge
     checksum = hashlib.sha256(data).hexdigest()
     relative = media_path_for(row.id)
     target = media_dir / relative
     image = open_image(data, name=row.original.name)
-    if known_checksums.get(row.id) != checksum or not target.is_file():
+    written = known_checksums.get(row.id) != checksum or not target.is_file()
+    created = written and not target.exists()
+    if written:
         save_cleaned(image, target, size=size)
-    return _CleanedImage(row, relative, image.width, image.height, checksum)
+    return _CleanedImage(row, relative, image.width, image.height, checksum, created)
 
 
 def _clean_images(
@@ -281,8 +325,8 @@ def _clean_images(
             return _clean_one(row, media_dir, size, known_checksums)
         except ImageError as error:
             return SkippedRow("Images.csv", row.line, row.id, f"image unreadable: {error}")
-        except OSError as error:
-            return SkippedRow("Images.csv", row.line, row.id, f"image unreadable: {error}")
+        except Exception as error:  # noqa: BLE001 - one photo's failure, whatever it is, is that photo's skipped row
+            return SkippedRow("Images.csv", row.line, row.id, f"image unreadable: {row.original.name}: {type(error).__name__}: {error}")
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for done, outcome in enumerate(pool.map(attempt, rows), start=1):
@@ -296,14 +340,36 @@ def _clean_images(
 
 
 def _get_or_create_category(session, path: str, cache: dict[str, Category]) -> Category:  # type: ignore[no-untyped-def]
-    if path in cache:
-        return cache[path]
+    """The category node of `path`, creating it and any missing ancestors (a loop: paths are
+    bounded in depth, but no path's depth should reach the recursion limit either)."""
     parts = path.split(CATEGORY_SEPARATOR)
-    parent = _get_or_create_category(session, CATEGORY_SEPARATOR.join(parts[:-1]), cache) if len(parts) > 1 else None
-    category = Category(path=path, name=parts[-1], depth=len(parts) - 1, parent=parent)
-    session.add(category)
-    cache[path] = category
-    return category
+    parent: Category | None = None
+    for depth in range(len(parts)):
+        prefix = CATEGORY_SEPARATOR.join(parts[: depth + 1])
+        category = cache.get(prefix)
+        if category is None:
+            category = cache[prefix] = Category(path=prefix, name=parts[depth], depth=depth, parent=parent)
+            session.add(category)
+        parent = category
+    assert parent is not None
+    return parent
+
+
+class CatalogueWriteError(RuntimeError):
+    """The database refused the import's writes; nothing was imported (the message says why)."""
+
+
+@contextmanager
+def _import_lock(media_dir: Path) -> Iterator[None]:
+    """One import at a time per catalogue (its photo folder): a second one waits for the first,
+    then finds its rows there, instead of racing it to the same inserts."""
+    media_dir.mkdir(parents=True, exist_ok=True)
+    with open(media_dir / ".import.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def import_catalogue(
@@ -316,101 +382,92 @@ def import_catalogue(
     workers: int = 4,
     imported_by: str = "import",
 ) -> ImportReport:
-    """Import or refresh the catalogue from `source_dir`; returns what was done and skipped."""
+    """Import or refresh the catalogue from `source_dir`; returns what was done and skipped.
+
+    Raises CatalogueFormatError for a folder that is not a catalogue, CatalogueWriteError when the
+    database refuses the writes (then the photo files this import created are removed again)."""
     started = time.perf_counter()
     source = Path(source_dir)
     media = Path(media_dir)
     if not source.is_dir():
         raise CatalogueFormatError(f"{source} is not a folder")
-    images_dir = source / "images"
-    report = ImportReport()
-    if removed := remove_partial_files(media):
-        report.notes.append(f"removed {removed} partly written photo files left by an interrupted import")
-    products = _parse_products(read_csv_rows(source / "Products.csv", PRODUCT_COLUMNS, report), report)
-    if progress:
-        progress("products", len(products), len(products))
-
-    with session_scope(engine) as session:
-        existing_ids = set(session.scalars(select(Product.id)))
-        known_checksums = {image_id: checksum for image_id, checksum in session.execute(select(Image.id, Image.checksum))}
-    if images_dir.is_dir():
-        image_rows = _parse_images(
-            read_csv_rows(source / "Images.csv", IMAGE_COLUMNS, report),
-            images_dir,
-            set(products) | existing_ids,
-            report,
-        )
-    else:
-        image_rows = []
-        report.notes.append(f"no images/ folder in {source}: products imported without photos")
-    cleaned = _clean_images(image_rows, media, image_size, known_checksums, report, progress, workers)
-
-    with session_scope(engine) as session:
-        categories = {category.path: category for category in session.scalars(select(Category))}
-        stored = {product.id: product for product in session.scalars(select(Product))}
-        for row in products.values():
-            category = _get_or_create_category(session, row.category_path, categories)
-            values = {
-                "name": row.name,
-                "raw_name": row.raw_name,
-                "description": row.description,
-                "raw_description": row.raw_description,
-                "price_pence": row.price_pence,
-                "location": row.location,
-            }
-            product = stored.get(row.id)
-            if product is None:
-                session.add(Product(id=row.id, category=category, source="import", **values))
-                report.products_added += 1
-                continue
-            changed = {key: value for key, value in values.items() if getattr(product, key) != value}
-            if product.category_id != category.id:
-                session.flush()  # a new category needs its id for the history row
-                session.add(
-                    LabelHistory(
-                        product_id=product.id,
-                        old_category_id=product.category_id,
-                        new_category_id=category.id,
-                        changed_by=imported_by,
-                        reason=f"re-import from {source.name}",
-                        source="import",
-                    )
-                )
-                product.category = category
-                product.label_version += 1
-                changed["category"] = category
-            for key, value in changed.items():
-                setattr(product, key, value)
-            if changed:
-                report.products_updated += 1
-            else:
-                report.products_unchanged += 1
-        session.flush()
-
-        stored_images = {image.id: image for image in session.scalars(select(Image))}
-        for item in cleaned:
-            values = {
-                "product_id": item.row.product_id,
-                "position": item.row.position,
-                "file_path": item.file_path,
-                "original_path": str(item.row.original.resolve()),
-                "width": item.width,
-                "height": item.height,
-                "checksum": item.checksum,
-                "source_ref": item.row.source_ref,
-            }
-            image = stored_images.get(item.row.id)
-            if image is None:
-                session.add(Image(id=item.row.id, **values))
-                report.images_added += 1
-            elif any(getattr(image, key) != value for key, value in values.items()):
-                for key, value in values.items():
-                    setattr(image, key, value)
-                report.images_updated += 1
-            else:
-                report.images_unchanged += 1
+    with _import_lock(media):
+        report = ImportReport()
+        if removed := remove_partial_files(media):
+            report.notes.append(f"removed {removed} partly written photo files left by an interrupted import")
+        products = _parse_products(read_csv_rows(source / "Products.csv", PRODUCT_COLUMNS, report), report)
+        if progress:
+            progress("products", len(products), len(products))
+        with session_scope(engine) as session:
+            existing_ids = set(session.scalars(select(Product.id)))
+            known_checksums = {image_id: checksum for image_id, checksum in session.execute(select(Image.id, Image.checksum))}
+        images_dir = source / "images"
+        if images_dir.is_dir():
+            image_rows = _parse_images(read_csv_rows(source / "Images.csv", IMAGE_COLUMNS, report), images_dir,
+                                       set(products) | existing_ids, report)
+        else:
+            image_rows = []
+            report.notes.append(f"no images/ folder in {source}: products imported without photos")
+        cleaned = _clean_images(image_rows, media, image_size, known_checksums, report, progress, workers)
+        try:
+            with session_scope(engine) as session:
+                _write_products(session, products, report, source_name=source.name, imported_by=imported_by)
+                _write_images(session, cleaned, report)
+        except (SQLAlchemyError, OSError) as error:
+            for item in cleaned:
+                if item.created:
+                    (media / item.file_path).unlink(missing_ok=True)
+            reason = error.orig if isinstance(error, DBAPIError) else error
+            raise CatalogueWriteError(f"the catalogue could not be written ({reason}); nothing was imported") from error
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _write_products(session: Session, products: dict[str, _ProductRow], report: ImportReport, *, source_name: str, imported_by: str) -> None:
+    categories = {category.path: category for category in session.scalars(select(Category))}
+    stored = {product.id: product for product in session.scalars(select(Product))}
+    for row in products.values():
+        category = _get_or_create_category(session, row.category_path, categories)
+        values = {"name": row.name, "raw_name": row.raw_name, "description": row.description, "raw_description": row.raw_description,
+                  "price_pence": row.price_pence, "location": row.location}
+        product = stored.get(row.id)
+        if product is None:
+            session.add(Product(id=row.id, category=category, source="import", **values))
+            report.products_added += 1
+            continue
+        changed = {key: value for key, value in values.items() if getattr(product, key) != value}
+        if product.category_id != category.id:
+            session.flush()  # a new category needs its id for the history row
+            session.add(LabelHistory(product_id=product.id, old_category_id=product.category_id, new_category_id=category.id,
+                                     changed_by=imported_by, reason=f"re-import from {source_name}", source="import"))
+            product.category = category
+            product.label_version += 1
+            changed["category"] = category
+        for key, value in changed.items():
+            setattr(product, key, value)
+        if changed:
+            report.products_updated += 1
+        else:
+            report.products_unchanged += 1
+    session.flush()
+
+
+def _write_images(session: Session, cleaned: list[_CleanedImage], report: ImportReport) -> None:
+    stored_images = {image.id: image for image in session.scalars(select(Image))}
+    for item in cleaned:
+        values = {"product_id": item.row.product_id, "position": item.row.position, "file_path": item.file_path,
+                  "original_path": str(item.row.original.resolve()), "width": item.width, "height": item.height,
+                  "checksum": item.checksum, "source_ref": item.row.source_ref}
+        image = stored_images.get(item.row.id)
+        if image is None:
+            session.add(Image(id=item.row.id, **values))
+            report.images_added += 1
+        elif any(getattr(image, key) != value for key, value in values.items()):
+            for key, value in values.items():
+                setattr(image, key, value)
+            report.images_updated += 1
+        else:
+            report.images_unchanged += 1
 
 
 def read_catalogue_folder(source_dir: str | Path) -> tuple[Catalogue, ImportReport]:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -58,8 +60,27 @@ def make_engine(database_url: str, *, create_schema: bool = True) -> Engine:
     return engine
 
 
-def init_schema(engine: Engine) -> None:
-    """Create missing tables and columns and, on SQLite, the full-text index and its triggers."""
+def init_schema(engine: Engine, *, attempts: int = 5) -> None:
+    """Create missing tables and columns and, on SQLite, the full-text index and its triggers.
+
+    Several processes may start on one empty database at once: each checks, then creates, so one
+    can find a table or column another has just made. That is harmless, so it simply looks again."""
+    for attempt in range(attempts):
+        try:
+            _create_schema(engine)
+            return
+        except (OperationalError, ProgrammingError) as error:
+            if attempt == attempts - 1 or not _already_made(error):
+                raise
+            time.sleep(0.05 * (attempt + 1))
+
+
+def _already_made(error: DBAPIError) -> bool:
+    message = str(error.orig).lower()
+    return "already exists" in message or "duplicate column" in message
+
+
+def _create_schema(engine: Engine) -> None:
     Base.metadata.create_all(engine)
     add_missing_columns(engine)
     if engine.dialect.name == "sqlite":

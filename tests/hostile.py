@@ -82,6 +82,44 @@ def oversized_jpeg() -> bytes:
     return jpeg_bytes() + b"\x00" * (MAX_UPLOAD_BYTES + 1)
 
 
+# ----- photo metadata: EXIF blocks and ICC profiles with damaged or mistyped entries
+
+EXIF_TYPES = {"byte": 1, "ascii": 2, "short": 3, "long": 4, "rational": 5, "undefined": 7, "signed long": 9, "signed rational": 10}
+# Tags Pillow reads or rewrites when it applies the orientation: orientation, resolution, sizes, offsets.
+EXIF_TAGS = (0x0112, 0x011A, 0x011B, 0x0128, 0x0100, 0x0101, 0x8769, 0x8825, 0x0131, 0x0213, 0xA002, 0xA003)
+
+
+def exif_block(entries: list[tuple[int, int, int, bytes]], *, big_endian: bool = False) -> bytes:
+    """A raw EXIF segment (TIFF header and one IFD) whose entries are (tag, type, count, 4 value bytes),
+    written exactly as given: nothing checks that a tag's type or count makes sense."""
+    order = ">" if big_endian else "<"
+    body = (b"MM\x00*" if big_endian else b"II*\x00") + struct.pack(f"{order}I", 8) + struct.pack(f"{order}H", len(entries))
+    for tag, kind, count, value in entries:
+        body += struct.pack(f"{order}HHI", tag, kind, count) + value.ljust(4, b"\x00")[:4]
+    return b"Exif\x00\x00" + body + struct.pack(f"{order}I", 0)
+
+
+def orientation_with_a_text_tag() -> bytes:
+    """Orientation 6 (rotate) next to a resolution stored as text: applying the orientation makes
+    Pillow rewrite the block and fail on the text (the case found by hand)."""
+    return jpeg_bytes(exif=exif_block([(0x0112, 3, 1, struct.pack("<H", 6)), (0x011A, 2, 4, b"72\x00\x00")]))
+
+
+def damaged_metadata_photo(rng: random.Random) -> bytes:
+    """A valid photo whose EXIF entries have random tags, types, counts and values (orientation
+    usually among them, so Pillow acts on the block), or whose ICC profile is junk."""
+    image = Image.new("RGB", (rng.randint(8, 80), rng.randint(8, 80)), tuple(rng.randint(0, 255) for _ in range(3)))
+    if rng.random() < 0.2:
+        return jpeg_bytes(image, icc_profile=rng.randbytes(rng.randint(1, 600)))
+    entries = [(0x0112, 3, 1, struct.pack("<H", rng.choice([1, 3, 6, 8, 9, 0, 65535])))] if rng.random() < 0.8 else []
+    for _ in range(rng.randint(1, 6)):
+        kind = rng.choice(list(EXIF_TYPES.values()) + [0, 13, 255])
+        count = rng.choice([0, 1, 2, 4, rng.randint(5, 1 << 20), 0xFFFFFFFF])
+        entries.append((rng.choice(EXIF_TAGS + (rng.randint(0, 0xFFFF),)), kind, count, rng.randbytes(4)))
+    rng.shuffle(entries)
+    return jpeg_bytes(image, exif=exif_block(entries, big_endian=rng.random() < 0.3))
+
+
 @dataclass(frozen=True)
 class HostileUpload:
     name: str  # the file name the user's browser sends
@@ -101,6 +139,7 @@ HOSTILE_UPLOADS = [
     HostileUpload("cmyk.jpg", cmyk_jpeg, None, (80, 60)),
     HostileUpload("sixteen-bit.png", sixteen_bit_png, None, (70, 50)),
     HostileUpload("rotated.jpg", exif_rotated_jpeg, None, (40, 90)),
+    HostileUpload("exif-text.jpg", orientation_with_a_text_tag, "unreadable photo metadata"),
 ]
 
 HOSTILE_TEXTS = {
@@ -168,44 +207,6 @@ def is_top_of_a_distribution(top: list[tuple[str, float]]) -> bool:
     probabilities = [probability for _, probability in top]
     return (len({label for label, _ in top}) == 5 and probabilities == sorted(probabilities, reverse=True)
             and all(0 <= p <= 1 for p in probabilities) and sum(probabilities) <= 1 + 1e-5)
-
-
-# ----- photo metadata: EXIF blocks and ICC profiles with damaged or mistyped entries
-
-EXIF_TYPES = {"byte": 1, "ascii": 2, "short": 3, "long": 4, "rational": 5, "undefined": 7, "signed long": 9, "signed rational": 10}
-# Tags Pillow reads or rewrites when it applies the orientation: orientation, resolution, sizes, offsets.
-EXIF_TAGS = (0x0112, 0x011A, 0x011B, 0x0128, 0x0100, 0x0101, 0x8769, 0x8825, 0x0131, 0x0213, 0xA002, 0xA003)
-
-
-def exif_block(entries: list[tuple[int, int, int, bytes]], *, big_endian: bool = False) -> bytes:
-    """A raw EXIF segment (TIFF header and one IFD) whose entries are (tag, type, count, 4 value bytes),
-    written exactly as given: nothing checks that a tag's type or count makes sense."""
-    order = ">" if big_endian else "<"
-    body = (b"MM\x00*" if big_endian else b"II*\x00") + struct.pack(f"{order}I", 8) + struct.pack(f"{order}H", len(entries))
-    for tag, kind, count, value in entries:
-        body += struct.pack(f"{order}HHI", tag, kind, count) + value.ljust(4, b"\x00")[:4]
-    return b"Exif\x00\x00" + body + struct.pack(f"{order}I", 0)
-
-
-def orientation_with_a_text_tag() -> bytes:
-    """Orientation 6 (rotate) next to a resolution stored as text: applying the orientation makes
-    Pillow rewrite the block and fail on the text (the case found by hand)."""
-    return jpeg_bytes(exif=exif_block([(0x0112, 3, 1, struct.pack("<H", 6)), (0x011A, 2, 4, b"72\x00\x00")]))
-
-
-def damaged_metadata_photo(rng: random.Random) -> bytes:
-    """A valid photo whose EXIF entries have random tags, types, counts and values (orientation
-    usually among them, so Pillow acts on the block), or whose ICC profile is junk."""
-    image = Image.new("RGB", (rng.randint(8, 80), rng.randint(8, 80)), tuple(rng.randint(0, 255) for _ in range(3)))
-    if rng.random() < 0.2:
-        return jpeg_bytes(image, icc_profile=rng.randbytes(rng.randint(1, 600)))
-    entries = [(0x0112, 3, 1, struct.pack("<H", rng.choice([1, 3, 6, 8, 9, 0, 65535])))] if rng.random() < 0.8 else []
-    for _ in range(rng.randint(1, 6)):
-        kind = rng.choice(list(EXIF_TYPES.values()) + [0, 13, 255])
-        count = rng.choice([0, 1, 2, 4, rng.randint(5, 1 << 20), 0xFFFFFFFF])
-        entries.append((rng.choice(EXIF_TAGS + (rng.randint(0, 0xFFFF),)), kind, count, rng.randbytes(4)))
-    rng.shuffle(entries)
-    return jpeg_bytes(image, exif=exif_block(entries, big_endian=rng.random() < 0.3))
 
 
 # ----- CSV fields an import must skip (or accept) row by row
