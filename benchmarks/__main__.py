@@ -18,9 +18,10 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-import torch
+from benchmarks.common import machine_line
 
 BENCHMARKS = {
+    "engines": (["benchmarks.bench_engines"], ["--batches", "2", "--no-compile"]),
     "catalogue": (["benchmarks.bench_catalogue"], ["--runs", "1"]),
     "models": (["benchmarks.bench_models"], ["--photos", "128", "--texts", "128", "--evaluate-products", "100"]),
     "search": (["benchmarks.bench_search"], ["--repeat", "30", "--synthetic", "100000", "--no-pages"]),
@@ -34,9 +35,9 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="fewer repeats: a smoke run, not figures to report")
     parser.add_argument("--only", choices=list(BENCHMARKS), nargs="*", help="run only these")
     args = parser.parse_args()
-    sections = [f"# Benchmark results\n\n{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC · {platform.node()} · "
-                f"Python {platform.python_version()} · torch {torch.__version__} · {torch.get_num_threads()} threads"
-                + (" · quick run" if args.quick else "")]
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip() or "unknown"
+    sections = [f"# Benchmark results\n\n{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC · commit {commit} · {platform.node()} · "
+                f"Python {platform.python_version()}" + (" · quick run" if args.quick else "") + f"\n\n{machine_line()}"]
     failed = []
     for name, (module, quick_options) in BENCHMARKS.items():
         if args.only and name not in args.only:
