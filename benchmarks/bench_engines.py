@@ -59,7 +59,7 @@ def image_rows(batches: int, *, compile_model: bool) -> list[tuple[str, str]]:
 
     def difference(output: object) -> str:
         values = output.float().numpy() if isinstance(output, torch.Tensor) else np.asarray(output)
-        return f"max |diff| {np.abs(values - reference).max():.1e}"
+        return f"max abs diff {np.abs(values - reference).max():.1e}"
 
     rows = []
     n = batches * 32

@@ -341,7 +341,7 @@ def run_review_queue(args: argparse.Namespace) -> int:
     if args.refresh or not scored:
         _catalogue_to_train_on(engine)  # a clear message on an empty catalogue
         if not args.json:
-            print("scoring every label by cross-validation (a minute or two; embeddings are cached)...", file=sys.stderr)
+            print("scoring every label by cross-validation (a minute or two; the first time also embeds the catalogue, a few minutes more)...", file=sys.stderr)
         try:
             refresh_queue(engine, cache_dir=settings.data_dir / "cache", media_dir=settings.media_dir, folds=args.folds)
         except ReviewError as error:
@@ -435,35 +435,33 @@ def _price(text: str) -> Decimal:
         raise argparse.ArgumentTypeError(str(error)) from error
 
 
-def _bounded_int(low: int, high: int):  # type: ignore[no-untyped-def]
-    """An argparse type: a whole number from `low` to `high` (a 20-digit number is refused, not overflowed)."""
+def _bounded(kind: type[int] | type[float], low: float, high: float):  # type: ignore[no-untyped-def]
+    """An argparse type: a number of `kind` from `low` to `high` (a 20-digit number or NaN is refused
+    with the bounds, never overflowed)."""
+    noun = "whole number" if kind is int else "number"
 
-    def parse(text: str) -> int:
+    def parse(text: str) -> int | float:
         try:
-            value = int(text)
+            value = kind(text)
         except ValueError as error:
-            raise argparse.ArgumentTypeError(f"not a whole number: {printable(text[:40])}") from error
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"must be between {low} and {high}")
+            raise argparse.ArgumentTypeError(f"not a {noun}: {printable(text[:40])}") from error
+        if not low <= value <= high:  # NaN fails this too
+            shown = (f"{int(low)} and {int(high)}" if kind is int else f"{low:g} and {high:g}")
+            raise argparse.ArgumentTypeError(f"must be between {shown}")
         return value
 
     return parse
 
 
-_positive_int = _bounded_int(1, 100_000)
+def _bounded_int(low: int, high: int):  # type: ignore[no-untyped-def]
+    return _bounded(int, low, high)
 
 
 def _bounded_float(low: float, high: float):  # type: ignore[no-untyped-def]
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError as error:
-            raise argparse.ArgumentTypeError(f"not a number: {printable(text[:40])}") from error
-        if not low <= value <= high:  # NaN fails this too
-            raise argparse.ArgumentTypeError(f"must be between {low:g} and {high:g}")
-        return value
+    return _bounded(float, low, high)
 
-    return parse
+
+_positive_int = _bounded_int(1, 100_000)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -117,9 +117,10 @@ def build_search_indexes(catalogue: Catalogue, *, cache_dir: Path, backbone_id: 
     texts, features = embed_catalogue(catalogue, cache_dir=cache_dir, backbone_id=backbone_id, progress=progress)
     backbone = get_backbone(backbone_id)
     mean = features.mean(axis=0) if images else np.zeros(backbone.feature_dim, np.float32)
+    features -= mean  # in place: the arrays are ours (read from the cache), and no copy is needed
     return SearchIndexes(
-        text=ExactIndex([product.id for product in products], texts),
-        photos=ExactIndex([image.product_id for image in images], features - mean),
+        text=ExactIndex([product.id for product in products], texts, take_ownership=True),
+        photos=ExactIndex([image.product_id for image in images], features, take_ownership=True),
         backbone_id=backbone.id,
         photo_mean=mean.astype(np.float32),
     )

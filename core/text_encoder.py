@@ -73,8 +73,21 @@ class TextEncoder:
             if layer is None or layer == self.n_layers:
                 hidden = self.model(**inputs).last_hidden_state
             else:
-                hidden = self.model(**inputs, output_hidden_states=True).hidden_states[layer]
+                hidden = self._first_layers(inputs, layer)
         return TokenBatch(hidden.float(), inputs["attention_mask"])
+
+    def _first_layers(self, inputs: dict[str, torch.Tensor], layer: int) -> torch.Tensor:
+        """The hidden state after the embeddings and the first `layer` transformer layers, without
+        running the layers above (a text model that fine-tuned all 6 needs the embeddings alone)."""
+        from transformers.masking_utils import create_bidirectional_mask
+
+        hidden = self.model.embeddings(input_ids=inputs["input_ids"], token_type_ids=inputs.get("token_type_ids"))
+        if layer:
+            attention = create_bidirectional_mask(config=self.model.config, inputs_embeds=hidden, attention_mask=inputs["attention_mask"])
+            for block in self.model.encoder.layer[:layer]:
+                hidden = block(hidden, attention)
+                hidden = hidden[0] if isinstance(hidden, tuple) else hidden
+        return hidden
 
     def encode_sentences(self, texts: list[str], *, batch_size: int = 32) -> torch.Tensor:
         """(N, 384) L2-normalised sentence embeddings, in the order of `texts`. Batches hold texts of

@@ -32,21 +32,27 @@ class VectorIndex(Protocol):
         ...
 
 
-def normalise_rows(vectors: np.ndarray) -> np.ndarray:
+def normalise_rows(vectors: np.ndarray, *, in_place: bool = False) -> np.ndarray:
+    """Rows scaled to unit length; `in_place` reuses a float32 array's memory (a catalogue's photo
+    features are 55 MB: a copy at start-up is a copy too many)."""
     vectors = np.asarray(vectors, dtype=np.float32)
-    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
-    return vectors / np.maximum(norms, 1e-12)
+    norms = np.maximum(np.linalg.norm(vectors, axis=-1, keepdims=True), 1e-12)
+    if in_place and vectors.flags.writeable:
+        vectors /= norms
+        return vectors
+    return vectors / norms
 
 
 class ExactIndex:
     """Exact cosine search. Several vectors may share a key (a product's photos): a key scores
     as its best vector, and appears once in the results."""
 
-    def __init__(self, keys: Sequence[str], vectors: np.ndarray) -> None:
+    def __init__(self, keys: Sequence[str], vectors: np.ndarray, *, take_ownership: bool = False) -> None:
+        """`take_ownership`: the caller hands `vectors` over, so they are normalised in place."""
         if len(keys) != len(vectors):
             raise ValueError("one key per vector")
         self.keys = np.asarray(list(keys), dtype=object)
-        self.vectors = normalise_rows(vectors) if len(keys) else np.empty((0, vectors.shape[-1] if vectors.ndim == 2 else 0), np.float32)
+        self.vectors = normalise_rows(vectors, in_place=take_ownership) if len(keys) else np.empty((0, vectors.shape[-1] if vectors.ndim == 2 else 0), np.float32)
         self.dim = int(self.vectors.shape[1])
         unique_keys, codes = np.unique(self.keys.astype(str), return_inverse=True)
         # Grouping costs a scatter per query: only done when some key has several vectors.

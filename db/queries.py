@@ -6,8 +6,8 @@ import time
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
 from sqlalchemy import Select, column, func, literal_column, or_, select, table
 from sqlalchemy.orm import Session, selectinload
 
@@ -15,6 +15,9 @@ from core.cleaning import CATEGORY_SEPARATOR
 from core.dataset import Catalogue, ImageRecord, ProductRecord
 from core.search import fts_match_expression, query_terms
 from db.models import Category, Image, Product
+
+if TYPE_CHECKING:  # pandas takes half a second to import: only the functions that build frames load it
+    import pandas as pd
 
 # Title words say more about the item than the seller's prose.
 NAME_WEIGHT = 4.0
@@ -191,6 +194,8 @@ def keyword_search(
 
 def products_frame(session: Session) -> pd.DataFrame:
     """One row per product for the dashboard: category levels, price, location, photo count."""
+    import pandas as pd
+
     photo_counts = (
         select(Image.product_id, func.count().label("photos")).group_by(Image.product_id).subquery()
     )
@@ -234,6 +239,8 @@ def training_catalogue(session: Session, *, media_dir: Path) -> Catalogue:
 
 def listings_frame(session: Session) -> pd.DataFrame:
     """id, cleaned name and description, location and price (£) of every product: the price model's input."""
+    import pandas as pd
+
     rows = session.execute(select(Product.id, Product.name, Product.description, Product.location, Product.price_pence))
     frame = pd.DataFrame(rows.all(), columns=["id", "name", "description", "location", "price_pence"])
     frame["price"] = frame.pop("price_pence") / 100

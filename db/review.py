@@ -9,15 +9,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 from sqlalchemy import Engine, delete, func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from core.cleaning import CATEGORY_SEPARATOR
 from db.models import Category, LabelHistory, Product, ReviewItem, utc_now
 from db.session import session_scope
+
+if TYPE_CHECKING:  # pandas takes half a second to import: only the functions that build frames load it
+    import pandas as pd
 
 CLAIM_MINUTES = 15  # an item a reviewer opened and left is handed to others after this
 PENDING = "pending"
@@ -115,6 +118,8 @@ def _pending(filters: QueueFilters):  # type: ignore[no-untyped-def]
 
 def queue_frame(engine: Engine, *, filters: QueueFilters = QueueFilters(), limit: int | None = None) -> pd.DataFrame:
     """Pending items, worst (lowest score) first, with the product's name and current category."""
+    import pandas as pd
+
     with session_scope(engine) as session:
         statement = _pending(filters).add_columns(Product.name, Category.path).order_by(ReviewItem.score, ReviewItem.product_id)
         rows = session.execute(statement.limit(limit) if limit else statement).all()
@@ -333,6 +338,8 @@ HISTORY_COLUMNS = ["id", "product_id", "product", "old_category", "new_category"
 
 def history_frame(engine: Engine, *, changed_by: str | None = None, source: str | None = None, limit: int | None = None) -> pd.DataFrame:
     """The label history, newest first, with category paths and product names: browsable and exportable."""
+    import pandas as pd
+
     old, new = aliased(Category), aliased(Category)
     statement = (select(LabelHistory.id, LabelHistory.product_id, Product.name, old.path, new.path, LabelHistory.action, LabelHistory.changed_by,
                         LabelHistory.changed_at, LabelHistory.source, LabelHistory.confidence, LabelHistory.reason)
@@ -349,6 +356,8 @@ def history_frame(engine: Engine, *, changed_by: str | None = None, source: str 
 
 def changes_per_category(engine: Engine) -> pd.DataFrame:
     """Per top-level category: labels people fixed (review or by hand) away from it and into it (undone changes excluded)."""
+    import pandas as pd
+
     frame = history_frame(engine)
     frame = frame[frame["source"].isin(FIX_SOURCES)]
     relabels = frame[frame["action"] == "relabel"]

@@ -253,3 +253,18 @@ def test_a_database_that_cannot_be_written_is_one_line_and_leaves_no_photo(tmp_p
     assert not list((tmp_path / "home" / "images").rglob("*.jpg"))
     with session_scope(make_engine(f"sqlite:///{database}")) as session:
         assert session.scalar(select(func.count()).select_from(Product)) == 0
+
+
+def test_generated_file_names_never_reach_the_terminal_raw(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import unicodedata
+
+    rng = random.Random(5)
+    specials = "\x00\x07\x08\x1b\r\t\x7f\x85\u2028\u202e\u2066\u200b\ufeff"
+    for index in range(60):
+        name = "".join(rng.choice(specials + "abc[];:") for _ in range(rng.randint(1, 12))).replace("\x00", "") + f"{index}.jpg"
+        path = tmp_path / name
+        path.write_bytes(rng.randbytes(rng.randint(0, 64)))
+        assert main(["classify", "--image", str(path)]) == 1
+        error = capsys.readouterr().err
+        assert error.endswith("\n") and error.count("\n") == 1
+        assert not [c for c in error[:-1] if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp")], repr(error)

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
-import pandas as pd
 import streamlit as st
 from sqlalchemy import Engine
 
 from core.settings import get_settings
 from db import queries
 from db.session import make_engine, session_scope
+
+if TYPE_CHECKING:  # pandas takes half a second to import: only the functions that build frames load it
+    import pandas as pd
 
 QUERY_TTL_SECONDS = 300
 
