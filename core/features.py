@@ -85,7 +85,7 @@ def _run_on_photos(backbone: ImageBackbone, sources: Sequence[ImageSource], forw
                 raise
             return blank, str(error)
 
-    def decode_batch(batch: Sequence[ImageSource]) -> tuple[torch.Tensor, list[str | None]]:
+    def decode_batch(batch: Sequence[ImageSource]) -> Decoded:
         decoded = [decode(source) for source in batch]
         return torch.stack([pixels for pixels, _ in decoded]), [problem for _, problem in decoded]
 

@@ -4,7 +4,7 @@ rebuilt only when its inputs change (the models folder's manifest, the catalogue
 
 No page waits on a whole-catalogue job: embedding the catalogue and evaluating models on a changed
 catalogue run in the background (core.background); until they finish, `search_indexes()` and
-`held_out()` return None and `pending_job()` says how far they are."""
+`held_out()` return None and `ui.widgets.job_progress` shows how far they are."""
 
 from __future__ import annotations
 
@@ -78,7 +78,7 @@ def embedding_job_key() -> str:
 
 def search_indexes() -> SearchIndexes | None:
     """The catalogue's vector indexes, or None while a background job embeds the catalogue (started
-    here when the embedding cache lacks some of it; `pending_job(embedding_job_key())` says how far)."""
+    here when the embedding cache lacks some of it; `ui.widgets.job_progress(embedding_job_key())` shows how far)."""
     from core.search_indexes import embed_catalogue, embedding_progress
 
     database_url, catalogue_revision = data.database_url(), revision()
@@ -89,12 +89,12 @@ def search_indexes() -> SearchIndexes | None:
         catalogue = _catalogue(database_url, catalogue_revision)
         if embedding_progress(catalogue, cache_dir=cache_dir).complete:
             return _search_indexes(database_url, catalogue_revision)
-        job = background.start(key, lambda report: embed_catalogue(catalogue, cache_dir=cache_dir, progress=report))
+
+        def fill_cache(report: background.StageProgress) -> None:
+            embed_catalogue(catalogue, cache_dir=cache_dir, progress=report)  # the arrays stay in the cache, not in the job
+
+        job = background.start(key, fill_cache)
     return None if job.running or job.error is not None else _search_indexes(database_url, catalogue_revision)
-
-
-def pending_job(key: str) -> background.JobState | None:
-    return background.status(key)
 
 
 @st.cache_resource(show_spinner="Fitting the price model…", max_entries=1)
@@ -116,7 +116,7 @@ def held_out_job_key() -> str:
 def held_out() -> dict[str, PredictionSet] | None:
     """The active models on their held-out products: stored with the models when they were shipped
     for the catalogue they were trained on (instant), else computed by a background job (None until
-    it is done; `pending_job(held_out_job_key())` says how far). Raises ModelFileError like classifier()."""
+    it is done; `ui.widgets.job_progress(held_out_job_key())` shows how far). Raises ModelFileError like classifier()."""
     from core.model_evaluation import held_out_predictions
 
     database_url, catalogue_revision, key = data.database_url(), revision(), models_key()
