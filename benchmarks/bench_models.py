@@ -28,8 +28,8 @@ from core.features import image_features, load_text_encoder, text_states
 from core.image_engine import feature_extractor
 from core.images import open_image
 from core.model_evaluation import evaluate_catalogue
-from db.importer import read_catalogue_folder
 from core.settings import get_settings
+from db.importer import read_catalogue_folder
 
 
 def time_evaluate(classifier: CategoryClassifier, data: Path, *, products: int) -> tuple[float, int, int]:

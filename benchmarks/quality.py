@@ -38,9 +38,9 @@ from torch import nn
 
 from benchmarks.common import print_table
 from core.backbones import DEFAULT_BACKBONE, get_backbone
-from core.compute import autocast
 from core.baselines import tfidf_category_model
 from core.classifiers import FineTunedImageClassifier
+from core.compute import autocast
 from core.dataset import Catalogue
 from core.images import open_image
 from core.label_issues import ProductFeatures, catalogue_features

@@ -17,10 +17,10 @@ from PIL import Image
 from core.backbones import get_backbone
 from core.cleaning import model_text
 from core.compute import autocast
-from core.keywords import KeywordScorer
 from core.features import image_features, image_maps, load_backbone, load_text_encoder
-from core.model_io import LoadedModel, ModelFileError, load_checkpoint
+from core.keywords import KeywordScorer
 from core.manifest import verify_model_file
+from core.model_io import LoadedModel, ModelFileError, load_checkpoint
 
 TOP_K = 5
 

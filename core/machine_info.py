@@ -16,8 +16,8 @@ import torch
 from core.backbones import DEFAULT_BACKBONE
 from core.compute import available_cores, cpu_info, decode_workers, machine_cache_dir, precision
 from core.image_engine import ENGINE_VARIABLE, onnx_path, requested_engine
-from core.settings import Settings
 from core.manifest import HELD_OUT, ModelFileError, file_sha256, read_manifest
+from core.settings import Settings
 
 
 def folder_bytes(folder: Path) -> int:

@@ -11,8 +11,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from core.manifest import ModelFileError  # noqa: F401 - raised here, and imported from here by callers
 from core.classifiers import CombinedClassifier, FineTunedImageClassifier, ImageHead, TextCNN
+from core.manifest import ModelFileError  # noqa: F401 - raised here, and imported from here by callers
 
 CHECKPOINT_FORMAT = 1
 

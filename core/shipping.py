@@ -10,7 +10,6 @@ from core.manifest import HELD_OUT, ModelFileError, file_sha256, read_manifest, 
 from core.model_io import load_checkpoint, save_checkpoint
 
 
-
 def ship_models(checkpoints: dict[str, Path], models_dir: Path, *, catalogue_fingerprint: str, int8: bool = False) -> dict[str, Any]:
     """Copy trained checkpoints (float16, or int8 for big matrices) into `models_dir` and rewrite the manifest."""
     models_dir.mkdir(parents=True, exist_ok=True)

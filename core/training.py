@@ -22,12 +22,19 @@ from sqlalchemy import Engine
 from torch import nn
 
 from core.backbones import DEFAULT_BACKBONE, get_backbone
-from core.compute import autocast
 from core.classifiers import CombinedClassifier, FineTunedImageClassifier, ImageHead, TextCNN
+from core.compute import autocast
 from core.dataset import Catalogue
 from core.evaluation import classification_metrics
+from core.features import (
+    cached_image_features,
+    cached_image_maps,
+    cached_text_states,
+    load_backbone,
+    load_text_encoder,
+    token_mask,
+)
 from core.keywords import stacked_scores
-from core.features import cached_image_features, cached_image_maps, cached_text_states, load_backbone, load_text_encoder, token_mask
 from core.model_io import LoadedModel, load_checkpoint, save_checkpoint
 from core.splits import TEST, TRAIN, VALIDATION, split_products
 from core.text_encoder import TextEncoder

@@ -9,11 +9,10 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from PIL import Image
 from sqlalchemy.orm import Session
-
-from typing import TYPE_CHECKING
 
 from core.search import query_terms
 from core.vector_index import reciprocal_rank_fusion

@@ -8,9 +8,9 @@ import streamlit as st
 
 from core.classify import NothingToClassify
 from core.images import ImageError
+from core.manifest import ModelFileError
 from core.markdown import escape_markdown
 from core.model_figures import model_comparison_bar, probability_bar
-from core.manifest import ModelFileError
 from core.settings import get_settings
 from core.uploads import MAX_PHOTOS, MAX_UPLOAD_MB, UPLOAD_TYPES, read_uploaded_photos
 from db.listing_analysis import ListingAnalysis, analyse_listing

@@ -4,9 +4,9 @@ import streamlit as st
 
 from core import dashboard
 from core.evaluation import per_class_frame
+from core.manifest import ModelFileError
 from core.markdown import escape_markdown
 from core.model_figures import per_class_bar
-from core.manifest import ModelFileError
 from db import review
 from ui import data, models
 from ui.widgets import job_progress, require_catalogue

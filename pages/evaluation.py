@@ -4,9 +4,9 @@ the active models on held-out products, or any training run; two side by side.""
 import streamlit as st
 
 from core.evaluation import PredictionSet, cell_items, compare_metrics, per_class_frame, review_candidates
+from core.manifest import ModelFileError
 from core.markdown import escape_markdown
 from core.model_figures import confusion_figure, selected_cell
-from core.manifest import ModelFileError
 from db import review, runs
 from db.importer import media_path_for
 from ui import data, models
