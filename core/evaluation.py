@@ -7,11 +7,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support, top_k_accuracy_score
 
 
 def classification_metrics(y_true: Sequence[int], probabilities: np.ndarray, labels: Sequence[str]) -> dict[str, object]:
     """accuracy, top-3 accuracy, macro-F1, n, labels, confusion matrix (rows = true) and per-class scores."""
+    # scikit-learn takes over a second to import: pages showing stored figures never pay it.
+    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support, top_k_accuracy_score
+
     y = np.asarray(y_true, dtype=int)
     probabilities = np.asarray(probabilities, dtype=float)
     classes = list(range(len(labels)))
@@ -49,6 +51,7 @@ class PredictionSet:
     frame: pd.DataFrame
     part: str = "test"  # which items: the held-out test part, or validation
     note: str = ""
+    stored_metrics: dict[str, object] | None = None  # computed from this very frame when it was stored
 
     @classmethod
     def from_arrays(cls, name: str, kind: str, labels: Sequence[str], *, item_ids: Sequence[str], product_ids: Sequence[str],
@@ -62,6 +65,8 @@ class PredictionSet:
         return cls(name, kind, list(labels), frame, part, note)
 
     def metrics(self) -> dict[str, object]:
+        if self.stored_metrics is not None:
+            return self.stored_metrics
         probabilities = np.stack(self.frame["probabilities"].to_list()) if len(self.frame) else np.empty((0, len(self.labels)))
         return classification_metrics(self.frame["true"].to_numpy(), probabilities, self.labels)
 

@@ -4,6 +4,7 @@ the catalogue the models were shipped on, without loading a model. No torch here
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -28,6 +29,8 @@ def store_held_out_predictions(models_dir: Path, predictions: dict[str, Predicti
         arrays[f"{kind}.true"] = frame["true"].to_numpy(dtype=np.int16)
         arrays[f"{kind}.probabilities"] = (np.stack(frame["probabilities"].to_list()).astype(np.float32) if len(frame)
                                           else np.empty((0, len(prediction.labels)), np.float32))
+        # The figures too: a page showing them then needs neither the models nor scikit-learn.
+        arrays[f"{kind}.metrics"] = np.array(json.dumps(prediction.metrics()))
     target = models_dir / HELD_OUT_FILE
     temporary = models_dir / f".{HELD_OUT_FILE}.{os.getpid()}.tmp.npz"
     np.savez_compressed(temporary, **arrays)
@@ -50,8 +53,13 @@ def stored_held_out_predictions(models_dir: Path, *, catalogue_fingerprint: str)
     if not path.is_file() or file_sha256(path) != entry.get("sha256"):
         raise ModelFileError(f"{path}: damaged or changed since it was shipped (checksum differs from the manifest); ship the models again")
     labels = list(manifest["labels"])
+    predictions = {}
     with np.load(path, allow_pickle=False) as arrays:
-        return {kind: PredictionSet.from_arrays(f"active {kind} model", kind, labels, item_ids=arrays[f"{kind}.item_id"].tolist(),
-                                                product_ids=arrays[f"{kind}.product_id"].tolist(), y_true=arrays[f"{kind}.true"],
-                                                probabilities=arrays[f"{kind}.probabilities"], part=TEST, note=STORED_NOTE)
-                for kind in entry["kinds"]}
+        for kind in entry["kinds"]:
+            prediction = PredictionSet.from_arrays(f"active {kind} model", kind, labels, item_ids=arrays[f"{kind}.item_id"].tolist(),
+                                                   product_ids=arrays[f"{kind}.product_id"].tolist(), y_true=arrays[f"{kind}.true"],
+                                                   probabilities=arrays[f"{kind}.probabilities"], part=TEST, note=STORED_NOTE)
+            if f"{kind}.metrics" in arrays:
+                prediction.stored_metrics = json.loads(str(arrays[f"{kind}.metrics"]))
+            predictions[kind] = prediction
+    return predictions

@@ -9,8 +9,6 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 
-from sklearn.model_selection import train_test_split
-
 TRAIN, VALIDATION, TEST = "train", "val", "test"
 
 
@@ -28,6 +26,7 @@ def split_products(
     """
     if len(product_ids) != len(labels):
         raise ValueError("product_ids and labels differ in length")
+    from sklearn.model_selection import train_test_split  # a second to import: pages that only read TEST need none
     if len(set(product_ids)) != len(product_ids):
         raise ValueError("product ids must be unique: split products, not photos")
     ids, ys = list(product_ids), list(labels)

@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from core.active_models import ActivationError, activate_run, reset_active_models, runs_to_activate
 from core.classify import CategoryClassifier
-from core.model_io import ModelFileError
+from core.model_io import ModelFileError, load_checkpoint
 from core.settings import get_settings
 from core.training_jobs import list_jobs, start_training_job, stop_job, train_command
 from db.models import TrainingRun
@@ -24,7 +24,10 @@ from tests.conftest import use_home
 def test_a_combined_run_brings_its_text_run(trained: dict) -> None:
     engine, combined, text = trained["engine"], trained["combined"], trained["text"]
     assert runs_to_activate(engine, combined.run_id) == {"combined": combined.checkpoint, "text": text.checkpoint}
-    assert runs_to_activate(engine, text.run_id) == {"text": text.checkpoint, "combined": combined.checkpoint}
+    # A text run brings the newest finished combined run built on it (other tests may have trained one since).
+    brought = runs_to_activate(engine, text.run_id)
+    assert set(brought) == {"text", "combined"} and brought["text"] == text.checkpoint
+    assert load_checkpoint(brought["combined"]).info["encoders"]["text_model_run"] == text.run_id
     assert runs_to_activate(engine, trained["image"].run_id) == {"image": trained["image"].checkpoint}
     with pytest.raises(ActivationError, match="no run"):
         runs_to_activate(engine, 9999)

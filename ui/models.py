@@ -117,13 +117,13 @@ def held_out() -> dict[str, PredictionSet] | None:
     """The active models on their held-out products: stored with the models when they were shipped
     for the catalogue they were trained on (instant), else computed by a background job (None until
     it is done; `ui.widgets.job_progress(held_out_job_key())` shows how far). Raises ModelFileError like classifier()."""
-    from core.model_evaluation import held_out_predictions
-
     database_url, catalogue_revision, key = data.database_url(), revision(), models_key()
     catalogue = _catalogue(database_url, catalogue_revision)
     stored = _stored_held_out(key, catalogue.fingerprint())
     if stored is not None:
         return stored
+    from core.model_evaluation import held_out_predictions  # torch: only when evaluating
+
     loaded = classifier()
     job = background.start(held_out_job_key(), lambda report: held_out_predictions(
         loaded, catalogue, cache_dir=get_settings().data_dir / "cache", progress=report))
