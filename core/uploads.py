@@ -31,11 +31,8 @@ def read_uploaded_photos(files: Sequence[tuple[str, bytes]], *, max_bytes: int =
         if len(kept) >= max_photos:
             problems.append(f"{name}: only the first {max_photos} photos are used")
             continue
-        if len(data) > max_bytes:
-            problems.append(f"{name}: {len(data) / 1024 / 1024:.1f} MB is over the {max_bytes / 1024 / 1024:.0f} MB limit per photo")
-            continue
         try:
-            photos.append(open_image(data, name=name))
+            photos.append(open_image(data, name=name, max_bytes=max_bytes))  # the size is checked before decoding
         except ImageError as error:
             problems.append(str(error))
             continue

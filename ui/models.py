@@ -72,6 +72,9 @@ def _search_indexes(database_url: str, catalogue_revision: str) -> SearchIndexes
     return build_search_indexes(_catalogue(database_url, catalogue_revision), cache_dir=get_settings().data_dir / "cache")
 
 
+_fully_embedded: set[tuple[str, str]] = set()  # (database, revision) whose embeddings the cache was found to hold
+
+
 def embedding_job_key() -> str:
     return f"embeddings:{data.database_url()}:{revision()}"
 
@@ -82,12 +85,15 @@ def search_indexes() -> SearchIndexes | None:
     from core.search_indexes import embed_catalogue, embedding_progress
 
     database_url, catalogue_revision = data.database_url(), revision()
+    if (database_url, catalogue_revision) in _fully_embedded:
+        return _search_indexes(database_url, catalogue_revision)
     key = embedding_job_key()
     job = background.status(key)
     if job is None:
         cache_dir = get_settings().data_dir / "cache"
         catalogue = _catalogue(database_url, catalogue_revision)
         if embedding_progress(catalogue, cache_dir=cache_dir).complete:
+            _fully_embedded.add((database_url, catalogue_revision))  # reruns skip re-reading the cache's indexes
             return _search_indexes(database_url, catalogue_revision)
 
         def fill_cache(report: background.StageProgress) -> None:
