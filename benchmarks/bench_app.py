@@ -6,8 +6,8 @@ app started the same way (the reference: what Streamlit itself costs).
 
 Drives Debian's headless Chromium through Playwright, on the catalogue of the current settings
 (import it first). Cold start: `streamlit run` launched until the Search page has drawn its prompt
-in the browser. Memory: the server process's peak resident size (VmHWM) after Search, Browse,
-Classify (one photo classified), Dashboard, Evaluation, Training, Review and Import have rendered.
+in the browser. Memory: the server process's peak resident size (VmHWM) after Search (a hybrid search), Browse,
+Classify (a photo and a title classified), Dashboard, Evaluation, Training, Review and Import have rendered.
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ PAGES = {  # sidebar title -> text shown once the page has rendered in full
     "Review": "Your name (recorded with every change)",
     "Import": "Catalogue folder",
 }
+SEARCH_QUERY = "something to sit on in the garden"
+CLASSIFY_TITLE = "Oak dining table with 4 chairs"
 REFERENCE_APP = 'import streamlit as st\nst.title("Hello")\n'
 
 
@@ -63,11 +65,18 @@ def _all_pages_peak(browser, home: Path, database_url: str, photo: Path | None, 
         tab.set_default_timeout(WAIT_MS)
         tab.goto(server.url)
         tab.get_by_text("Type words to search").first.wait_for()
+        tab.get_by_text("Hybrid (keyword + meaning)").click()
+        tab.get_by_label("Search the catalogue").fill(SEARCH_QUERY)
+        tab.get_by_label("Search the catalogue").press("Enter")
+        tab.get_by_text("query embedded in").first.wait_for()
         for title, marker in PAGES.items():
             tab.get_by_test_id("stSidebarNav").get_by_text(title, exact=True).click()
             tab.get_by_text(marker).first.wait_for()
-            if title == "Classify" and photo is not None:
-                tab.locator("input[type=file]").first.set_input_files(str(photo))
+            if title == "Classify":
+                tab.get_by_label("Title").fill(CLASSIFY_TITLE)
+                tab.get_by_label("Title").press("Enter")
+                if photo is not None:
+                    tab.locator("input[type=file]").first.set_input_files(str(photo))
                 tab.get_by_text("Predicted category").wait_for()
         peak = _peak_rss_mb(server.pid)
         tab.close()

@@ -3,8 +3,10 @@ in the precision and on the image engine the code chose for this CPU (printed fi
 
     python -m benchmarks.bench_models [--data DIR] [--photos N] [--texts N]
 
-The bare forward pass runs the same model on random tensors already in memory; the embedding
-pipeline adds decoding, cleaning and batching: the ratio shows what the glue costs.
+The bare forward pass runs the same model on inputs already in memory (random pixels; texts tokenised
+beforehand) on the fastest engine this CPU has; the embedding pipeline adds decoding, cleaning,
+tokenising and batching: the ratio shows what the glue costs. Each pipeline and its bare pass run in
+turn, `--runs` times (medians).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from benchmarks.common import machine_line, print_table, time_calls
+from benchmarks.common import alternating, machine_line, print_table, time_calls
 from core.backbones import get_backbone
 from core.classify import CategoryClassifier
 from core.cleaning import model_text
@@ -28,7 +30,9 @@ from core.features import image_features, load_text_encoder, text_states
 from core.image_engine import feature_extractor
 from core.images import open_image
 from core.model_evaluation import evaluate_catalogue
+from core.onnx_runtime import open_session
 from core.settings import get_settings
+from core.text_engine import graph_inputs, sentence_embeddings, sentence_encoder, sentence_graph_path
 from db.importer import read_catalogue_folder
 
 
@@ -67,30 +71,40 @@ def main() -> None:
 
     backbone = get_backbone("efficientnet-lite0")
     _, model = feature_extractor(backbone.id)  # the fastest engine on this CPU: the reference the pipeline must keep up with
-    image_features(backbone, paths[:32])  # warm-up
     batch = torch.randn(32, 3, 224, 224)
 
     def bare_image_pass() -> None:
         for _ in range(len(paths) // 32):
             model(batch)
 
-    bare_image_pass()
-    pipeline_images = len(paths) * 1000 / time_calls(lambda: image_features(backbone, paths), repeat=args.runs, warmup=0)["p50_ms"]
-    bare_images = (len(paths) // 32) * 32 * 1000 / time_calls(bare_image_pass, repeat=args.runs, warmup=0)["p50_ms"]
+    pipeline_seconds, bare_seconds = alternating(lambda: image_features(backbone, paths), bare_image_pass, runs=args.runs)
+    pipeline_images, bare_images = len(paths) / pipeline_seconds, (len(paths) // 32) * 32 / bare_seconds
 
+    # Sentence embeddings (search): the engine in use, against the fastest bare MiniLM forward on this
+    # CPU (ONNX Runtime or torch eager), both on the same length-sorted batches, prepared beforehand.
+    sentence_embeddings(texts[:32])  # warm-up (and the export, on a new machine)
     encoder = load_text_encoder(128)
-    text_states(texts[:32], layer=6)
-    # The same length-sorted batches as the pipeline, tokenised beforehand: only the forward pass is timed.
     ordered = sorted(texts, key=len)
     batches = [encoder.tokenize(ordered[start : start + 32]) for start in range(0, len(ordered), 32)]
+    onnx_inputs = [graph_inputs(ordered[start : start + 32], 128) for start in range(0, len(ordered), 32)]
+    onnx_session = open_session(sentence_graph_path())
 
-    def bare_text_pass() -> None:
+    def bare_torch_text_pass() -> None:
         with torch.inference_mode(), autocast():
             for tokens in batches:
                 encoder.model(**tokens)
 
-    pipeline_texts = len(texts) * 1000 / time_calls(lambda: text_states(texts, layer=6), repeat=args.runs, warmup=0)["p50_ms"]
-    bare_texts = len(texts) * 1000 / time_calls(bare_text_pass, repeat=args.runs, warmup=0)["p50_ms"]
+    def bare_onnx_text_pass() -> None:
+        for inputs in onnx_inputs:
+            onnx_session.run(None, inputs)
+
+    pipeline_seconds, torch_seconds, onnx_seconds = alternating(lambda: sentence_embeddings(texts), bare_torch_text_pass,
+                                                                bare_onnx_text_pass, runs=args.runs)
+    pipeline_texts = len(texts) / pipeline_seconds
+    bare_text_engine, bare_texts = max([("torch eager", len(texts) / torch_seconds), ("ONNX Runtime", len(texts) / onnx_seconds)],
+                                       key=lambda row: row[1])
+    engines_note = f"torch eager {len(texts) / torch_seconds:.0f}, ONNX Runtime {len(texts) / onnx_seconds:.0f}"
+    states_seconds = time_calls(lambda: text_states(texts, layer=6), repeat=args.runs, warmup=0)["p50_ms"] / 1000
 
     classifier = CategoryClassifier(get_settings().models_dir)
     evaluate_seconds, evaluated_products, evaluated_photos = time_evaluate(classifier, args.data, products=args.evaluate_products)
@@ -100,10 +114,15 @@ def main() -> None:
     pixels = backbone.preprocess([photo])
     tokens = encoder.tokenize([texts[0]])
 
+    item_inputs = graph_inputs([texts[0]], 128)
+
     def bare_item() -> None:
         model(pixels)
-        with torch.inference_mode(), autocast():
-            encoder.model(**tokens)
+        if bare_text_engine == "ONNX Runtime":
+            onnx_session.run(None, item_inputs)
+        else:
+            with torch.inference_mode(), autocast():
+                encoder.model(**tokens)
 
     one_item_bare = time_calls(bare_item, repeat=50)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -112,8 +131,10 @@ def main() -> None:
         [
             (f"photo embeddings (decode + clean + lite0), median of {args.runs}", f"{pipeline_images:.0f} images/s"),
             ("lite0 bare forward, random tensors, batch 32", f"{bare_images:.0f} images/s (pipeline/bare = {pipeline_images / bare_images:.2f})"),
-            ("text embeddings (tokenise + MiniLM)", f"{pipeline_texts:.0f} texts/s"),
-            ("MiniLM bare forward, same batches pre-tokenised", f"{bare_texts:.0f} texts/s (pipeline/bare = {pipeline_texts / bare_texts:.2f})"),
+            (f"sentence embeddings (tokenise + MiniLM on {sentence_encoder()[0]} + pool)", f"{pipeline_texts:.0f} texts/s"),
+            (f"MiniLM bare forward, same batches prepared, fastest engine ({bare_text_engine}; {engines_note})",
+             f"{bare_texts:.0f} texts/s (pipeline/bare = {pipeline_texts / bare_texts:.2f})"),
+            ("token states for evaluation and training (tokenise + MiniLM on torch)", f"{len(texts) / states_seconds:.0f} texts/s"),
             ("classify one item, photo + text, models warm", f"median {one_item['p50_ms']:.0f} ms, p95 {one_item['p95_ms']:.0f} ms"),
             ("reference: both encoders' bare forward for that item", f"median {one_item_bare['p50_ms']:.0f} ms, p95 {one_item_bare['p95_ms']:.0f} ms"),
             (f"evaluate on {evaluated_products:,} products / {evaluated_photos:,} photos", f"{evaluate_seconds:.0f} s"),

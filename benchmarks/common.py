@@ -31,6 +31,20 @@ def time_calls(call: Callable[[], object], *, repeat: int, warmup: int = 3) -> d
     return {"p50_ms": statistics.median(samples), "p95_ms": float(np.percentile(samples, 95)), "n": repeat}
 
 
+def alternating(*calls: Callable[[], object], runs: int) -> list[float]:
+    """Median seconds of each call, the calls run in turn `runs` times after one untimed round (a
+    virtual machine's drifting speed then touches them alike)."""
+    for call in calls:
+        call()
+    samples: list[list[float]] = [[] for _ in calls]
+    for _ in range(runs):
+        for call, times in zip(calls, samples):
+            started = time.perf_counter()
+            call()
+            times.append(time.perf_counter() - started)
+    return [statistics.median(times) for times in samples]
+
+
 def print_table(rows: list[tuple[str, str]]) -> None:
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
@@ -83,13 +97,15 @@ def serve_app(home: Path, database_url: str, log_path: Path, *, script: Path = P
 
 def machine_line() -> str:
     """What every table's figures depend on: the CPU, its kernel level and bf16 units, the precision
-    and engine the code chose, the threads."""
+    and engines the code chose, the threads."""
     import torch
 
     from core.compute import cpu_info, precision
     from core.image_engine import engine_name
+    from core.text_engine import sentence_encoder
 
     cpu = cpu_info()
     return (f"CPU: {cpu.model}, {cpu.cores} cores, torch capability {cpu.capability}, native bf16 {'yes' if cpu.bf16 else 'no'} · "
-            f"precision {precision()} · image engine {engine_name('efficientnet-lite0')} · {torch.get_num_threads()} threads · "
+            f"precision {precision()} · image engine {engine_name('efficientnet-lite0')} · text engine {sentence_encoder()[0]} · "
+            f"{torch.get_num_threads()} threads · "
             f"torch {torch.__version__}")

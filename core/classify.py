@@ -21,6 +21,7 @@ from core.features import image_features, image_maps, load_backbone, load_text_e
 from core.keywords import KeywordScorer
 from core.manifest import verify_model_file
 from core.model_io import LoadedModel, ModelFileError, load_checkpoint
+from core.text_engine import onnx_text_model
 
 TOP_K = 5
 
@@ -38,6 +39,11 @@ class Prediction:
                 "top": [{"category": category, "probability": round(probability, 4)} for category, probability in self.top]}
 
 
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)
+
+
 class NothingToClassify(ValueError):
     """Neither a photo nor any words were given."""
 
@@ -53,7 +59,8 @@ class CategoryClassifier:
             if not path.is_file():
                 raise ModelFileError(f"{path}: model file not found (train and ship models with: python -m core train --model all --ship)")
             verify_model_file(path)
-            self.models[kind] = load_checkpoint(path)
+            # The torch text model (and the BERT classes it is built from) loads only where the ONNX one cannot run.
+            self.models[kind] = load_checkpoint(path, lazy=kind == "text")
         labels = {tuple(model.labels) for model in self.models.values()}
         if len(labels) != 1:
             raise ModelFileError(f"{models_dir}: the models disagree on their categories; retrain them together")
@@ -86,6 +93,17 @@ class CategoryClassifier:
         encoder = load_text_encoder(self.max_tokens)
         batch = encoder.encode(list(texts), layer=self.text_layer)
         return batch.embeddings * batch.attention_mask.unsqueeze(-1)
+
+    def text_outputs_of(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """`text_outputs` from texts: on ONNX Runtime where it loads (core.text_engine), else on torch."""
+        text_model = self.models["text"]
+        onnx_pass = onnx_text_model((self.models_dir / "text.pt").resolve(), max_tokens=self.max_tokens,
+                                    n_classes=len(self.labels), feature_dim=int(text_model.config["channels"]))
+        if onnx_pass is None:
+            return self.text_outputs(self.text_states(texts))
+        logits, features = onnx_pass(texts)
+        branch = logits if self.models["combined"].config.get("text_input") == "logits" else features
+        return softmax(logits), branch
 
     # ----- models on encoder outputs (batched: used by evaluation too)
 
@@ -138,7 +156,7 @@ class CategoryClassifier:
             probabilities["image"] = self.image_probabilities(model_inputs).mean(axis=0).tolist()
             image_mean = features.mean(axis=0, keepdims=True)
         if words:
-            text_probabilities, text_vector = self.text_outputs(self.text_states([words]))
+            text_probabilities, text_vector = self.text_outputs_of([words])
             probabilities["text"] = text_probabilities[0].tolist()
         if images and words:
             probabilities["combined"] = self.combined_probabilities(image_mean, np.array([True]), text_vector, np.array([True]), [words])[0].tolist()

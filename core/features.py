@@ -107,7 +107,11 @@ def _run_on_photos(backbone: ImageBackbone, sources: Sequence[ImageSource], forw
 
 def _prefetched(batches: Sequence[Sequence[ImageSource]], decode: Callable[[Sequence[ImageSource]], Decoded],
                 *, depth: int = 2) -> Iterator[Decoded]:
-    """Decoded batches in order, at most `depth` decoded ahead of the model (memory stays bounded)."""
+    """Decoded batches in order, at most `depth` decoded ahead of the model (memory stays bounded).
+    A single batch (one listing's photos) is decoded here: a thread would only add its start-up."""
+    if len(batches) == 1:
+        yield decode(batches[0])
+        return
     with ThreadPoolExecutor(max_workers=decode_workers()) as pool:
         pending: deque[Future[Decoded]] = deque()
         for batch in batches:

@@ -13,27 +13,20 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 from collections.abc import Callable
-from enum import StrEnum
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from core.backbones import get_backbone
-from core.compute import autocast, available_cores, configure_threads, machine_cache_dir
+from core.compute import autocast, configure_threads
+from core.onnx_runtime import Engine, export_graph, export_in_child, graph_path, open_session, requested_engine
 
 ENGINE_VARIABLE = "MARKETPLACE_IMAGE_ENGINE"
-ONNX_OPSET = 17
 log = logging.getLogger(__name__)
 
 FeatureExtractor = Callable[[torch.Tensor], np.ndarray]  # (B, 3, H, W) normalised pixels -> (B, dim) float32
-
-
-class Engine(StrEnum):
-    ONNX = "onnx"
-    TORCH = "torch"
 
 
 @functools.lru_cache(maxsize=4)
@@ -43,17 +36,14 @@ def load_backbone(backbone_id: str) -> torch.nn.Module:
     return get_backbone(backbone_id).load().to(memory_format=torch.channels_last)
 
 
-def requested_engine() -> str:
-    value = os.environ.get(ENGINE_VARIABLE, "auto").strip().lower() or "auto"
-    if value not in ("auto", Engine.ONNX, Engine.TORCH):
-        raise ValueError(f"{ENGINE_VARIABLE} must be auto, onnx or torch, not {value!r}")
-    return value
+def requested_image_engine() -> str:
+    return requested_engine(ENGINE_VARIABLE)
 
 
 @functools.lru_cache(maxsize=4)
 def feature_extractor(backbone_id: str) -> tuple[Engine, FeatureExtractor]:
     """The engine chosen for this backbone and its forward pass, loaded once per process."""
-    requested = requested_engine()
+    requested = requested_image_engine()
     if requested != Engine.TORCH:
         try:
             return Engine.ONNX, _onnx_extractor(backbone_id)
@@ -75,23 +65,14 @@ def engine_name(backbone_id: str) -> str:
 
 
 def onnx_path(backbone_id: str) -> Path:
-    import onnxruntime
-
-    return machine_cache_dir() / "onnx" / f"{backbone_id}-torch{torch.__version__}-ort{onnxruntime.__version__}-opset{ONNX_OPSET}.onnx"
+    return graph_path(backbone_id)
 
 
 def _onnx_extractor(backbone_id: str) -> FeatureExtractor:
-    import onnxruntime
-
     path = onnx_path(backbone_id)
     if not path.is_file():
-        export_onnx(backbone_id, path)
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = available_cores()
-    options.inter_op_num_threads = 1
-    # Idle threads sleep instead of spinning, so the photo decoder beside them gets the CPU.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        export_in_child("backbone", backbone_id, str(path))
+    session = open_session(path)
 
     def forward(pixels: torch.Tensor) -> np.ndarray:
         return session.run(None, {"images": pixels.contiguous().numpy()})[0]
@@ -100,16 +81,8 @@ def _onnx_extractor(backbone_id: str) -> FeatureExtractor:
 
 
 def export_onnx(backbone_id: str, path: Path) -> None:
-    """The torch backbone as an ONNX graph with a dynamic batch axis, written atomically."""
+    """The torch backbone as an ONNX graph with a dynamic batch axis."""
     backbone = get_backbone(backbone_id)
-    model = backbone.load()
     example = torch.zeros(2, 3, backbone.input_size, backbone.input_size)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(f".{os.getpid()}.tmp")
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the exporter's deprecation and tracer notes are not the user's business
-        torch.onnx.export(model, (example,), str(temporary), input_names=["images"], output_names=["features"],
-                          dynamic_axes={"images": {0: "batch"}, "features": {0: "batch"}}, opset_version=ONNX_OPSET, dynamo=False)
-    os.replace(temporary, path)
+    export_graph(backbone.load(), (example,), path, input_names=["images"], output_names=["features"],
+                 dynamic_axes={"images": {0: "batch"}, "features": {0: "batch"}})

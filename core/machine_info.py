@@ -1,7 +1,7 @@
 """`python -m core info`: the machine and setup a bug report needs, gathered without loading a model.
 
 The JSON shape is a public contract: {"cpu": {...}, "precision", "threads": {...}, "torch",
-"image_engine": {...}, "database": {...}, "models": {...}, "catalogue": {...}, "caches": {...}}.
+"image_engine": {...}, "text_engine": {...}, "database": {...}, "models": {...}, "catalogue": {...}, "caches": {...}}.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from typing import Any
 
 import torch
 
+from core import image_engine, text_engine
 from core.backbones import DEFAULT_BACKBONE
 from core.compute import available_cores, cpu_info, decode_workers, machine_cache_dir, precision
-from core.image_engine import ENGINE_VARIABLE, onnx_path, requested_engine
 from core.manifest import HELD_OUT, ModelFileError, file_sha256, read_manifest
 from core.settings import Settings
 
@@ -55,17 +55,20 @@ def gather(settings: Settings, *, catalogue_counts: tuple[int, int] | None, embe
     cache_dir = settings.data_dir / "cache"
     try:
         onnxruntime_version: str | None = version("onnxruntime")
-        exported = onnx_path(DEFAULT_BACKBONE).is_file()
+        exported = image_engine.onnx_path(DEFAULT_BACKBONE).is_file()
+        sentences_exported = text_engine.sentence_graph_path().is_file()
     except (PackageNotFoundError, ImportError):
-        onnxruntime_version, exported = None, False
+        onnxruntime_version, exported, sentences_exported = None, False, False
     return {
         "cpu": {"capability": cpu.capability, "bf16": cpu.bf16, "avx512_bf16": cpu.avx512_bf16, "amx": cpu.amx,
                 "model": cpu.model, "cores": cpu.cores, "machine": platform.machine()},
         "precision": str(precision()),
         "threads": {"intra_op": torch.get_num_threads(), "decode": decode_workers(), "cores_available": available_cores()},
         "torch": torch.__version__,
-        "image_engine": {"requested": requested_engine(), "variable": ENGINE_VARIABLE, "onnxruntime": onnxruntime_version,
-                         "exported": exported},
+        "image_engine": {"requested": image_engine.requested_image_engine(), "variable": image_engine.ENGINE_VARIABLE,
+                         "onnxruntime": onnxruntime_version, "exported": exported},
+        "text_engine": {"requested": text_engine.requested_text_engine(), "variable": text_engine.ENGINE_VARIABLE,
+                        "onnxruntime": onnxruntime_version, "sentence_encoder_exported": sentences_exported},
         "python": platform.python_version(),
         "database": {"url": safe_database_url(settings.database_url), "backend": settings.database_url.split(":", 1)[0].split("+")[0]},
         "models": models_info(settings.models_dir),

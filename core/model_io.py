@@ -20,10 +20,19 @@ CHECKPOINT_FORMAT = 1
 @dataclass
 class LoadedModel:
     kind: str  # image | text | combined
-    model: nn.Module
+    module: nn.Module | None  # None until first used when loaded lazily
     labels: list[str]
     config: dict[str, Any]
     info: dict[str, Any]  # encoders, preprocessing, hyper-parameters, metrics, fingerprint, run id
+    path: Path | None = None
+
+    @property
+    def model(self) -> nn.Module:
+        if self.module is None:  # loaded lazily: read the weights again now
+            if self.path is None:
+                raise ModelFileError("a lazily loaded model needs its file")
+            self.module = load_checkpoint(self.path).model
+        return self.module
 
     @property
     def text_layer(self) -> int:
@@ -89,7 +98,9 @@ def save_checkpoint(path: Path, *, kind: str, model: nn.Module, labels: list[str
     os.replace(temporary, path)  # never a half-written checkpoint under the real name
 
 
-def load_checkpoint(path: str | Path) -> LoadedModel:
+def load_checkpoint(path: str | Path, *, lazy: bool = False) -> LoadedModel:
+    """The checkpoint, checked; `lazy=True` reads its header only and builds the nn.Module on first
+    use (a text model's BERT layers, and the transformers classes they need, load only if it runs on torch)."""
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"{path}: model file not found")
@@ -99,11 +110,14 @@ def load_checkpoint(path: str | Path) -> LoadedModel:
         raise ModelFileError(f"{path}: not a readable model file ({type(error).__name__})") from error
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT or "state_dict" not in payload:
         raise ModelFileError(f"{path}: not a model file of this project")
-    model = build_model(payload["kind"], payload["config"])
+    kind, config = payload["kind"], dict(payload["config"])
+    if lazy:
+        return LoadedModel(kind, None, list(payload["labels"]), config, dict(payload["info"]), path)
+    model = build_model(kind, config)
     state = {key: value.float() if value.is_floating_point() else value for key, value in payload["state_dict"].items()}
     state.update({key: _dequantise(packed) for key, packed in payload.get("int8_state", {}).items()})
     try:
         model.load_state_dict(state)
     except RuntimeError as error:
         raise ModelFileError(f"{path}: weights do not fit the model ({str(error).splitlines()[0]})") from error
-    return LoadedModel(payload["kind"], model.eval(), list(payload["labels"]), dict(payload["config"]), dict(payload["info"]))
+    return LoadedModel(kind, model.eval(), list(payload["labels"]), config, dict(payload["info"]), path)

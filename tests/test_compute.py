@@ -104,6 +104,6 @@ def test_the_engine_override(monkeypatch: pytest.MonkeyPatch) -> None:
         assert image_engine.feature_extractor("efficientnet-lite0")[0] is image_engine.Engine.TORCH
         monkeypatch.setenv(image_engine.ENGINE_VARIABLE, "tpu")
         with pytest.raises(ValueError, match="auto, onnx or torch"):
-            image_engine.requested_engine()
+            image_engine.requested_image_engine()
     finally:
         image_engine.feature_extractor.cache_clear()
