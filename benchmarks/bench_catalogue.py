@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from benchmarks.common import print_table, time_calls
-from core.images import open_image, save_cleaned
+from core.data.images import open_image, save_cleaned
 from core.settings import get_settings
 from db.importer import import_catalogue
 from db.queries import ProductFilters, keyword_search

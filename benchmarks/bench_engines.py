@@ -15,19 +15,20 @@ import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
 from benchmarks.common import machine_line, print_table
-from core.backbones import get_backbone
-from core.cleaning import model_text
-from core.compute import configure_threads
-from core.image_engine import feature_extractor, load_backbone
-from core.onnx_runtime import open_session
+from core.data.cleaning import model_text
+from core.encoders.backbones import get_backbone
+from core.encoders.image_engine import feature_extractor, load_backbone
+from core.encoders.text_encoder import TextEncoder
+from core.runtime.compute import configure_threads
+from core.runtime.onnx_runtime import open_session
 from core.settings import get_settings
-from core.text_encoder import TextEncoder
 
 
 def throughput(call: Callable[[], object], items: int, *, repeat: int = 3) -> float:
@@ -50,7 +51,7 @@ def image_rows(batches: int, *, compile_model: bool) -> list[tuple[str, str]]:
     with torch.inference_mode():
         reference = model(batch).numpy()
 
-    def run(forward: Callable[[torch.Tensor], object], inputs: torch.Tensor) -> Callable[[], None]:
+    def run(forward: Callable[[Any], object], inputs: object) -> Callable[[], None]:
         def passes() -> None:
             with torch.inference_mode():
                 for _ in range(batches):
@@ -84,7 +85,7 @@ def image_rows(batches: int, *, compile_model: bool) -> list[tuple[str, str]]:
                      f"{throughput(run(compiled, channels_last), n):.0f} img/s ({difference(compiled_output)}; compiling took {compile_seconds:.0f} s)"))
     engine, onnx_forward = feature_extractor(backbone.id)
     rows.append((f"lite0 ONNX Runtime fp32 (adopted: the {engine} engine is in use)",
-                 f"{throughput(run(onnx_forward, batch), n):.0f} img/s ({difference(onnx_forward(batch))})"))
+                 f"{throughput(run(onnx_forward, batch.numpy()), n):.0f} img/s ({difference(onnx_forward(batch.numpy()))})"))
     return rows
 
 
@@ -94,7 +95,7 @@ def text_rows(texts: list[str], *, compile_model: bool) -> list[tuple[str, str]]
     batches = [encoder.tokenize(ordered[start : start + 32]) for start in range(0, len(ordered), 32)]
 
     def pooled(model: torch.nn.Module) -> torch.Tensor:
-        from core.text_encoder import mean_pool
+        from core.encoders.text_encoder import mean_pool
 
         with torch.inference_mode():
             return torch.cat([mean_pool(model(**tokens).last_hidden_state.float(), tokens["attention_mask"]) for tokens in batches])
@@ -127,9 +128,9 @@ def text_rows(texts: list[str], *, compile_model: bool) -> list[tuple[str, str]]
 
 
 def _onnx_text_row(texts: list[str], reference: torch.Tensor) -> tuple[str, str]:
-    """MiniLM on ONNX Runtime as core.text_engine runs it (the TorchScript exporter's graph, word
+    """MiniLM on ONNX Runtime as core.encoders.text_engine runs it (the TorchScript exporter's graph, word
     vectors looked up beside it), on the same batches, checked against torch fp32."""
-    from core.text_engine import graph_inputs, pooled_sentences, sentence_encoder, sentence_graph_path
+    from core.encoders.text_engine import graph_inputs, pooled_sentences, sentence_encoder, sentence_graph_path
 
     engine, _ = sentence_encoder()
     session = open_session(sentence_graph_path())

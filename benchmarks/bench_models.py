@@ -22,18 +22,18 @@ import pandas as pd
 import torch
 
 from benchmarks.common import alternating, machine_line, print_table, time_calls
-from core.backbones import get_backbone
-from core.classify import CategoryClassifier
-from core.cleaning import model_text
-from core.compute import autocast, configure_threads
-from core.features import image_features, load_text_encoder, text_states
-from core.image_engine import feature_extractor
-from core.images import open_image
-from core.model_evaluation import evaluate_catalogue
-from core.onnx_runtime import open_session
+from core.data.catalogue_folder import read_catalogue_folder
+from core.data.cleaning import model_text
+from core.data.images import open_image
+from core.encoders.backbones import get_backbone
+from core.encoders.features import image_features, load_text_encoder, text_states
+from core.encoders.image_engine import feature_extractor
+from core.encoders.text_engine import graph_inputs, sentence_embeddings, sentence_encoder, sentence_graph_path
+from core.evaluation.catalogue import evaluate_catalogue
+from core.inference.category_classifier import CategoryClassifier
+from core.runtime.compute import autocast, configure_threads
+from core.runtime.onnx_runtime import open_session
 from core.settings import get_settings
-from core.text_engine import graph_inputs, sentence_embeddings, sentence_encoder, sentence_graph_path
-from db.importer import read_catalogue_folder
 
 
 def time_evaluate(classifier: CategoryClassifier, data: Path, *, products: int) -> tuple[float, int, int]:
@@ -71,7 +71,7 @@ def main() -> None:
 
     backbone = get_backbone("efficientnet-lite0")
     _, model = feature_extractor(backbone.id)  # the fastest engine on this CPU: the reference the pipeline must keep up with
-    batch = torch.randn(32, 3, 224, 224)
+    batch = torch.randn(32, 3, 224, 224).numpy()
 
     def bare_image_pass() -> None:
         for _ in range(len(paths) // 32):
@@ -117,7 +117,7 @@ def main() -> None:
     item_inputs = graph_inputs([texts[0]], 128)
 
     def bare_item() -> None:
-        model(pixels)
+        model(pixels.numpy())
         if bare_text_engine == "ONNX Runtime":
             onnx_session.run(None, item_inputs)
         else:

@@ -17,13 +17,13 @@ import numpy as np
 import torch
 
 from benchmarks.common import print_table, time_calls
-from core.images import open_image
-from core.search_indexes import build_search_indexes, query_text_embedding
+from core.data.images import open_image
+from core.search.indexes import build_search_indexes, query_text_embedding
+from core.search.vector_index import ExactIndex
 from core.settings import PROJECT_ROOT, get_settings
-from core.vector_index import ExactIndex
 from db.queries import ProductFilters, catalogue_counts, filtered_product_ids, keyword_search, training_catalogue
-from db.search import search_catalogue
 from db.session import make_engine, session_scope
+from services.search import search_catalogue
 
 QUERIES = ["iphone 12", "oak dining table", "something to sit on in the garden", "baby clothes 6 months", "electric drill",
            "ps4 with controllers", "leather sofa", "kids bike", "office chair", "sewing machine"]
@@ -116,7 +116,7 @@ def main() -> None:
             raise SystemExit("the catalogue is empty: python -m core import ../shared/data/marketplace")
         catalogue = training_catalogue(session, media_dir=settings.media_dir)
         started = time.perf_counter()
-        indexes = build_search_indexes(catalogue, cache_dir=settings.data_dir / "cache")
+        indexes = build_search_indexes(catalogue, cache_dir=settings.cache_dir)
         rows = [(f"load the vector indexes ({products:,} products, {images:,} photos; embeddings cached)", f"{time.perf_counter() - started:.1f} s")]
         rows += vector_query_times(indexes, session, repeat=args.repeat)
     rows += synthetic_times(args.synthetic, repeat=max(20, args.repeat // 5))

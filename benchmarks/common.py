@@ -100,9 +100,9 @@ def machine_line() -> str:
     and engines the code chose, the threads."""
     import torch
 
-    from core.compute import cpu_info, precision
-    from core.image_engine import engine_name
-    from core.text_engine import sentence_encoder
+    from core.encoders.image_engine import engine_name
+    from core.encoders.text_engine import sentence_encoder
+    from core.runtime.compute import cpu_info, precision
 
     cpu = cpu_info()
     return (f"CPU: {cpu.model}, {cpu.cores} cores, torch capability {cpu.capability}, native bf16 {'yes' if cpu.bf16 else 'no'} · "

@@ -37,16 +37,19 @@ from sklearn.preprocessing import StandardScaler
 from torch import nn
 
 from benchmarks.common import print_table
-from core.backbones import DEFAULT_BACKBONE, get_backbone
-from core.baselines import tfidf_category_model
-from core.classifiers import FineTunedImageClassifier
-from core.compute import autocast
-from core.dataset import Catalogue
-from core.images import open_image
-from core.label_issues import ProductFeatures, catalogue_features
+from core.data.catalogue import Catalogue
+from core.data.images import open_image
+from core.data.splits import TEST, VALIDATION, split_products
+from core.encoders.backbones import DEFAULT_BACKBONE, get_backbone
+from core.models.networks import FineTunedImageClassifier
+from core.quality.label_issues import ProductFeatures, catalogue_features
+from core.runtime.compute import autocast
 from core.settings import get_settings
-from core.splits import TEST, VALIDATION, split_products
-from core.training import DEFAULTS, MAX_GRAD_NORM, Trainer, with_overrides
+from core.training.baselines import tfidf_category_model
+from core.training.hyperparameters import DEFAULTS, with_overrides
+from core.training.loop import MAX_GRAD_NORM
+from core.training.trainer import Trainer
+from db.runs import DatabaseRunRecorder
 
 SPLIT_SEED = 42
 EXPERIMENTS = ("stacking", "pruning", "text-folds", "image-end-to-end")
@@ -77,7 +80,7 @@ def load_setup(*, folds: int) -> Setup:
         catalogue = training_catalogue(session, media_dir=settings.media_dir)
     if not catalogue.products:
         raise SystemExit("the catalogue is empty: import the shared data first (python -m core import DIR)")
-    features = catalogue_features(catalogue, cache_dir=settings.data_dir / "cache")
+    features = catalogue_features(catalogue, cache_dir=settings.cache_dir)
     label_index = {label: index for index, label in enumerate(catalogue.labels)}
     y = np.array([label_index[product.label] for product in catalogue.products])
     split = split_products([product.id for product in catalogue.products], [product.label for product in catalogue.products], seed=SPLIT_SEED)
@@ -165,8 +168,8 @@ def run_text_folds(setup: Setup, *, epochs: int) -> list[tuple[str, str]]:
 
     frozen_scores(setup)
     settings = get_settings()
-    trainer = Trainer(setup.catalogue, engine=make_engine(settings.database_url), runs_dir=settings.data_dir / "runs",
-                      cache_dir=settings.data_dir / "cache", feature_progress=lambda stage, done, total: print(f"{stage}: {done}/{total}", flush=True))
+    trainer = Trainer(setup.catalogue, recorder=DatabaseRunRecorder(make_engine(settings.database_url)), runs_dir=settings.runs_dir,
+                      cache_dir=settings.cache_dir, feature_progress=lambda stage, done, total: print(f"{stage}: {done}/{total}", flush=True))
     shipped_recipe = with_overrides(DEFAULTS["text"], finetune_layers=6)
     scores, test_scores = trainer.fold_text_logits(shipped_recipe, list(fold_splits(setup)), epochs=epochs, seed=0, also=setup.test)
     assert test_scores is not None

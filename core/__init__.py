@@ -1,1 +1,2 @@
-"""Marketplace browser core: cleaning, search, models and the CLI (no Streamlit here)."""
+"""Marketplace browser core: data, encoders, models, training, inference, evaluation, search indexes
+and runtime helpers. The bottom layer: no Streamlit, no SQLAlchemy (see docs/architecture.md)."""

@@ -25,6 +25,16 @@ class Settings:
     active_models_dir: Path  # a run made active from the Training page; when present it wins over the shipped set
 
     @property
+    def cache_dir(self) -> Path:
+        """The encoders' outputs for this catalogue home (core.encoders.embedding_store)."""
+        return self.data_dir / "cache"
+
+    @property
+    def runs_dir(self) -> Path:
+        """Training runs' checkpoints."""
+        return self.data_dir / "runs"
+
+    @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
 

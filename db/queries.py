@@ -6,15 +6,15 @@ import time
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Select, column, func, literal_column, or_, select, table
+from sqlalchemy import ColumnElement, Select, column, func, literal_column, or_, select, table
 from sqlalchemy.orm import Session, selectinload
 
-from core.cleaning import CATEGORY_SEPARATOR
-from core.dataset import Catalogue, ImageRecord, ProductRecord
-from core.search import fts_match_expression, query_terms
-from db.models import Category, Image, Product
+from core.data.catalogue import Catalogue, ImageRecord, ProductRecord
+from core.data.cleaning import CATEGORY_SEPARATOR
+from core.search.keyword_query import MATCH_END, MATCH_START, fts_match_expression, query_terms
+from db.tables import Category, Image, Product
 
 if TYPE_CHECKING:  # pandas takes half a second to import: only the functions that build frames load it
     import pandas as pd
@@ -23,9 +23,8 @@ if TYPE_CHECKING:  # pandas takes half a second to import: only the functions th
 NAME_WEIGHT = 4.0
 DESCRIPTION_WEIGHT = 1.0
 # Control characters cannot occur in cleaned text, so they mark matched words unambiguously.
-MATCH_START, MATCH_END = "\x02", "\x03"
 _fts = table("products_fts", column("rowid"), column("name"), column("description"))
-_fts_table = literal_column("products_fts")
+_fts_table: ColumnElement[Any] = literal_column("products_fts")
 
 
 @dataclass(frozen=True)

@@ -4,26 +4,29 @@ from __future__ import annotations
 
 import bisect
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from sqlalchemy import Engine, func, select
 
-from core.evaluation import PredictionSet
-from core.processes import process_alive, this_host
-from core.splits import TEST
-from db.models import LabelHistory, RunEpoch, RunPrediction, RunSplit, TrainingRun, utc_now
-from db.review import FIX_SOURCES
+from core.data.splits import TEST
+from core.enums import FIX_SOURCES, RunStatus
+from core.evaluation.metrics import PredictionSet
+from core.runtime.processes import process_alive, this_host
+from core.training.records import EpochResult, ItemPrediction
 from db.session import session_scope
+from db.tables import LabelHistory, RunEpoch, RunPrediction, RunSplit, TrainingRun, utc_now
 
 
 def create_run(engine: Engine, *, model_kind: str, encoder_ids: dict, hyperparameters: dict, split_seed: int,
                labels: list[str], data_fingerprint: str, split: dict[str, str]) -> int:
     with session_scope(engine) as session:
         run = TrainingRun(model_kind=model_kind, encoder_ids=encoder_ids, hyperparameters=hyperparameters,
-                          split_seed=split_seed, labels=labels, data_fingerprint=data_fingerprint, status="running",
+                          split_seed=split_seed, labels=labels, data_fingerprint=data_fingerprint, status=RunStatus.RUNNING,
                           pid=os.getpid(), host=this_host())
         session.add(run)
         session.flush()
@@ -46,23 +49,44 @@ def record_best(engine: Engine, run_id: int, *, epoch: int, val_accuracy: float,
 
 
 def finish_run(engine: Engine, run_id: int, *, status: str, test_metrics: dict | None = None, note: str = "",
-               predictions: Iterable[RunPrediction] = ()) -> None:
+               predictions: Iterable[ItemPrediction] = ()) -> None:
     with session_scope(engine) as session:
         run = session.get_one(TrainingRun, run_id)
-        run.status, run.finished_at, run.note = status, utc_now(), note
+        run.status, run.finished_at, run.note = str(status), utc_now(), note
         if test_metrics is not None:
             run.test_metrics = test_metrics
-        session.add_all(predictions)
+        session.add_all(RunPrediction(run_id=run_id, **asdict(prediction)) for prediction in predictions)
+
+
+@dataclass(frozen=True)
+class DatabaseRunRecorder:
+    """core.training.trainer.RunRecorder over this module: each step committed at once, so a page
+    watching the run sees every epoch as it ends."""
+
+    engine: Engine
+
+    def create_run(self, **run: Any) -> int:
+        return create_run(self.engine, **run)
+
+    def record_epoch(self, run_id: int, result: EpochResult) -> None:
+        record_epoch(self.engine, run_id, **asdict(result))
+
+    def record_best(self, run_id: int, *, epoch: int, val_accuracy: float, checkpoint_path: str) -> None:
+        record_best(self.engine, run_id, epoch=epoch, val_accuracy=val_accuracy, checkpoint_path=checkpoint_path)
+
+    def finish_run(self, run_id: int, *, status: RunStatus, test_metrics: dict[str, Any] | None = None, note: str = "",
+                   predictions: Sequence[ItemPrediction] = ()) -> None:
+        finish_run(self.engine, run_id, status=status, test_metrics=test_metrics, note=note, predictions=predictions)
 
 
 def mark_dead_runs(engine: Engine) -> int:
     """Runs still `running` whose process on this machine is gone (killed without a chance to record
     it) become `died`; their checkpoint, written atomically, still holds the best epoch reached."""
     with session_scope(engine) as session:
-        dead = [run for run in session.scalars(select(TrainingRun).where(TrainingRun.status == "running"))
+        dead = [run for run in session.scalars(select(TrainingRun).where(TrainingRun.status == RunStatus.RUNNING))
                 if run.pid is not None and run.host == this_host() and not process_alive(run.pid)]
         for run in dead:
-            run.status, run.finished_at = "died", utc_now()
+            run.status, run.finished_at = RunStatus.DIED, utc_now()
             run.note = "the training process ended without recording it (killed)" + ("; the checkpoint holds the best epoch reached" if run.checkpoint_path else "")
         return len(dead)
 
@@ -72,7 +96,7 @@ def run_split(engine: Engine, run_id: int) -> dict[str, str]:
         return {product_id: part for product_id, part in session.execute(select(RunSplit.product_id, RunSplit.part).where(RunSplit.run_id == run_id))}
 
 
-def latest_run(engine: Engine, *, model_kind: str, status: str = "finished") -> TrainingRun | None:
+def latest_run(engine: Engine, *, model_kind: str, status: str = RunStatus.FINISHED) -> TrainingRun | None:
     with session_scope(engine) as session:
         return session.scalar(select(TrainingRun).where(TrainingRun.model_kind == model_kind, TrainingRun.status == status)
                               .order_by(TrainingRun.id.desc()).limit(1))

@@ -12,7 +12,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.models import Base
+from db.tables import Base
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 
@@ -43,6 +43,23 @@ def _set_sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-u
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+
+
+def safe_database_url(url: str) -> str:
+    """The URL without its password (a bug report gets pasted into public places)."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - an unparsable URL is itself worth reporting, minus anything after '@'
+        return url.split("@")[-1]
+
+
+def database_facts(url: str) -> dict[str, str]:
+    """What `info` reports of the database: its URL without the password, and its backend."""
+    try:
+        backend = make_url(url).get_backend_name()
+    except Exception:  # noqa: BLE001 - as above
+        backend = url.split(":", 1)[0].split("+")[0]
+    return {"url": safe_database_url(url), "backend": backend}
 
 
 def make_engine(database_url: str, *, create_schema: bool = True) -> Engine:
@@ -105,7 +122,7 @@ def add_missing_columns(engine: Engine) -> None:
                 if column.server_default is None and not column.nullable:
                     raise RuntimeError(f"cannot add {table.name}.{column.name} to an existing database: it has no default")
                 column_type = column.type.compile(dialect=engine.dialect)
-                default = f" DEFAULT '{column.server_default.arg}'" if column.server_default is not None else ""
+                default = f" DEFAULT '{column.server_default.arg}'" if column.server_default is not None else ""  # type: ignore[attr-defined]
                 connection.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {column_type}{default}'))
             for index in table.indexes:  # an added column's index too
                 index.create(connection, checkfirst=True)

@@ -5,9 +5,9 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from core.markdown import escape_markdown
+from core.data.markdown import escape_markdown
 from core.settings import get_settings
-from db.importer import CatalogueFormatError, import_catalogue
+from services.catalogue import CatalogueFormatError, import_folder
 from ui import data
 
 settings = get_settings()
@@ -32,7 +32,7 @@ if submitted:
         bar.progress(done / max(total, 1), text=f"{stage}: {done:,} / {total:,}")
 
     try:
-        report = import_catalogue(source, engine=data.engine(), media_dir=settings.media_dir, image_size=settings.image_size, progress=show_progress)
+        report = import_folder(source, engine=data.engine(), settings=settings, progress=show_progress)
     except CatalogueFormatError as error:
         bar.empty()
         st.error(f"Nothing was imported: {escape_markdown(str(error))}")

@@ -6,24 +6,23 @@ from decimal import Decimal
 
 import streamlit as st
 
-from core.classify import NothingToClassify
-from core.images import ImageError
-from core.manifest import ModelFileError
-from core.markdown import escape_markdown
-from core.model_figures import model_comparison_bar, probability_bar
+from core.data.images import ImageError
+from core.data.markdown import escape_markdown
+from core.data.uploads import MAX_PHOTOS, MAX_UPLOAD_MB, UPLOAD_TYPES, read_uploaded_photos
+from core.evaluation.figures import model_comparison_bar, probability_bar
+from core.inference.category_classifier import NothingToClassify
+from core.models.manifest import ModelFileError
 from core.settings import get_settings
-from core.uploads import MAX_PHOTOS, MAX_UPLOAD_MB, UPLOAD_TYPES, read_uploaded_photos
-from db.listing_analysis import ListingAnalysis, analyse_listing
-from db.session import session_scope
-from db.uploads import ListingError, NewListing, UploadedPhoto, add_listing
-from ui import data, models
+from services.listing_analysis import ListingAnalysis, analyse_listing
+from services.listings import ListingError, NewListing, UploadedPhoto, add_listing
+from ui import data, resources
 from ui.widgets import category_picker, job_progress, product_detail_from_query, product_gallery
 
 st.title("Classify a listing")
 if product_detail_from_query():
     st.stop()
 try:
-    classifier = models.classifier()
+    classifier = resources.classifier()
 except ModelFileError as error:
     st.error(f"The models could not be loaded: {escape_markdown(str(error))}")
     st.stop()
@@ -45,9 +44,9 @@ product_count, _ = data.catalogue_counts(data.database_url())
 has_input = bool(read.photos or title.strip() or description.strip())
 # Similar items and the price need the catalogue's embeddings; until a background job has them the
 # category alone is shown, and the analysis is redone once they are there.
-indexes = models.search_indexes() if product_count and has_input else None
+indexes = resources.search_indexes() if product_count and has_input else None
 # Analyse once per change of the inputs, not on every rerun (widgets below rerun the page too).
-inputs = hashlib.sha256(repr((models.models_key(), [hashlib.sha256(content).hexdigest() for _, content in read.files], title,
+inputs = hashlib.sha256(repr((resources.models_key(), [hashlib.sha256(content).hexdigest() for _, content in read.files], title,
                               description)).encode()).hexdigest()
 digest = f"{inputs}:{indexes is not None}"
 if st.session_state.get("classify_digest") != digest:
@@ -57,10 +56,8 @@ if st.session_state.get("classify_digest") != digest:
     if has_input:
         with st.spinner("Classifying…"):
             try:
-                with session_scope(data.engine()) as session:
-                    analysis = analyse_listing(classifier, photos=read.photos, title=title, description=description,
-                                               session=session if indexes is not None else None, indexes=indexes,
-                                               price_predictor=models.price_predictor() if product_count >= 20 else None)
+                analysis = analyse_listing(classifier, photos=read.photos, title=title, description=description, engine=data.engine(),
+                                           indexes=indexes, price_predictor=resources.price_predictor() if product_count >= 20 else None)
             except NothingToClassify:
                 analysis = None
         st.session_state["classify_analysis"] = analysis
@@ -98,7 +95,7 @@ if analysis.similar:
 elif not product_count:
     st.caption("Import a catalogue to see similar items and a suggested price.")
 elif indexes is None:
-    job_progress(models.embedding_job_key(), waiting="Similar items")
+    job_progress(resources.embedding_job_key(), waiting="Similar items")
 
 st.subheader("Add to the catalogue", anchor=False)
 if st.session_state.get("classify_saved"):

@@ -3,13 +3,13 @@ the active models on held-out products, or any training run; two side by side.""
 
 import streamlit as st
 
-from core.evaluation import PredictionSet, cell_items, compare_metrics, per_class_frame, review_candidates
-from core.manifest import ModelFileError
-from core.markdown import escape_markdown
-from core.model_figures import confusion_figure, selected_cell
-from db import review, runs
-from db.importer import media_path_for
-from ui import data, models
+from core.data.images import media_path_for
+from core.data.markdown import escape_markdown
+from core.evaluation.figures import confusion_figure, selected_cell
+from core.evaluation.metrics import PredictionSet, cell_items, compare_metrics, per_class_frame, review_candidates
+from core.models.manifest import ModelFileError
+from services import review_queue
+from ui import data, resources
 from ui.widgets import job_progress, product_detail_from_query, require_catalogue, show_photo
 
 ACTIVE = "Active models"
@@ -20,7 +20,7 @@ NO_CELL = "(choose)"
 def sources() -> dict[str, tuple[str, int | None]]:
     """Option label -> (model kind, run id or None for the active models)."""
     options: dict[str, tuple[str, int | None]] = {f"{ACTIVE} · {kind}": (kind, None) for kind in ("combined", "text", "image")}
-    frame = runs.runs_frame(data.engine())
+    frame = data.runs_frame()
     for row in frame[frame["status"] == "finished"].to_dict("records"):
         accuracy = row["test accuracy"]
         label = f"Run {row['run']} · {row['model']}" + (f" · test accuracy {accuracy:.3f}" if accuracy == accuracy and accuracy is not None else "")
@@ -32,13 +32,13 @@ def load(option: tuple[str, int | None]) -> PredictionSet | None:
     """None while the active models' held-out evaluation runs in the background."""
     kind, run_id = option
     if run_id is not None:
-        return runs.run_prediction_set(data.engine(), run_id)
-    held_out = models.held_out()
+        return data.run_prediction_set(run_id)
+    held_out = resources.held_out()
     return None if held_out is None else held_out[kind]
 
 
 def evaluation_progress() -> None:
-    job_progress(models.held_out_job_key(), waiting="The active models' figures")
+    job_progress(resources.held_out_job_key(), waiting="The active models' figures")
     st.caption("The catalogue has changed since the models were shipped, so they are measured on its held-out products "
                "again, in the background. Training runs are listed already.")
 
@@ -59,7 +59,7 @@ def choose_cell() -> None:
 
 
 def send_to_review(candidates: list[dict]) -> None:
-    added = review.add_to_queue(data.engine(), [review.QueueEntry(**candidate, is_issue=False, source="evaluation") for candidate in candidates])
+    added = review_queue.add_to_queue(data.engine(), [review_queue.QueueEntry(**candidate, is_issue=False, source="evaluation") for candidate in candidates])
     st.session_state["eval_sent"] = f"{added} of {len(candidates)} products added to the review queue (the others were queued already)."
 
 

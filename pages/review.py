@@ -3,9 +3,9 @@ shortcuts, every change in the label history, undo, and the history itself."""
 
 import streamlit as st
 
-from core.markdown import escape_markdown
+from core.data.markdown import escape_markdown
 from core.settings import get_settings
-from db import review
+from services import review, review_queue
 from ui import data
 from ui.widgets import category_picker, require_catalogue, show_photo
 
@@ -20,10 +20,10 @@ def reviewer() -> str:
     return st.session_state.get("reviewer_name", "").strip()
 
 
-def queue_filters() -> review.QueueFilters:
+def queue_filters() -> review_queue.QueueFilters:
     current = st.session_state.get("review_filter_current", "All")
     suggested = st.session_state.get("review_filter_suggested", "All")
-    return review.QueueFilters(None if current == "All" else current, None if suggested == "All" else suggested,
+    return review_queue.QueueFilters(None if current == "All" else current, None if suggested == "All" else suggested,
                                st.session_state.get("review_filter_score"))
 
 
@@ -91,7 +91,7 @@ def rebuild_queue() -> None:
     settings = get_settings()
     with st.spinner("Scoring every label by 5-fold cross-validation (a minute or two; embeddings are cached)…"):
         try:
-            queued = review.refresh_queue(data.engine(), cache_dir=settings.data_dir / "cache", media_dir=settings.media_dir)
+            queued = review_queue.refresh_queue(data.engine(), cache_dir=settings.cache_dir, media_dir=settings.media_dir)
         except review.ReviewError as error:
             message("error", escape_markdown(str(error)))
             return
@@ -102,7 +102,7 @@ def rebuild_queue() -> None:
 st.title("Labelling review")
 require_catalogue()
 engine = data.engine()
-counts = review.progress(engine)
+counts = review_queue.progress(engine)
 st.text_input("Your name (recorded with every change)", key="reviewer_name", max_chars=100)
 
 if "review_message" in st.session_state:
@@ -136,7 +136,7 @@ with review_tab:
     else:
         current = st.session_state.get("review_current")
         card = review.review_card(engine, current) if current else None
-        if card is None or (card.status == review.PENDING and st.session_state.get("review_filters_seen") != queue_filters()):
+        if card is None or (card.status == review_queue.PENDING and st.session_state.get("review_filters_seen") != queue_filters()):
             next_item()
             current = st.session_state.get("review_current")
             card = review.review_card(engine, current) if current else None
@@ -148,7 +148,7 @@ with review_tab:
                 head_col, score_col = st.columns([4, 1])
                 head_col.subheader(escape_markdown(card.name), anchor=False)
                 score_col.metric("Label quality", f"{card.score:.4f}", help="cleanlab's self-confidence: the model's probability of the current label")
-                if card.status != review.PENDING:
+                if card.status != review_queue.PENDING:
                     st.warning(f"Already reviewed ({card.status}). Undo (U) reopens your last decision.")
                 photo_cols = st.columns(max(2, len(card.image_paths)))
                 for column, path in zip(photo_cols, card.image_paths):
@@ -162,7 +162,7 @@ with review_tab:
                 label_col, suggestion_col = st.columns(2)
                 label_col.markdown(f"**Current label**  \n{escape_markdown(card.category)}")
                 suggestion_col.markdown("**Model suggests**  \n" + "  \n".join(f"{escape_markdown(label)}: {probability:.1%}" for label, probability in card.top))
-            pending = card.status == review.PENDING
+            pending = card.status == review_queue.PENDING
             shown = {"seen_version": card.label_version}
             buttons = st.columns(7)
             buttons[0].button("Keep", key="review_keep", on_click=act, args=("keep",), kwargs=shown, disabled=not pending, shortcut=SHORTCUTS["keep"], width="stretch")
@@ -182,7 +182,7 @@ with review_tab:
             st.caption("Keys: K keep · A accept the suggestion · L apply the picked category · N not a product (spam) · S skip · "
                        "← / → previous / next · U undo your last change")
 with queue_tab:
-    queue = review.queue_frame(engine, filters=queue_filters(), limit=500)
+    queue = review_queue.queue_frame(engine, filters=queue_filters(), limit=500)
     st.caption(f"Pending items matching the filters, worst label first (at most 500 of {counts['remaining']:,} shown).")
     st.dataframe(queue, hide_index=True, width="stretch", column_config={"score": st.column_config.NumberColumn(format="%.4f")})
     st.button("Score every label again", key="review_rebuild", on_click=rebuild_queue,

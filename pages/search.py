@@ -2,12 +2,11 @@
 
 import streamlit as st
 
-from core.markdown import escape_markdown, highlight_markdown
-from core.uploads import MAX_UPLOAD_MB, UPLOAD_TYPES, read_uploaded_photos
-from db.queries import MATCH_END, MATCH_START
-from db.search import SearchInputError, search_catalogue
-from db.session import session_scope
-from ui import data, models
+from core.data.markdown import escape_markdown, highlight_markdown
+from core.data.uploads import MAX_UPLOAD_MB, UPLOAD_TYPES, read_uploaded_photos
+from core.search.keyword_query import MATCH_END, MATCH_START
+from services.search import SearchInputError, search
+from ui import data, resources
 from ui.widgets import filter_controls, job_progress, product_detail_from_query, product_gallery, require_catalogue
 
 MODES = {
@@ -43,9 +42,9 @@ if not product_detail_from_query():
                               placeholder="e.g. iphone 13, oak dining table, something to sit on in the garden")
     filters = filter_controls(key="search")
     limit = st.select_slider("Results", options=[12, 24, 48, 96], value=24, key="search_limit")
-    indexes = models.search_indexes() if mode != "keyword" else None
+    indexes = resources.search_indexes() if mode != "keyword" else None
     if mode != "keyword" and indexes is None:
-        job_progress(models.embedding_job_key(), waiting=f"Search by {MODES[mode].lower()}")
+        job_progress(resources.embedding_job_key(), waiting=f"Search by {MODES[mode].lower()}")
         st.caption("The catalogue is being embedded for search by meaning and by photo (once; later imports only add what is new). "
                    "Keyword search works now.")
     elif (mode == "photo" and photos) or (mode != "photo" and query.strip()):
@@ -58,9 +57,8 @@ if not product_detail_from_query():
                 products = [hit.product for hit in result.hits]
                 notes = [f"score {hit.score:.2f} · {highlight_markdown(hit.snippet, start=MATCH_START, end=MATCH_END)}" for hit in result.hits]
             else:
-                with session_scope(data.engine()) as session:
-                    found = search_catalogue(session, mode=mode, query=query, photos=photos, indexes=indexes,
-                                             filters=data.filters_of(filters), limit=limit)
+                found = search(data.engine(), mode=mode, query=query, photos=photos, indexes=indexes, filters=data.filters_of(filters),
+                               limit=limit)
                 any_note = " (keyword part matched any word)" if found.matched_any_term else ""
                 st.caption(f"{len(found.hits)} results in {found.took_ms:.1f} ms (query embedded in {found.embed_ms:.0f} ms){any_note}")
                 products = [hit.product for hit in found.hits]

@@ -3,18 +3,17 @@ progress, and making a finished run the active model for Classify."""
 
 import streamlit as st
 
-from core.active_models import ActivationError, activate_run, reset_active_models
-from core.markdown import escape_markdown
-from core.model_figures import training_curves
+from core.data.markdown import escape_markdown
+from core.evaluation.figures import training_curves
 from core.settings import get_settings
-from core.training import DEFAULTS
-from core.training_jobs import list_jobs, start_training_job, stop_job
-from db import runs
-from ui import data, models
+from core.training.hyperparameters import DEFAULTS
+from core.training.jobs import list_jobs, start_training_job, stop_job
+from services.active_models import ActivationError, activate_run, reset_active_models
+from ui import data, resources
 from ui.widgets import require_catalogue
 
 settings = get_settings()
-JOBS_DIR = settings.data_dir / "runs" / "jobs"
+JOBS_DIR = settings.runs_dir / "jobs"
 REFRESH_SECONDS = 3
 
 
@@ -31,7 +30,7 @@ live = any(job.running for job in jobs)
 
 @st.fragment(run_every=REFRESH_SECONDS if live else None)
 def runs_and_curves() -> None:
-    frame = runs.runs_frame(data.engine())
+    frame = data.runs_frame()
     if frame.empty:
         st.info("No training runs yet. Start one below, or from the command line: `python -m core train --model all`.")
         return
@@ -46,7 +45,7 @@ def runs_and_curves() -> None:
     metric = metric_col.radio("Curve", ["loss", "accuracy"], horizontal=True, key="training_metric")
     smoothing = smoothing_col.slider("Smoothing", 0.0, 0.9, 0.0, 0.1, key="training_smoothing",
                                      help="Exponential moving average over epochs, as TensorBoard's")
-    epochs = runs.epochs_frame(data.engine(), chosen)
+    epochs = data.epochs_frame(chosen)
     if epochs.empty:
         st.caption("The chosen runs have no finished epoch yet.")
     else:
@@ -94,7 +93,7 @@ if started:
 st.subheader("Active models for Classify", anchor=False)
 active = settings.models_dir == settings.active_models_dir
 st.caption(f"Classify uses {'runs made active here' if active else 'the shipped models'} ({settings.models_dir}).")
-finished = runs.runs_frame(data.engine())
+finished = data.runs_frame()
 finished = finished[finished["status"] == "finished"]
 if not finished.empty:
     labels = {int(row["run"]): run_label(row) for row in finished.to_dict("records")}
@@ -102,7 +101,7 @@ if not finished.empty:
     if st.button("Make active", key="training_activate"):
         try:
             manifest = activate_run(data.engine(), run_id, active_dir=settings.active_models_dir, current_dir=settings.models_dir,
-                                    catalogue_fingerprint=models.catalogue().fingerprint())
+                                    catalogue_fingerprint=resources.catalogue().fingerprint())
         except ActivationError as error:
             st.error(f"Not activated: {escape_markdown(str(error))}")
         else:

@@ -1,48 +1,35 @@
-"""Shared fixtures: the real data set (skipped, or failed under CI, when absent), generated
+"""Fixtures only (builders are in tests/helpers.py): the real data set (skipped, or failed under CI, when absent), generated
 catalogues with known defects, and one full import of the shared data per test session."""
 
 from __future__ import annotations
 
 import os
-import random
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-import pandas as pd
 import pytest
-from PIL import Image, ImageDraw
-from sqlalchemy import Engine, func, select
 
-from core.settings import PROJECT_ROOT, get_settings, home_environment
-from db.importer import ImportReport, import_catalogue
+from core.settings import PROJECT_ROOT
+from db.importer import import_catalogue
 from db.session import make_engine
-
-REQUIRE_DATA_FLAG = "MARKETPLACE_REQUIRE_DATA"
-
-
-def _marketplace_dir() -> Path:
-    return get_settings().marketplace_data
+from tests.helpers import (
+    REQUIRE_DATA_FLAG,
+    ImportedCatalogue,
+    generated_catalogue,
+    shared_data_dir,
+)
 
 
 @pytest.fixture(scope="session")
 def marketplace_dir() -> Path:
     """The shared data set; a skip with the reason where it is absent, a failure when CI requires it."""
-    path = _marketplace_dir()
+    path = shared_data_dir()
     if not (path / "Products.csv").is_file():
         message = f"the marketplace data set is not at {path} (set MARKETPLACE_DATA)"
         if os.environ.get(REQUIRE_DATA_FLAG) == "1":
             pytest.fail(message + f"; {REQUIRE_DATA_FLAG}=1 requires it")
         pytest.skip(message)
     return path
-
-
-@dataclass
-class ImportedCatalogue:
-    engine: Engine
-    database_url: str
-    home: Path
-    report: ImportReport
 
 
 @pytest.fixture(scope="session")
@@ -55,23 +42,6 @@ def shared_catalogue(marketplace_dir: Path, tmp_path_factory: pytest.TempPathFac
     return ImportedCatalogue(engine, url, home, report)
 
 
-def row_counts(engine: Engine) -> tuple[int, int, int]:
-    """Products, photos and label-history rows in the catalogue."""
-    from db.models import Image as ImageRow
-    from db.models import LabelHistory, Product
-    from db.session import session_scope
-
-    with session_scope(engine) as session:
-        return tuple(session.scalar(select(func.count()).select_from(table)) or 0 for table in (Product, ImageRow, LabelHistory))  # type: ignore[return-value]
-
-
-def use_home(monkeypatch: pytest.MonkeyPatch, home: Path, *, database_url: str | None = None, media_dir: Path | None = None) -> None:
-    """Point the settings (app, CLI, child processes) at a catalogue home: its DB, photos and caches."""
-    for name, value in home_environment(home, database_url=database_url, media_dir=media_dir).items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("MARKETPLACE_MODELS", raising=False)
-
-
 @pytest.fixture
 def app_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]:
     """Point the settings (and so the app and CLI) at an empty home folder of this test's own."""
@@ -81,54 +51,10 @@ def app_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]:
     yield tmp_path
 
 
-def product_row(product_id: str, **overrides: str) -> dict[str, str]:
-    row = {
-        "id": product_id,
-        "product_name": f"Item {product_id} | in Leeds, West Yorkshire | Gumtree",
-        "category": "Home & Garden / Garden & Patio / Outdoor Settings & Furniture",
-        "product_description": f"A fine item {product_id}.",
-        "price": "£10.00",
-        "location": "Leeds, West Yorkshire",
-    }
-    row.update(overrides)
-    return row
-
-
-def write_catalogue(
-    folder: Path,
-    products: list[dict[str, str]],
-    images: list[dict[str, str]],
-    *,
-    photos: dict[str, Image.Image | bytes] | None = None,
-) -> Path:
-    """A catalogue in the seed format: CSVs with the unnamed index column, and images/."""
-    folder.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame(products).to_csv(folder / "Products.csv", index=True, lineterminator="\n")
-    pd.DataFrame(images, columns=["id", "product_id", "bucket_link", "image_ref", "create_time"]).fillna("").to_csv(
-        folder / "Images.csv", index=True, lineterminator="\n"
-    )
-    (folder / "images").mkdir(exist_ok=True)
-    for image_id, photo in (photos or {}).items():
-        target = folder / "images" / f"{image_id}.jpg"
-        if isinstance(photo, bytes):
-            target.write_bytes(photo)
-        else:
-            photo.save(target, format="PNG" if photo.mode == "RGBA" else "JPEG")
-    return folder
-
-
-def image_row(image_id: str, product_id: str) -> dict[str, str]:
-    return {"id": image_id, "product_id": product_id, "bucket_link": f"https://example.invalid/{image_id}.jpg", "image_ref": "ref", "create_time": "2022-02-26"}
-
-
-def photo(colour: tuple[int, int, int] = (200, 30, 30), size: tuple[int, int] = (64, 48)) -> Image.Image:
-    return Image.new("RGB", size, colour)
-
-
 @pytest.fixture(scope="session")
 def text_encoder():  # type: ignore[no-untyped-def]
     """The real MiniLM encoder from its wheel, loaded once per test session."""
-    from core.features import load_text_encoder
+    from core.encoders.features import load_text_encoder
 
     return load_text_encoder(128)
 
@@ -136,54 +62,18 @@ def text_encoder():  # type: ignore[no-untyped-def]
 @pytest.fixture(scope="session")
 def shipped_classifier():  # type: ignore[no-untyped-def]
     """The shipped models under models/, loaded once per test session."""
-    from core.classify import CategoryClassifier
+    from core.inference.category_classifier import CategoryClassifier
 
     return CategoryClassifier(PROJECT_ROOT / "models")
-
-
-CLASSES = {
-    "Appliances": ("fridge freezer washing machine kettle", (230, 230, 240), "rectangle"),
-    "Sports, Leisure & Travel": ("mountain bike football tennis racket", (30, 160, 40), "ellipse"),
-    "Baby & Kids Stuff": ("pram pushchair cot toddler toys", (240, 120, 200), "triangle"),
-}
-
-
-def generated_photo(colour: tuple[int, int, int], shape: str, rng: random.Random) -> Image.Image:
-    image = Image.new("RGB", (96, 96), tuple(max(0, min(255, c + rng.randint(-25, 25))) for c in colour))
-    draw = ImageDraw.Draw(image)
-    box = (rng.randint(5, 25), rng.randint(5, 25), rng.randint(60, 90), rng.randint(60, 90))
-    if shape == "rectangle":
-        draw.rectangle(box, fill=(20, 20, 20))
-    elif shape == "ellipse":
-        draw.ellipse(box, fill=(250, 250, 250))
-    else:
-        draw.polygon([(box[0], box[3]), (box[2], box[3]), ((box[0] + box[2]) // 2, box[1])], fill=(40, 40, 200))
-    return image
-
-
-def generated_catalogue(folder: Path, *, per_class: int = 24, seed: int = 0) -> Path:
-    rng = random.Random(seed)
-    products, images, photos = [], [], {}
-    for category, (words, colour, shape) in CLASSES.items():
-        vocabulary = words.split()
-        for index in range(per_class):
-            product_id = f"{category[:4].lower().strip()}{index}"
-            name = " ".join(rng.sample(vocabulary, 2))
-            description = f"{rng.choice(vocabulary)} in good condition, collection only"
-            products.append(product_row(product_id, product_name=f"{name} | in Leeds, West Yorkshire | Gumtree",
-                                        product_description=description, category=f"{category} / Other"))
-            for photo_index in range(1 + index % 2):
-                image_id = f"{product_id}img{photo_index}"
-                images.append(image_row(image_id, product_id))
-                photos[image_id] = generated_photo(colour, shape, rng)
-    return write_catalogue(folder, products, images, photos=photos)
 
 
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     """A generated catalogue with a finished image, text and combined run (real encoders), once per session."""
-    from core.training import DEFAULTS, Trainer, with_overrides
+    from core.training.hyperparameters import DEFAULTS, with_overrides
+    from core.training.trainer import Trainer
     from db.queries import training_catalogue
+    from db.runs import DatabaseRunRecorder
     from db.session import session_scope
 
     home = tmp_path_factory.mktemp("training")
@@ -192,7 +82,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     import_catalogue(source, engine=engine, media_dir=home / "media")
     with session_scope(engine) as session:
         catalogue = training_catalogue(session, media_dir=home / "media")
-    trainer = Trainer(catalogue, engine=engine, runs_dir=home / "runs", cache_dir=home / "cache")
+    trainer = Trainer(catalogue, recorder=DatabaseRunRecorder(engine), runs_dir=home / "runs", cache_dir=home / "cache")
     small = {"val_fraction": 0.25, "test_fraction": 0.25, "batch_size": 8}
     image = trainer.train_image(with_overrides(DEFAULTS["image"], epochs=6, lr=0.01, **small))
     text = trainer.train_text(with_overrides(DEFAULTS["text"], epochs=6, finetune_layers=1, **small))
@@ -204,10 +94,25 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
 def shared_indexes(shared_catalogue: ImportedCatalogue):  # type: ignore[no-untyped-def]
     """Vector indexes of the full shared catalogue, embedded once per session into its home's
     cache (where the app, pointed at that home, finds them too)."""
-    from core.search_indexes import build_search_indexes
+    from core.search.indexes import build_search_indexes
     from db.queries import training_catalogue
     from db.session import session_scope
 
     with session_scope(shared_catalogue.engine) as session:
         catalogue = training_catalogue(session, media_dir=shared_catalogue.home / "images")
     return build_search_indexes(catalogue, cache_dir=shared_catalogue.home / "cache")
+
+
+# Markers (registered in pyproject.toml), set from the fixtures a test uses so that nobody has to
+# remember them: `pytest -m "not slow and not browser"` is the day-to-day loop.
+SHARED_DATA_FIXTURES = {"marketplace_dir"}
+SLOW_FIXTURES = {"shared_catalogue", "trained"}  # the full shared import with its embeddings; training a catalogue
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        if used & SHARED_DATA_FIXTURES:
+            item.add_marker(pytest.mark.needs_data)
+        if used & SLOW_FIXTURES:
+            item.add_marker(pytest.mark.slow)

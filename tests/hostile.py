@@ -14,7 +14,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from core.uploads import MAX_UPLOAD_BYTES
+from core.data.uploads import MAX_UPLOAD_BYTES
 
 
 def jpeg_bytes(image: Image.Image | None = None, **options: object) -> bytes:
@@ -163,7 +163,7 @@ MARKUP_TEXTS = ("html", "script", "javascript link", "markdown")
 
 def write_markup_catalogue(folder: Path) -> Path:
     """A seed-format catalogue whose names, descriptions and locations are markup (products h0..h3, one photo each)."""
-    from tests.conftest import image_row, photo, product_row, write_catalogue
+    from tests.helpers import image_row, photo, product_row, write_catalogue
 
     products = [product_row(f"h{index}", product_name=f"{HOSTILE_TEXTS[name]} sofa", product_description=f"sofa {HOSTILE_TEXTS[name]}",
                             location=HOSTILE_TEXTS["javascript link"][:60])

@@ -10,11 +10,13 @@ import streamlit as st
 from sqlalchemy import Engine
 
 from core.settings import get_settings
-from db import queries
+from db import queries, runs
 from db.session import make_engine, session_scope
 
 if TYPE_CHECKING:  # pandas takes half a second to import: only the functions that build frames load it
     import pandas as pd
+
+    from core.evaluation.metrics import PredictionSet
 
 QUERY_TTL_SECONDS = 300
 
@@ -120,3 +122,18 @@ def products_frame(database_url: str) -> pd.DataFrame:
 def products_by_ids(database_url: str, product_ids: tuple[str, ...]) -> list[queries.ProductView]:
     with session_scope(_engine_for(database_url)) as session:
         return queries.products_by_ids(session, list(product_ids))
+
+
+# Training runs change while a page watches them: read fresh on every run of the page.
+
+
+def runs_frame() -> pd.DataFrame:
+    return runs.runs_frame(engine())
+
+
+def epochs_frame(run_ids: list[int]) -> pd.DataFrame:
+    return runs.epochs_frame(engine(), run_ids)
+
+
+def run_prediction_set(run_id: int) -> PredictionSet:
+    return runs.run_prediction_set(engine(), run_id)

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import streamlit as st
 
-from core import background
-from core.markdown import escape_markdown
+from core.data.markdown import escape_markdown
+from core.runtime import background
 from core.settings import get_settings
-from db import review
 from db.queries import ProductView
+from services import review
 from ui import data
 from ui.data import FilterValues
 

@@ -1,0 +1,247 @@
+"""`train`, `ship`, `baselines`, `classify` and `evaluate`: the models' commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from cli.common import (
+    MAX_TEXT_CHARS,
+    CommandError,
+    EpochBars,
+    bounded_float,
+    bounded_int,
+    catalogue_to_train_on,
+    latest_checkpoint,
+    open_engine,
+    positive_int,
+    read_photo,
+    run_checkpoint,
+    stop_on_sigterm,
+    tqdm_progress,
+)
+from core.enums import ModelKind
+from core.runtime.terminal import printable
+from core.settings import get_settings
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from core.training.hyperparameters import DEFAULTS, with_overrides
+    from core.training.trainer import Trainer, TrainingError
+    from db.runs import DatabaseRunRecorder
+
+    settings = get_settings()
+    engine = open_engine(args.db)
+    catalogue = catalogue_to_train_on(engine)
+    overrides = {"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size, "momentum": args.momentum,
+                 "step_size": args.step_size, "gamma": args.gamma, "seed": args.seed, "val_fraction": args.val_fraction,
+                 "test_fraction": args.test_fraction, "backbone": args.backbone, "finetune_layers": args.finetune_layers, "finetune_blocks": args.finetune_blocks,
+                 "dropout": args.dropout, "weight_decay": args.weight_decay, "text_folds": args.text_folds}
+    kinds = list(ModelKind) if args.model == "all" else [ModelKind(args.model)]
+    stop_on_sigterm()
+    bars = EpochBars(quiet=args.quiet)
+    trainer = Trainer(catalogue, recorder=DatabaseRunRecorder(engine), runs_dir=settings.runs_dir, cache_dir=settings.cache_dir,
+                      epoch_progress=bars.update, feature_progress=None if args.quiet else tqdm_progress())
+    results: dict[str, Any] = {}  # RunResult per kind
+    try:
+        for kind in kinds:
+            hyper = with_overrides(DEFAULTS[kind], **overrides)
+            bars.start(kind, hyper.epochs)
+            print(f"training the {kind} model ({len(catalogue.products)} products, {len(catalogue.images)} photos)")
+            if kind == "combined":
+                text_checkpoint = (results["text"].checkpoint if "text" in results
+                                   else run_checkpoint(engine, "text", args.text_run) if args.text_run else latest_checkpoint(engine, "text"))
+                results[kind] = trainer.train_combined(text_checkpoint, hyper)
+            else:
+                results[kind] = getattr(trainer, f"train_{kind}")(hyper)
+            bars.close()
+            result = results[kind]
+            metrics = result.test_metrics
+            test = (f"test accuracy {metrics['accuracy']:.3f}, top-3 {metrics['top3_accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f} "
+                    f"(n={metrics['n']})" if metrics["n"] else "no test products")
+            print(f"run {result.run_id} ({kind}): best epoch {result.best_epoch}, validation accuracy {result.best_val_accuracy:.3f}, "
+                  f"{test}; checkpoint {result.checkpoint}")
+    except TrainingError as error:
+        raise CommandError(str(error)) from error
+    if args.ship:
+        from core.models.release import ship_models
+
+        manifest = ship_models({kind: result.checkpoint for kind, result in results.items()}, settings.shipped_models_dir,
+                               catalogue_fingerprint=catalogue.fingerprint())
+        _store_held_out(settings.shipped_models_dir, catalogue, quiet=args.quiet)
+        print(f"shipped to {settings.shipped_models_dir}: {', '.join(manifest['models'])}")
+    return 0
+
+def _load_classifier(models_dir: str | None):  # type: ignore[no-untyped-def]
+    from core.inference.category_classifier import CategoryClassifier
+    from core.models.checkpoints import ModelFileError
+
+    try:
+        return CategoryClassifier(Path(models_dir) if models_dir else get_settings().models_dir)
+    except ModelFileError as error:
+        raise CommandError(str(error)) from error
+
+def run_classify(args: argparse.Namespace) -> int:
+    from core.data.uploads import MAX_PHOTOS
+    from core.inference.category_classifier import NothingToClassify
+
+    if not args.image and not (args.text or "").strip():
+        raise CommandError("give --image PATH (one or more) and/or --text TEXT")
+    if len(args.image or []) > MAX_PHOTOS:
+        raise CommandError(f"at most {MAX_PHOTOS} photos per listing ({len(args.image)} given)")
+    if len(args.text or "") > MAX_TEXT_CHARS:
+        raise CommandError(f"the text is {len(args.text):,} characters long; the limit is {MAX_TEXT_CHARS:,}")
+    photos = [read_photo(path) for path in args.image or []]
+    classifier = _load_classifier(args.models)
+    try:
+        prediction = classifier.classify(images=photos, text=args.text)
+    except NothingToClassify as error:
+        raise CommandError(str(error)) from error
+    print(json.dumps(prediction.as_json(), ensure_ascii=False))
+    return 0
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from core.data.catalogue_folder import CatalogueFormatError, read_catalogue_folder
+    from core.evaluation.catalogue import evaluate_catalogue
+
+    try:
+        catalogue, report = read_catalogue_folder(Path(args.data))
+    except CatalogueFormatError as error:
+        raise CommandError(str(error)) from error
+    classifier = _load_classifier(args.models)
+    progress = None if args.quiet else tqdm_progress()
+    results = evaluate_catalogue(classifier, catalogue, progress=progress)
+    results["skipped_rows"] = len(report.skipped)
+    for problem in results["skipped_photos"]:
+        print(printable(f"skipped photo {problem}"))
+    Path(args.out).write_text(json.dumps(results, indent=1, ensure_ascii=False))
+    for kind in ModelKind:
+        metrics = results[kind]
+        if metrics["n"]:
+            print(f"{kind:>8}: accuracy {metrics['accuracy']:.3f}, top-3 {metrics['top3_accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f} (n={metrics['n']})")
+    print(f"written to {args.out}")
+    return 0
+
+def run_baselines_command(args: argparse.Namespace) -> int:
+    from core.data.splits import split_products
+    from core.encoders.backbones import get_backbone
+    from core.encoders.features import cached_image_features
+    from core.training.baselines import run_baselines
+    from db.queries import listings_frame
+    from db.session import session_scope
+
+    settings = get_settings()
+    engine = open_engine(args.db)
+    catalogue = catalogue_to_train_on(engine)
+    with session_scope(engine) as session:
+        listings = listings_frame(session).set_index("id")
+    split = split_products([product.id for product in catalogue.products], [product.label for product in catalogue.products],
+                           test_fraction=0.2, val_fraction=0.2, seed=args.seed)
+    features = cached_image_features(get_backbone(args.backbone), [image.id for image in catalogue.images],
+                                     [image.checksum for image in catalogue.images], [image.path for image in catalogue.images],
+                                     cache_dir=settings.cache_dir)
+    results = run_baselines(catalogue, split, features, prices=listings["price"].to_dict(), names=listings["name"].to_dict(),
+                            descriptions=listings["description"].to_dict(), locations=listings["location"].to_dict())
+    text = json.dumps(results, indent=1)
+    if args.out:
+        Path(args.out).write_text(text)
+    print(text)
+    return 0
+
+def run_ship(args: argparse.Namespace) -> int:
+    from core.models.checkpoints import ModelFileError
+    from core.models.release import ship_models
+
+    settings = get_settings()
+    engine = open_engine(args.db)
+    if args.predictions_only:
+        _store_held_out(settings.shipped_models_dir, catalogue_to_train_on(engine), quiet=args.quiet)
+        print(f"held-out predictions stored in {settings.shipped_models_dir}")
+        return 0
+    checkpoints: dict[str, Path] = {}
+    for kind in ModelKind:
+        run_id = getattr(args, kind)
+        checkpoints[kind] = latest_checkpoint(engine, kind) if run_id is None else run_checkpoint(engine, kind, run_id)
+    catalogue = catalogue_to_train_on(engine)
+    try:
+        manifest = ship_models(checkpoints, settings.shipped_models_dir, catalogue_fingerprint=catalogue.fingerprint(), int8=args.int8)
+    except ModelFileError as error:
+        raise CommandError(str(error)) from error
+    _store_held_out(settings.shipped_models_dir, catalogue, quiet=args.quiet)
+    for kind, entry in manifest["models"].items():
+        accuracy = (entry.get("test_metrics") or {}).get("accuracy")
+        print(f"{kind}: run {entry['run_id']}, test accuracy {'n/a' if accuracy is None else f'{accuracy:.3f}'}, {entry['bytes'] / 1e6:.1f} MB")
+    return 0
+
+def _store_held_out(models_dir: Path, catalogue, *, quiet: bool) -> None:  # type: ignore[no-untyped-def]
+    """The shipped set's predictions on its held-out products, stored beside it: Evaluation and the
+    dashboard then draw at once for this catalogue instead of evaluating in the background."""
+    from core.evaluation.catalogue import held_out_predictions
+    from core.evaluation.held_out import store_held_out_predictions
+
+    classifier = _load_classifier(str(models_dir))
+    predictions = held_out_predictions(classifier, catalogue, cache_dir=get_settings().cache_dir,
+                                       progress=None if quiet else tqdm_progress())
+    store_held_out_predictions(models_dir, predictions, catalogue_fingerprint=catalogue.fingerprint())
+
+
+def add_training_commands(commands: argparse._SubParsersAction) -> None:
+    """The `train`, `ship` and `baselines` subcommands."""
+    train = commands.add_parser("train", help="train the image, text and/or combined classifier on the catalogue in the DB")
+    train.add_argument("--model", choices=["image", "text", "combined", "all"], default="all")
+    train.add_argument("--epochs", type=positive_int)
+    train.add_argument("--lr", type=bounded_float(0, 10), help="learning rate (image SGD 0.002, text Adam 0.001, combined SGD 0.001)")
+    train.add_argument("--batch-size", type=bounded_int(1, 4096))
+    train.add_argument("--momentum", type=bounded_float(0, 1))
+    train.add_argument("--step-size", type=positive_int, help="StepLR step in epochs")
+    train.add_argument("--gamma", type=bounded_float(0, 1), help="StepLR factor")
+    train.add_argument("--dropout", type=bounded_float(0, 0.95))
+    train.add_argument("--weight-decay", type=bounded_float(0, 1))
+    train.add_argument("--seed", type=bounded_int(0, 2**32 - 1), help="split and initialisation seed (default 42)")
+    train.add_argument("--val-fraction", type=bounded_float(0.01, 0.9), help="validation share of the non-test products (default 0.2)")
+    train.add_argument("--test-fraction", type=bounded_float(0.01, 0.9), help="held-out test share of products (default 0.2)")
+    train.add_argument("--backbone", help="image backbone: efficientnet-lite0 (default), efficientnet-lite2, resnet50")
+    train.add_argument("--finetune-layers", type=bounded_int(0, 6), help="text: encoder layers fine-tuned with the CNN (default 2)")
+    train.add_argument("--finetune-blocks", type=bounded_int(0, 16), help="image: last backbone blocks fine-tuned with the head (default 0)")
+    train.add_argument("--text-run", type=positive_int, metavar="RUN", help="combined: the text run it builds on (default: the latest)")
+    train.add_argument("--text-folds", type=bounded_int(0, 20), metavar="K",
+                       help="combined: read the text model's logits, cross-fitted on the training side by K fold models (default 0: its features)")
+    train.add_argument("--ship", action="store_true", help="make the trained models the shipped defaults under models/")
+    train.add_argument("--quiet", action="store_true")
+    train.add_argument("--db", help="database URL")
+    train.set_defaults(handler=run_train)
+
+    ship = commands.add_parser("ship", help="make trained runs the shipped models under models/ (default: latest finished runs)")
+    for kind in ModelKind:
+        ship.add_argument(f"--{kind}", type=positive_int, metavar="RUN", help=f"the {kind} run to ship")
+    ship.add_argument("--int8", action="store_true", help="store big weight matrices as int8 (a quarter of float32)")
+    ship.add_argument("--quiet", action="store_true", help="no progress bars")
+    ship.add_argument("--predictions-only", action="store_true",
+                      help="only store the shipped set's held-out predictions for the catalogue (a set shipped without them)")
+    ship.add_argument("--db", help="database URL")
+    ship.set_defaults(handler=run_ship)
+
+    baselines = commands.add_parser("baselines", help="measure the seed's baselines on the held-out test products")
+    baselines.add_argument("--seed", type=bounded_int(0, 2**32 - 1), default=42)
+    baselines.add_argument("--backbone", default="efficientnet-lite0")
+    baselines.add_argument("--out", help="also write the figures to this JSON file")
+    baselines.add_argument("--db", help="database URL")
+    baselines.set_defaults(handler=run_baselines_command)
+
+
+def add_inference_commands(commands: argparse._SubParsersAction) -> None:
+    """The `classify` and `evaluate` subcommands."""
+    classify = commands.add_parser("classify", help="predict the category of a listing from photos and/or text")
+    classify.add_argument("--image", action="append", metavar="PATH", help="a photo of the item (repeat for several)")
+    classify.add_argument("--text", help="title and/or description")
+    classify.add_argument("--models", help="folder of models (default: the shipped models/)")
+    classify.set_defaults(handler=run_classify)
+
+    evaluate = commands.add_parser("evaluate", help="evaluate the models on a catalogue folder (no database involved)")
+    evaluate.add_argument("--data", required=True, help="folder in the seed format")
+    evaluate.add_argument("--out", required=True, help="JSON file for the metrics")
+    evaluate.add_argument("--models", help="folder of models (default: the shipped models/)")
+    evaluate.add_argument("--quiet", action="store_true")
+    evaluate.set_defaults(handler=run_evaluate)

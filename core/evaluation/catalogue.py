@@ -1,0 +1,117 @@
+"""Evaluating models on a catalogue: any folder in the seed format (without touching the app's
+database), or the app's own catalogue on the held-out test part of the models' split."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from core.data.catalogue import Catalogue
+from core.data.splits import TEST, split_products
+from core.encoders.features import cached_image_features, cached_text_states, text_states, token_mask
+from core.evaluation.metrics import PredictionSet
+from core.inference.category_classifier import CategoryClassifier
+from core.runtime.progress import StageProgress, for_stage
+
+
+def predict_catalogue(classifier: CategoryClassifier, catalogue: Catalogue, *, cache_dir: Path | None = None,
+                      progress: StageProgress | None = None, part: str = "all", problems: list[str] | None = None) -> dict[str, PredictionSet]:
+    """Predictions of the image (per photo), text and combined (per product) models.
+
+    Products whose category the models do not know are left out. With `cache_dir`, encoder
+    outputs come from the feature cache (the photos need checksums, as the app's catalogue has).
+    Without it, photos that cannot be read are left out with their reasons in `problems` (given)
+    or raise ImageError (not given).
+    """
+    label_index = {label: index for index, label in enumerate(classifier.labels)}
+    products = [product for product in catalogue.products if product.label in label_index]
+    known = {product.id for product in products}
+    images = [image for image in catalogue.images if image.product_id in known]
+    label_of = {product.id: label_index[product.label] for product in products}
+
+    if cache_dir is not None and not classifier.tail_blocks and images:
+        photo_features = cached_image_features(classifier.backbone, [image.id for image in images], [image.checksum for image in images],
+                                               [image.path for image in images], cache_dir=cache_dir, progress=for_stage(progress, "photos"))
+        model_inputs = photo_features
+    else:
+        model_inputs, photo_features = classifier.photo_inputs([image.path for image in images], progress=for_stage(progress, "photos"), problems=problems)
+        readable = ~np.isnan(photo_features.reshape(len(images), -1)).any(axis=1) if len(images) else np.ones(0, bool)
+        if not readable.all():
+            images = [image for image, keep in zip(images, readable) if keep]
+            model_inputs, photo_features = model_inputs[readable], photo_features[readable]
+    texts = [product.text for product in products]
+    if cache_dir is not None and products:
+        states_array = cached_text_states([product.id for product in products], texts, layer=classifier.text_layer,
+                                          max_tokens=classifier.max_tokens, cache_dir=cache_dir, progress=for_stage(progress, "texts"))
+    else:
+        states_array = text_states(texts, layer=classifier.text_layer, max_tokens=classifier.max_tokens, progress=for_stage(progress, "texts"))
+    states = torch.from_numpy(states_array)
+
+    n_labels = len(label_index)
+    image_probabilities = classifier.image_probabilities(model_inputs) if images else np.empty((0, n_labels))
+    text_probabilities, text_vectors = _batched(classifier.text_outputs, states, (n_labels, classifier.models["combined"].config["text_dim"]))
+
+    image_mean, has_image = Catalogue(products, images).photo_means(photo_features)
+    combined = (classifier.combined_probabilities(image_mean, has_image, text_vectors, np.ones(len(products), bool), texts)
+                if products else np.empty((0, n_labels)))
+
+    labels = classifier.labels
+    product_ids = [product.id for product in products]
+    product_y = [label_of[product.id] for product in products]
+    return {
+        "image": PredictionSet.from_arrays("image model", "image", labels, item_ids=[image.id for image in images],
+                                           product_ids=[image.product_id for image in images],
+                                           y_true=[label_of[image.product_id] for image in images], probabilities=image_probabilities, part=part),
+        "text": PredictionSet.from_arrays("text model", "text", labels, item_ids=product_ids, product_ids=product_ids, y_true=product_y,
+                                          probabilities=text_probabilities, part=part),
+        "combined": PredictionSet.from_arrays("combined model", "combined", labels, item_ids=product_ids, product_ids=product_ids,
+                                              y_true=product_y, probabilities=combined, part=part),
+    }
+
+
+def evaluate_catalogue(classifier: CategoryClassifier, catalogue: Catalogue, *, progress: StageProgress | None = None) -> dict[str, Any]:
+    """{"image": M, "text": M, "combined": M}: image per photo, text and combined per product."""
+    problems: list[str] = []
+    predictions = predict_catalogue(classifier, catalogue, progress=progress, problems=problems)
+    known = set(classifier.labels)
+    return {**{kind: prediction.metrics() for kind, prediction in predictions.items()},
+            "skipped_products_with_unknown_category": sum(product.label not in known for product in catalogue.products),
+            "skipped_photos": problems}
+
+
+def held_out_predictions(classifier: CategoryClassifier, catalogue: Catalogue, *, cache_dir: Path,
+                         progress: StageProgress | None = None) -> dict[str, PredictionSet]:
+    """The active models on the test part of the split they were trained with, recomputed from
+    their seed and fractions. On the catalogue they were trained on, these products influenced
+    neither training nor model selection; on a changed catalogue the note says so."""
+    hyper = classifier.models["combined"].info.get("hyperparameters", {})
+    split = split_products([product.id for product in catalogue.products], [product.label for product in catalogue.products],
+                           test_fraction=float(hyper.get("test_fraction", 0.2)), val_fraction=float(hyper.get("val_fraction", 0.2)),
+                           seed=int(hyper.get("seed", 42)))
+    test_ids = {product_id for product_id, part in split.items() if part == TEST}
+    held_out = Catalogue([product for product in catalogue.products if product.id in test_ids],
+                         [image for image in catalogue.images if image.product_id in test_ids])
+    trained_on = {model.info.get("data_fingerprint") for model in classifier.models.values()}
+    note = ("held-out test products of the catalogue the models were trained on" if trained_on == {catalogue.fingerprint()} else
+            "the catalogue has changed since these models were trained (labels reviewed or items added): the test part is "
+            "recomputed with the same seed, and some of its products may have been on the training side")
+    predictions = predict_catalogue(classifier, held_out, cache_dir=cache_dir, progress=progress, part=TEST)
+    return {kind: replace(prediction, name=f"active {kind} model", note=note) for kind, prediction in predictions.items()}
+
+
+def _batched(function: Callable[[torch.Tensor], tuple[np.ndarray, np.ndarray]], states: torch.Tensor,
+             widths: tuple[int, int], batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """`function` over batches of texts of similar length (each batch is cut to its longest text:
+    sorted, far less padding runs through the text model), both outputs' rows put back in order."""
+    outputs = (np.empty((len(states), widths[0]), np.float32), np.empty((len(states), widths[1]), np.float32))
+    order = np.argsort(token_mask(states).sum(dim=1).numpy(), kind="stable") if len(states) else np.empty(0, int)
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        first, second = function(states[torch.from_numpy(rows)])
+        outputs[0][rows], outputs[1][rows] = first, second
+    return outputs

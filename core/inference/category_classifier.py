@@ -1,0 +1,168 @@
+"""Classifying a listing from its photos and/or text with the shipped (or any chosen) models.
+
+With photos and text the combined model answers; with one of them, that model alone. Every
+model that can answer gives its probabilities too, for side-by-side views.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from core.data.cleaning import model_text
+from core.encoders.backbones import get_backbone
+from core.encoders.features import image_features, image_maps, load_backbone, load_text_encoder
+from core.encoders.text_engine import onnx_text_model
+from core.enums import ModelKind
+from core.models.checkpoints import LoadedModel, ModelFileError, load_checkpoint
+from core.models.keyword_branch import KeywordScorer
+from core.models.manifest import verify_model_file
+from core.runtime.compute import autocast
+
+TOP_K = 5
+
+
+@dataclass(frozen=True)
+class Prediction:
+    category: str
+    model: str  # image | text | combined: which model answered
+    top: list[tuple[str, float]]
+    probabilities: dict[str, list[float]] = field(default_factory=dict)  # per model that could answer, in label order
+    labels: list[str] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, object]:
+        return {"category": self.category, "model": self.model,
+                "top": [{"category": category, "probability": round(probability, 4)} for category, probability in self.top]}
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)
+
+
+class NothingToClassify(ValueError):
+    """Neither a photo nor any words were given."""
+
+
+class CategoryClassifier:
+    """The image, text and combined models of one folder (default: the shipped `models/`), loaded once."""
+
+    def __init__(self, models_dir: Path) -> None:
+        self.models_dir = models_dir
+        self.models: dict[str, LoadedModel] = {}
+        for kind in ModelKind:
+            path = models_dir / f"{kind}.pt"
+            if not path.is_file():
+                raise ModelFileError(f"{path}: model file not found (train and ship models with: python -m core train --model all --ship)")
+            verify_model_file(path)
+            # The torch text model (and the BERT classes it is built from) loads only where the ONNX one cannot run.
+            self.models[kind] = load_checkpoint(path, lazy=kind == "text")
+        labels = {tuple(model.labels) for model in self.models.values()}
+        if len(labels) != 1:
+            raise ModelFileError(f"{models_dir}: the models disagree on their categories; retrain them together")
+        if self.models["combined"].info["encoders"].get("text_model_run") != self.models["text"].info.get("run_id"):
+            raise ModelFileError(f"{models_dir}: the combined model was trained on another text model than the one here; ship them together")
+        self.labels = list(self.models["image"].labels)
+        self.backbone = get_backbone(self.models["image"].info["encoders"]["image_backbone"])
+        self.tail_blocks = int(self.models["image"].config.get("finetune_blocks", 0))
+        self.text_layer = self.models["text"].text_layer
+        self.max_tokens = int(self.models["text"].config.get("max_tokens", 128))
+        scorer_state = self.models["combined"].info.get("keyword_scorer")
+        self.keyword_scorer = KeywordScorer.from_state(scorer_state) if self.models["combined"].config.get("keyword_dim") else None
+
+    # ----- encoders
+
+    def photo_inputs(self, images: Sequence[Image.Image | Path], *, progress=None,  # type: ignore[no-untyped-def]
+                     problems: list[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(image model input, pooled backbone features): the same array unless the image model
+        fine-tuned the backbone's last blocks, whose input is then the frozen blocks' maps. With
+        `problems`, unreadable photos give NaN rows and their reasons (see image_features)."""
+        if not self.tail_blocks:
+            features = image_features(self.backbone, list(images), progress=progress, problems=problems)
+            return features, features
+        maps = image_maps(self.backbone, list(images), tail_blocks=self.tail_blocks, progress=progress, problems=problems)
+        with torch.inference_mode(), autocast():
+            pooled = load_backbone(self.backbone.id).upper(torch.from_numpy(maps), tail_blocks=self.tail_blocks).float().numpy()
+        return maps, pooled
+
+    def text_states(self, texts: Sequence[str]) -> torch.Tensor:
+        encoder = load_text_encoder(self.max_tokens)
+        batch = encoder.encode(list(texts), layer=self.text_layer)
+        return batch.embeddings * batch.attention_mask.unsqueeze(-1)
+
+    def text_outputs_of(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """`text_outputs` from texts: on ONNX Runtime where it loads (core.encoders.text_engine), else on torch."""
+        text_model = self.models["text"]
+        onnx_pass = onnx_text_model((self.models_dir / "text.pt").resolve(), max_tokens=self.max_tokens,
+                                    n_classes=len(self.labels), feature_dim=int(text_model.config["channels"]))
+        if onnx_pass is None:
+            return self.text_outputs(self.text_states(texts))
+        logits, features = onnx_pass(texts)
+        branch = logits if self.models["combined"].config.get("text_input") == "logits" else features
+        return softmax(logits), branch
+
+    # ----- models on encoder outputs (batched: used by evaluation too)
+
+    @torch.no_grad()
+    def image_probabilities(self, inputs: np.ndarray, *, batch_size: int = 256) -> np.ndarray:
+        parts = []
+        for start in range(0, len(inputs), batch_size):
+            with autocast(enabled=bool(self.tail_blocks)):
+                logits = self.models["image"].model(torch.from_numpy(inputs[start : start + batch_size]).float())
+            parts.append(torch.softmax(logits.float(), dim=-1).numpy())
+        return np.concatenate(parts) if parts else np.empty((0, len(self.labels)))
+
+    @torch.no_grad()
+    def text_outputs(self, states: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """From one pass of the text model: its probabilities, and the combined model's text input
+        (the text model's pooled features, or its logits when the combined model was trained on
+        cross-fitted text logits)."""
+        from core.encoders.features import token_mask
+
+        model = self.models["text"].model
+        model.eval()
+        mask = token_mask(states)
+        longest = max(1, int(mask.sum(dim=1).max()))  # padding beyond the longest text changes nothing
+        with autocast():
+            features = model.features(states[:, :longest].float(), mask[:, :longest])
+            logits = model.output(features).float()
+        branch = logits if self.models["combined"].config.get("text_input") == "logits" else features.float()
+        return torch.softmax(logits, dim=-1).numpy(), branch.numpy()
+
+    @torch.no_grad()
+    def combined_probabilities(self, image: np.ndarray, has_image: np.ndarray, text: np.ndarray, has_text: np.ndarray,
+                               texts: Sequence[str]) -> np.ndarray:
+        """`texts` are the model texts the text features came from (for the keyword branch)."""
+        keywords = () if self.keyword_scorer is None else (torch.from_numpy(self.keyword_scorer.scores(list(texts))),)
+        logits = self.models["combined"].model(torch.from_numpy(image).float(), torch.from_numpy(text).float(),
+                                               torch.from_numpy(has_image), torch.from_numpy(has_text), *keywords)
+        return torch.softmax(logits, dim=-1).numpy()
+
+    # ----- one listing
+
+    def classify(self, *, images: Sequence[Image.Image | Path] = (), text: str | None = None) -> Prediction:
+        words = model_text("", text or "")
+        if not images and not words:
+            raise NothingToClassify("give a photo, a description, or both")
+        probabilities: dict[str, list[float]] = {}
+        image_mean = np.zeros((1, self.models["combined"].config["image_dim"]), np.float32)
+        text_vector = np.zeros((1, self.models["combined"].config["text_dim"]), np.float32)
+        if images:
+            model_inputs, features = self.photo_inputs(images)
+            probabilities["image"] = self.image_probabilities(model_inputs).mean(axis=0).tolist()
+            image_mean = features.mean(axis=0, keepdims=True)
+        if words:
+            text_probabilities, text_vector = self.text_outputs_of([words])
+            probabilities["text"] = text_probabilities[0].tolist()
+        if images and words:
+            probabilities["combined"] = self.combined_probabilities(image_mean, np.array([True]), text_vector, np.array([True]), [words])[0].tolist()
+        answering = "combined" if "combined" in probabilities else next(iter(probabilities))
+        chosen = np.array(probabilities[answering])
+        order = np.argsort(-chosen)[:TOP_K]
+        return Prediction(self.labels[order[0]], answering, [(self.labels[index], float(chosen[index])) for index in order],
+                          probabilities, self.labels)

@@ -1,0 +1,1 @@
+"""Finding likely mislabelled products: out-of-fold predictions scored with cleanlab."""

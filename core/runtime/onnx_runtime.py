@@ -1,0 +1,83 @@
+"""ONNX Runtime beside torch: engine choice, graph files cached per machine, sessions, and exports
+run in a child process.
+
+Exports run in a child process (`python -m core.runtime.onnx_export`) so that the exporter, and the
+transformers BERT classes the text graphs are built from (which import torch._dynamo: +220 MB
+resident), never load into a long-lived process such as the app server.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import warnings
+from collections.abc import Mapping, Sequence
+from enum import StrEnum
+from pathlib import Path
+
+import torch
+
+from core.runtime.compute import available_cores, machine_cache_dir
+
+ONNX_OPSET = 17
+EXPORT_TIMEOUT_SECONDS = 900
+REPOSITORY_ROOT = Path(__file__).resolve().parents[2]
+
+
+class Engine(StrEnum):
+    ONNX = "onnx"
+    TORCH = "torch"
+
+
+def requested_engine(variable: str) -> str:
+    """`auto`, `onnx` or `torch` from the environment variable (auto: onnx when it loads)."""
+    value = os.environ.get(variable, "auto").strip().lower() or "auto"
+    if value not in ("auto", Engine.ONNX, Engine.TORCH):
+        raise ValueError(f"{variable} must be auto, onnx or torch, not {value!r}")
+    return value
+
+
+def graph_path(name: str) -> Path:
+    """Where this machine keeps the exported graph `name` (versions in the name: a new torch or
+    ONNX Runtime exports again)."""
+    import onnxruntime
+
+    return machine_cache_dir() / "onnx" / f"{name}-torch{torch.__version__}-ort{onnxruntime.__version__}-opset{ONNX_OPSET}.onnx"
+
+
+def open_session(path: Path):  # type: ignore[no-untyped-def]  # onnxruntime has no type stubs
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = available_cores()
+    options.inter_op_num_threads = 1
+    # Idle threads sleep instead of spinning, so the photo decoder beside them gets the CPU.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def export_graph(module: torch.nn.Module, example: tuple[torch.Tensor, ...], path: Path, *, input_names: Sequence[str],
+                 output_names: Sequence[str], dynamic_axes: Mapping[str, Mapping[int, str]]) -> None:
+    """`module` as an ONNX graph (the TorchScript exporter: it handles these models' dynamic shapes),
+    written atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(f".{os.getpid()}.tmp")
+    with warnings.catch_warnings(), torch.inference_mode():
+        warnings.simplefilter("ignore")  # the exporter's deprecation and tracer notes are not the user's business
+        torch.onnx.export(module.eval(), example, str(temporary), input_names=list(input_names), output_names=list(output_names),
+                          dynamic_axes={name: dict(axes) for name, axes in dynamic_axes.items()}, opset_version=ONNX_OPSET,
+                          dynamo=False)
+    os.replace(temporary, path)
+
+
+def export_in_child(graph: str, *arguments: str) -> None:
+    """Run `python -m core.runtime.onnx_export GRAPH ARGUMENTS...`; its error, if any, as a RuntimeError."""
+    try:
+        subprocess.run([sys.executable, "-m", "core.runtime.onnx_export", graph, *arguments], cwd=REPOSITORY_ROOT, check=True,
+                       capture_output=True, text=True, timeout=EXPORT_TIMEOUT_SECONDS)
+    except subprocess.CalledProcessError as error:
+        last_line = (error.stderr or "").strip().splitlines()[-1:] or [f"exit status {error.returncode}"]
+        raise RuntimeError(f"exporting the {graph} graph failed: {last_line[0]}") from error
+    except subprocess.TimeoutExpired as error:
+        raise RuntimeError(f"exporting the {graph} graph took over {EXPORT_TIMEOUT_SECONDS} s") from error

@@ -1,0 +1,114 @@
+"""The combined model's stacked inputs: keyword scores and text-model outputs, cross-fitted on the
+training side (each training product's from a model that never saw it), as stacking requires."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import fields, replace
+
+import numpy as np
+import torch
+from sklearn.model_selection import StratifiedKFold
+
+from core.data.catalogue import Catalogue
+from core.encoders.features import load_text_encoder, token_mask
+from core.encoders.text_encoder import TextEncoder
+from core.models.checkpoints import LoadedModel
+from core.models.keyword_branch import stacked_scores
+from core.models.networks import TextCNN
+from core.runtime.compute import autocast
+from core.runtime.progress import StageProgress
+from core.training.hyperparameters import HyperParameters
+from core.training.loop import Batch, fit, index_batches, make_optimizer, make_scheduler, predict_logits, set_seed
+from core.training.records import TrainingError
+
+
+class StackedInputs:
+    """Mixed into core.training.trainer.Trainer, whose catalogue, labels and text pipeline it uses."""
+
+    catalogue: Catalogue
+    labels: list[str]
+    product_ids: list[str]
+    product_y: np.ndarray
+    feature_progress: StageProgress | None
+
+    def text_states(self, *, layer: int, max_tokens: int) -> np.ndarray: ...  # provided by Trainer
+
+    def _text_inputs(self, hyper: HyperParameters) -> tuple[TextEncoder, int, Callable[[np.ndarray], Batch]]: ...  # provided by Trainer
+
+    def _new_text_model(self, encoder: TextEncoder, layer: int, hyper: HyperParameters) -> tuple[TextCNN, list[dict]]: ...  # by Trainer
+
+    def keyword_scores(self, train_rows: np.ndarray, *, seed: int) -> tuple[dict[str, object], np.ndarray]:
+        """Keyword scores of every product: cross-fitted on the training side, from the scorer fitted
+        on all of it elsewhere; and that scorer's state, for the checkpoint."""
+        scorer, scores = stacked_scores([product.text for product in self.catalogue.products], self.product_y, train_rows,
+                                        n_classes=len(self.labels), seed=seed)
+        return scorer.to_state(), scores
+
+    def text_model_features(self, text: LoadedModel, *, max_tokens: int, logits: bool = False) -> np.ndarray:
+        states = torch.from_numpy(self.text_states(layer=text.text_layer, max_tokens=max_tokens))
+        return text_features(text, states, logits=logits)
+
+    def cross_fitted_text_logits(self, text: LoadedModel, train_rows: np.ndarray, *, folds: int, seed: int) -> np.ndarray:
+        """(N, classes) text logits for stacking: each training row's from a fold model trained without it
+        (the text run's recipe and its best epoch count), every other row's from the text run's model.
+
+        The text run's own model has fitted the training rows, so its outputs there are more confident
+        than anywhere else: a combined model trained on them would trust the text too much.
+        """
+        known = {item.name for item in fields(HyperParameters)}
+        text_hyper = replace(HyperParameters(**{key: value for key, value in text.info["hyperparameters"].items() if key in known}), seed=seed)
+        epochs = int(text.info.get("best_epoch") or text_hyper.epochs)
+        if self.text_layer(text_hyper) != text.text_layer:
+            raise TrainingError("the text run's checkpoint does not match its hyper-parameters (encoder layer)")
+        logits = self.text_model_features(text, max_tokens=text_hyper.max_tokens, logits=True)
+        counts = np.bincount(self.product_y[train_rows])
+        splitter = StratifiedKFold(max(2, min(folds, int(counts[counts > 0].min()))), shuffle=True, random_state=seed)
+        splits = [(train_rows[fit_index], train_rows[score_index])
+                  for fit_index, score_index in splitter.split(train_rows, self.product_y[train_rows])]
+        out_of_fold, _ = self.fold_text_logits(text_hyper, splits, epochs=epochs, seed=seed)
+        logits[train_rows] = out_of_fold[train_rows]
+        return logits
+
+    def text_layer(self, hyper: HyperParameters) -> int:
+        """The encoder layer whose output a text model by `hyper` reads."""
+        return load_text_encoder(hyper.max_tokens).n_layers - hyper.finetune_layers
+
+    def fold_text_logits(self, hyper: HyperParameters, splits: Sequence[tuple[np.ndarray, np.ndarray]], *, epochs: int, seed: int,
+                         also: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """Out-of-fold text logits: per (fit rows, score rows), a text model by `hyper`'s recipe trained on
+        the fit rows for `epochs` (no validation) scores the score rows; the rest of the (N, classes)
+        array stays zero. With `also`, the mean of every fold model's logits for those rows too."""
+        encoder, layer, make = self._text_inputs(hyper)
+        logits = np.zeros((len(self.product_ids), len(self.labels)), np.float32)
+        also_sum = None if also is None else np.zeros((len(also), len(self.labels)), np.float32)
+        for fold, (fit_rows, score_rows) in enumerate(splits):
+            set_seed(seed + fold)
+            model, groups = self._new_text_model(encoder, layer, hyper)
+            optimizer = make_optimizer(groups, hyper)
+            fit(model, optimizer=optimizer, scheduler=make_scheduler(optimizer, hyper), val_batches=None, epochs=epochs,
+                label_smoothing=hyper.label_smoothing, seed=seed + fold, on_epoch=lambda *_: None, bf16=True,
+                train_batches=lambda generator, rows=fit_rows: index_batches(rows, hyper.batch_size, make, generator))
+            logits[score_rows] = predict_logits(model, index_batches(score_rows, 128, make), bf16=True)
+            if also is not None and also_sum is not None:
+                also_sum += predict_logits(model, index_batches(also, 128, make), bf16=True)
+            if self.feature_progress:
+                self.feature_progress("text fold models", fold + 1, len(splits))
+        return logits, None if also_sum is None else also_sum / len(splits)
+
+
+@torch.no_grad()
+def text_features(text: LoadedModel, states: torch.Tensor, *, batch_size: int = 128, logits: bool = False) -> np.ndarray:
+    """The text model's pooled CNN features, or its logits (the combined model's text input), batch by batch."""
+    model: TextCNN = text.model  # type: ignore[assignment]
+    model.eval()
+    forward = model.forward if logits else model.features
+    masks = token_mask(states)
+    parts = []
+    for start in range(0, len(states), batch_size):
+        chunk_mask = masks[start : start + batch_size]
+        longest = max(1, int(chunk_mask.sum(dim=1).max()))
+        with autocast():
+            parts.append(forward(states[start : start + batch_size, :longest].float(), chunk_mask[:, :longest]).float().numpy())
+    width = len(text.labels) if logits else model.feature_dim
+    return np.concatenate(parts) if parts else np.empty((0, width), np.float32)

@@ -1,0 +1,43 @@
+"""Bringing a catalogue in and readying it for the models: importing a folder, the catalogue as the
+models see it, and embedding it for search by meaning and by photo."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import Engine
+
+from core.data.catalogue import Catalogue
+from core.runtime.progress import StageProgress
+from core.settings import Settings
+from db import queries
+from db.importer import CatalogueFormatError, CatalogueWriteError, ImportReport, import_catalogue
+from db.session import session_scope
+
+__all__ = ["CatalogueFormatError", "CatalogueWriteError", "ImportReport", "embed_for_search", "import_folder", "models_catalogue"]
+
+
+
+def import_folder(folder: Path, *, engine: Engine, settings: Settings, image_size: int | None = None,
+                  progress: StageProgress | None = None) -> ImportReport:
+    """Import or refresh the catalogue from `folder` into the database, its photos cleaned into the
+    settings' media folder. Raises CatalogueFormatError (not a catalogue folder; nothing written) or
+    CatalogueWriteError (the database refused the batch; nothing written)."""
+    return import_catalogue(folder, engine=engine, media_dir=settings.media_dir, image_size=image_size or settings.image_size,
+                            progress=progress)
+
+
+def models_catalogue(engine: Engine, *, settings: Settings) -> Catalogue:
+    """The catalogue as the models train, evaluate and search on it (current labels, cleaned photos)."""
+    with session_scope(engine) as session:
+        return queries.training_catalogue(session, media_dir=settings.media_dir)
+
+
+def embed_for_search(engine: Engine, *, settings: Settings, progress: StageProgress | None = None) -> str:
+    """Embed every text and photo the cache lacks (resumable); returns how far the cache now is, in words."""
+    from core.search.indexes import embed_catalogue, embedding_progress
+
+    catalogue = models_catalogue(engine, settings=settings)
+    cache_dir = settings.cache_dir
+    embed_catalogue(catalogue, cache_dir=cache_dir, progress=progress)
+    return embedding_progress(catalogue, cache_dir=cache_dir).describe()

@@ -1,0 +1,91 @@
+"""Adding a listing from the Classify page: the product, its cleaned photos and a label-history
+row (source "upload", with the model's confidence), all or nothing."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+
+from sqlalchemy import Engine, select
+
+from core.data.cleaning import CATEGORY_SEPARATOR, clean_description, clean_product_name, price_to_pence, split_category
+from core.data.images import DEFAULT_CANVAS_SIZE, media_path_for, open_image, save_cleaned
+from db.session import session_scope
+from db.tables import Category, Image, LabelHistory, Product
+from services.review_queue import QueueEntry, queue_item
+
+MAX_NAME_CHARS = 500
+UPLOAD_REVIEW_BELOW = 0.5  # an upload whose chosen category the model gave less than this joins the review queue
+MAX_DESCRIPTION_CHARS = 20_000
+
+
+class ListingError(ValueError):
+    """The listing cannot be saved as given; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class UploadedPhoto:
+    name: str
+    data: bytes  # the file as uploaded: its checksum is recorded, the cleaned copy is stored
+
+
+@dataclass(frozen=True)
+class NewListing:
+    name: str
+    description: str
+    price: Decimal
+    location: str
+    category: str  # an existing category path (top level or deeper)
+    photos: Sequence[UploadedPhoto] = ()
+    predicted_category: str | None = None  # the model's top-level answer, for the history
+    confidence: float | None = None  # the model's probability of the chosen top-level category
+    model: str | None = None  # image | text | combined
+    top: Sequence[tuple[str, float]] = ()  # the model's best categories, best first
+
+
+def add_listing(engine: Engine, listing: NewListing, *, media_dir: Path, added_by: str,
+                image_size: int = DEFAULT_CANVAS_SIZE) -> str:
+    """Save the listing; returns its new product id. Nothing is written when any part is refused."""
+    name = clean_product_name(listing.name)[:MAX_NAME_CHARS]
+    if not name:
+        raise ListingError("give the item a title")
+    if listing.price < 0:
+        raise ListingError("the price cannot be negative")
+    path = CATEGORY_SEPARATOR.join(split_category(listing.category))
+    opened = [(photo, open_image(photo.data, name=photo.name)) for photo in listing.photos]  # ImageError names a bad file
+    product_id = uuid.uuid4().hex
+    written: list[Path] = []
+    try:
+        with session_scope(engine) as session:
+            category = session.scalar(select(Category).where(Category.path == path))
+            if category is None:
+                raise ListingError(f"unknown category {listing.category!r}: pick one of the catalogue's categories")
+            product = Product(id=product_id, name=name, raw_name=listing.name[:1000], description=clean_description(listing.description)[:MAX_DESCRIPTION_CHARS],
+                              raw_description=listing.description[:MAX_DESCRIPTION_CHARS], price_pence=price_to_pence(listing.price),
+                              location=" ".join(listing.location.split())[:200], category=category, source="upload")
+            session.add(product)
+            for position, (photo, image) in enumerate(opened):
+                image_id = uuid.uuid4().hex
+                relative = media_path_for(image_id)
+                target = media_dir / relative
+                save_cleaned(image, target, size=image_size)
+                written.append(target)
+                session.add(Image(id=image_id, product_id=product_id, position=position, file_path=relative, original_path=f"upload:{photo.name[:900]}",
+                                  width=image.width, height=image.height, checksum=hashlib.sha256(photo.data).hexdigest(), source_ref="upload"))
+            session.flush()
+            predicted = f"; the {listing.model} model predicted {listing.predicted_category}" if listing.predicted_category else ""
+            session.add(LabelHistory(product_id=product_id, old_category_id=None, new_category_id=category.id, changed_by=added_by,
+                                     reason=f"uploaded as {path}{predicted}", source="upload", confidence=listing.confidence))
+            if listing.confidence is not None and listing.confidence < UPLOAD_REVIEW_BELOW and listing.top:
+                session.add(queue_item(QueueEntry(product_id, listing.confidence, split_category(path)[0], listing.top[0][0],
+                                                  list(listing.top[:3]), is_issue=False, source="upload")))
+    except BaseException:
+        for target in written:  # the transaction rolled back: its photo files go too
+            target.unlink(missing_ok=True)
+        raise
+    return product_id
+

@@ -1,0 +1,1 @@
+"""Tests of cli/: the command line and its JSON contracts."""

@@ -1,0 +1,1 @@
+"""Tests of core/: data, encoders and engines, models, training, inference, evaluation."""

@@ -1,0 +1,1 @@
+"""Tests of db/: import, schema, keyword search, concurrent writers."""

@@ -1,0 +1,30 @@
+"""A database created before a column existed gets it on the next connection, with its default."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import inspect, text
+
+from db.importer import import_catalogue
+from db.session import make_engine
+from tests.helpers import product_row, write_catalogue
+
+
+def test_columns_added_later_appear_in_an_old_database(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = make_engine(url)
+    import_catalogue(write_catalogue(tmp_path / "source", [product_row("a")], []), engine=engine, media_dir=tmp_path / "media")
+    with engine.begin() as connection:  # make it look like a database from before these columns
+        connection.execute(text("DROP INDEX ix_products_status"))
+        connection.execute(text("ALTER TABLE products DROP COLUMN status"))
+        connection.execute(text("ALTER TABLE label_history DROP COLUMN action"))
+    engine.dispose()
+    assert "status" not in {column["name"] for column in inspect(make_engine(url, create_schema=False)).get_columns("products")}
+
+    upgraded = make_engine(url)
+    assert "status" in {column["name"] for column in inspect(upgraded).get_columns("products")}
+    assert "action" in {column["name"] for column in inspect(upgraded).get_columns("label_history")}
+    assert "ix_products_status" in {index["name"] for index in inspect(upgraded).get_indexes("products")}
+    with upgraded.connect() as connection:
+        assert connection.execute(text("SELECT status FROM products WHERE id = 'a'")).scalar_one() == "active"

@@ -1,0 +1,155 @@
+"""Keyword search: escaping of hostile strings, ranking, filters, on a generated catalogue."""
+
+from __future__ import annotations
+
+import sqlite3
+from decimal import Decimal
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sqlalchemy import text
+
+from core.search.keyword_query import fts_match_expression, query_terms
+from db.importer import import_catalogue
+from db.queries import ProductFilters, browse_products, category_paths, get_product, keyword_search
+from db.session import make_engine, session_scope
+from tests.helpers import product_row, write_catalogue
+
+HOSTILE = [
+    '"',
+    'iphone"',
+    "AND",
+    "OR OR",
+    "NOT sofa",
+    "sofa*",
+    "*",
+    "(((",
+    "sofa) OR (1=1",
+    "name:sofa",
+    "^sofa",
+    "NEAR(sofa chair, 2)",
+    "'; DROP TABLE products; --",
+    "🙂🛋️",
+    "ソファ",
+    "\x00\x1f",
+    "a" * 5000,
+    "",
+    "   ",
+]
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    folder = tmp_path_factory.mktemp("search")
+    products = [
+        product_row("sofa1", product_name="Grey corner sofa | Gumtree", product_description="Comfortable sofa, grey fabric.", price="£120.00", location="Leeds, West Yorkshire",
+                    category="Home & Garden / Dining, Living Room Furniture / Sofas"),
+        product_row("sofa2", product_name="Leather armchair | Gumtree", product_description="Matches a sofa. Posted by Ann in Sofas in Leeds. 25 February 2022", price="£60.00", location="York, North Yorkshire",
+                    category="Home & Garden / Dining, Living Room Furniture / Sofas"),
+        product_row("phone1", product_name="iPhone 12 Pro | Gumtree", product_description="Unlocked iPhone, boxed.", price="£500.00", location="Camden, London",
+                    category="Phones, Mobile Phones & Telecoms / Mobile Phones / Apple iPhone"),
+        product_row("phone2", product_name="Phone case | Gumtree", product_description="Case for iPhone 12.", price="£5.00", location="Croydon, London",
+                    category="Phones, Mobile Phones & Telecoms / Mobile Phone Accessories"),
+        product_row("kettle", product_name="Kettle | Gumtree", product_description="Électrique, runs fine", price="£8.00", location="Leeds, West Yorkshire", category="Appliances"),
+    ]
+    write_catalogue(folder / "source", products, [])
+    engine = make_engine(f"sqlite:///{folder / 'catalogue.db'}")
+    import_catalogue(folder / "source", engine=engine, media_dir=folder / "media")
+    return engine
+
+
+def _ids(engine, query: str, **filters) -> list[str]:  # type: ignore[no-untyped-def]
+    with session_scope(engine) as session:
+        return [hit.product.id for hit in keyword_search(session, query, filters=ProductFilters(**filters)).hits]
+
+
+def test_name_matches_rank_above_description_matches(engine) -> None:  # type: ignore[no-untyped-def]
+    assert _ids(engine, "sofa") == ["sofa1", "sofa2"]
+    assert _ids(engine, "iphone")[0] == "phone1"
+
+
+def test_porter_stemming_and_diacritics(engine) -> None:  # type: ignore[no-untyped-def]
+    assert _ids(engine, "sofas") == ["sofa1", "sofa2"]
+    assert _ids(engine, "electrique run") == ["kettle"]
+
+
+def test_boilerplate_is_not_searchable(engine) -> None:  # type: ignore[no-untyped-def]
+    assert _ids(engine, "Posted Ann") == []
+
+
+def test_all_words_first_then_any_word(engine) -> None:  # type: ignore[no-untyped-def]
+    assert _ids(engine, "grey sofa") == ["sofa1"]
+    with session_scope(engine) as session:
+        result = keyword_search(session, "sofa zebra")
+    assert result.matched_any_term and [hit.product.id for hit in result.hits] == ["sofa1", "sofa2"]
+
+
+def test_filters(engine) -> None:  # type: ignore[no-untyped-def]
+    assert _ids(engine, "iphone", category="Phones, Mobile Phones & Telecoms / Mobile Phone Accessories") == ["phone2"]
+    assert _ids(engine, "iphone", category="Phones, Mobile Phones") == []  # a path prefix, not a substring
+    assert _ids(engine, "sofa", max_price=Decimal("100")) == ["sofa2"]
+    assert _ids(engine, "sofa", min_price=100) == ["sofa1"]
+    assert _ids(engine, "sofa", location="yorkshire") == ["sofa1", "sofa2"]
+    assert _ids(engine, "sofa", location="NORTH york") == ["sofa2"]
+    assert _ids(engine, "iphone", location="%") == []  # LIKE wildcards are escaped
+
+
+@pytest.mark.parametrize("query", HOSTILE)
+def test_hostile_strings_never_break_the_query(engine, query: str) -> None:  # type: ignore[no-untyped-def]
+    with session_scope(engine) as session:
+        result = keyword_search(session, query)
+        assert isinstance(result.hits, list)
+        assert session.execute(text("SELECT count(*) FROM products")).scalar() == 5
+
+
+def _fts_table_holding(text_value: str):  # type: ignore[no-untyped-def]
+    connection = sqlite3.connect(":memory:")
+    connection.execute("CREATE VIRTUAL TABLE t USING fts5(body, tokenize='porter unicode61 remove_diacritics 2')")
+    connection.execute("INSERT INTO t VALUES (?)", (text_value,))
+    return connection
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=200))
+def test_any_string_is_a_valid_fts_query(query: str) -> None:
+    expression = fts_match_expression(query)
+    if expression is None:
+        assert query_terms(query) == []
+        return
+    connection = _fts_table_holding(query)
+    for candidate in (expression, fts_match_expression(query, any_term=True)):
+        connection.execute("SELECT count(*) FROM t WHERE t MATCH ?", (candidate,)).fetchone()  # no syntax error
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet=st.characters(codec="latin-1"), max_size=200))
+def test_a_text_is_found_by_its_own_words(query: str) -> None:
+    # SQLite's Unicode tables are older than Python's, so the exact-match property is checked on Latin-1.
+    expression = fts_match_expression(query)
+    if expression is None:
+        return
+    connection = _fts_table_holding(query)
+    assert connection.execute("SELECT count(*) FROM t WHERE t MATCH ?", (expression,)).fetchone()[0] == 1
+
+
+def test_query_terms() -> None:
+    assert query_terms('iPhone "12" AND pro-max iphone_x') == ["iphone", "12", "and", "pro", "max", "x"]
+    assert len(query_terms(" ".join(f"w{i}" for i in range(100)))) == 32
+
+
+def test_browse_paginates_and_filters(engine) -> None:  # type: ignore[no-untyped-def]
+    with session_scope(engine) as session:
+        first = browse_products(session, page=1, page_size=2)
+        last = browse_products(session, page=99, page_size=2)
+        assert (first.total, first.pages, len(first.products)) == (5, 3, 2)
+        assert (last.page, len(last.products)) == (3, 1)  # clamped to the last page
+        assert browse_products(session, filters=ProductFilters(category="Appliances")).total == 1
+        assert category_paths(session) == ["Appliances", "Home & Garden", "Phones, Mobile Phones & Telecoms"]
+        assert category_paths(session, parent="Phones, Mobile Phones & Telecoms") == [
+            "Phones, Mobile Phones & Telecoms / Mobile Phone Accessories",
+            "Phones, Mobile Phones & Telecoms / Mobile Phones",
+        ]
+        detail = get_product(session, "sofa2")
+        assert detail is not None and detail.description == "Matches a sofa."
+        assert get_product(session, "nope") is None

@@ -1,0 +1,1 @@
+"""Tests of services/: review workflow, search in every mode, listings, active models."""
