@@ -10,7 +10,7 @@ import streamlit as st
 from sqlalchemy import Engine
 
 from core.settings import get_settings
-from db import queries, runs
+from db import queries
 from db.session import make_engine, session_scope
 
 if TYPE_CHECKING:  # pandas takes half a second to import: only the functions that build frames load it
@@ -124,16 +124,23 @@ def products_by_ids(database_url: str, product_ids: tuple[str, ...]) -> list[que
         return queries.products_by_ids(session, list(product_ids))
 
 
-# Training runs change while a page watches them: read fresh on every run of the page.
+# Training runs change while a page watches them: read fresh on every run of the page. (db.runs
+# builds pandas frames: imported where used, so that pages without runs never load pandas.)
 
 
 def runs_frame() -> pd.DataFrame:
+    from db import runs
+
     return runs.runs_frame(engine())
 
 
 def epochs_frame(run_ids: list[int]) -> pd.DataFrame:
+    from db import runs
+
     return runs.epochs_frame(engine(), run_ids)
 
 
 def run_prediction_set(run_id: int) -> PredictionSet:
+    from db import runs
+
     return runs.run_prediction_set(engine(), run_id)
