@@ -7,9 +7,8 @@ selections for scatter traces (heatmaps return none), and each marker carries it
 
 from __future__ import annotations
 
-from typing import Any
-
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
