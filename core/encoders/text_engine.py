@@ -25,7 +25,6 @@ import torch
 from torch import nn
 
 from core.encoders.text_encoder import DEFAULT_MAX_TOKENS, EMBEDDING_DIM, TEXT_ENCODER_ID, TextEncoder, load_tokenizer
-from core.models.manifest import file_sha256
 from core.runtime.onnx_runtime import Engine, export_graph, export_in_child, graph_path, open_session, requested_engine
 
 ENGINE_VARIABLE = "MARKETPLACE_TEXT_ENGINE"
@@ -44,8 +43,9 @@ def sentence_graph_path() -> Path:
     return graph_path(f"{TEXT_ENCODER_ID}-sentences")
 
 
-def text_model_graph_path(model_file: Path) -> Path:
-    return graph_path(f"{TEXT_ENCODER_ID}-text-model-{file_sha256(model_file)[:16]}")
+def text_model_graph_path(checksum: str) -> Path:
+    """The graph of the text model whose file has this SHA-256."""
+    return graph_path(f"{TEXT_ENCODER_ID}-text-model-{checksum[:16]}")
 
 
 def word_table_path() -> Path:
@@ -129,14 +129,15 @@ def _onnx_sentence_encoder() -> SentenceEncoder:
 
 
 @functools.lru_cache(maxsize=2)
-def onnx_text_model(model_file: Path, *, max_tokens: int, n_classes: int, feature_dim: int) -> TextModelPass | None:
+def onnx_text_model(model_file: Path, *, checksum: str, max_tokens: int, n_classes: int, feature_dim: int) -> TextModelPass | None:
     """The text model of `model_file` (with the encoder layers below it) on ONNX Runtime, or None
-    where the torch one must run (the override, or an engine that did not load: remembered)."""
+    where the torch one must run (the override, or an engine that did not load: remembered). Keyed by
+    the file's `checksum` too: a model activated under the same path is a new model."""
     requested = requested_text_engine()
     if requested == Engine.TORCH:
         return None
     try:
-        return _onnx_text_model(model_file, max_tokens=max_tokens, n_classes=n_classes, feature_dim=feature_dim)
+        return _onnx_text_model(model_file, checksum=checksum, max_tokens=max_tokens, n_classes=n_classes, feature_dim=feature_dim)
     except Exception as error:  # noqa: BLE001 - any export or runtime failure falls back to torch
         if requested == Engine.ONNX:
             raise RuntimeError(f"{ENGINE_VARIABLE}=onnx, but the ONNX engine did not load: {error}") from error
@@ -144,8 +145,8 @@ def onnx_text_model(model_file: Path, *, max_tokens: int, n_classes: int, featur
         return None
 
 
-def _onnx_text_model(model_file: Path, *, max_tokens: int, n_classes: int, feature_dim: int) -> TextModelPass:
-    path = text_model_graph_path(model_file)
+def _onnx_text_model(model_file: Path, *, checksum: str, max_tokens: int, n_classes: int, feature_dim: int) -> TextModelPass:
+    path = text_model_graph_path(checksum)
     if not path.is_file():
         export_in_child("text-model", str(model_file), str(path))
     session = open_session(path)

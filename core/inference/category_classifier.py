@@ -21,7 +21,7 @@ from core.encoders.text_engine import onnx_text_model
 from core.enums import ModelKind
 from core.models.checkpoints import LoadedModel, ModelFileError, load_checkpoint
 from core.models.keyword_branch import KeywordScorer
-from core.models.manifest import verify_model_file
+from core.models.manifest import file_sha256, verify_model_file
 from core.runtime.compute import autocast
 
 TOP_K = 5
@@ -62,6 +62,8 @@ class CategoryClassifier:
             verify_model_file(path)
             # The torch text model (and the BERT classes it is built from) loads only where the ONNX one cannot run.
             self.models[kind] = load_checkpoint(path, lazy=kind == "text")
+        self.text_file = (models_dir / "text.pt").resolve()
+        self.text_checksum = file_sha256(self.text_file)  # what the text model's ONNX graph is keyed by
         labels = {tuple(model.labels) for model in self.models.values()}
         if len(labels) != 1:
             raise ModelFileError(f"{models_dir}: the models disagree on their categories; retrain them together")
@@ -98,7 +100,7 @@ class CategoryClassifier:
     def text_outputs_of(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """`text_outputs` from texts: on ONNX Runtime where it loads (core.encoders.text_engine), else on torch."""
         text_model = self.models["text"]
-        onnx_pass = onnx_text_model((self.models_dir / "text.pt").resolve(), max_tokens=self.max_tokens,
+        onnx_pass = onnx_text_model(self.text_file, checksum=self.text_checksum, max_tokens=self.max_tokens,
                                     n_classes=len(self.labels), feature_dim=int(text_model.config["channels"]))
         if onnx_pass is None:
             return self.text_outputs(self.text_states(texts))
