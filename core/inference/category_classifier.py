@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -22,6 +23,7 @@ from core.enums import ModelKind
 from core.models.checkpoints import LoadedModel, ModelFileError, load_checkpoint
 from core.models.keyword_branch import KeywordScorer
 from core.models.manifest import file_sha256, verify_model_file
+from core.models.networks import TextCNN
 from core.runtime.compute import autocast
 
 TOP_K = 5
@@ -75,7 +77,9 @@ class CategoryClassifier:
         self.text_layer = self.models["text"].text_layer
         self.max_tokens = int(self.models["text"].config.get("max_tokens", 128))
         scorer_state = self.models["combined"].info.get("keyword_scorer")
-        self.keyword_scorer = KeywordScorer.from_state(scorer_state) if self.models["combined"].config.get("keyword_dim") else None
+        self.keyword_scorer: KeywordScorer | None = None
+        if scorer_state is not None and self.models["combined"].config.get("keyword_dim"):
+            self.keyword_scorer = KeywordScorer.from_state(scorer_state)
 
     # ----- encoders
 
@@ -89,7 +93,8 @@ class CategoryClassifier:
             return features, features
         maps = image_maps(self.backbone, list(images), tail_blocks=self.tail_blocks, progress=progress, problems=problems)
         with torch.inference_mode(), autocast():
-            pooled = load_backbone(self.backbone.id).upper(torch.from_numpy(maps), tail_blocks=self.tail_blocks).float().numpy()
+            backbone: Any = load_backbone(self.backbone.id)  # an EfficientNet-Lite extractor: it has `upper`
+            pooled = backbone.upper(torch.from_numpy(maps), tail_blocks=self.tail_blocks).float().numpy()
         return maps, pooled
 
     def text_states(self, texts: Sequence[str]) -> torch.Tensor:
@@ -126,7 +131,7 @@ class CategoryClassifier:
         cross-fitted text logits)."""
         from core.encoders.features import token_mask
 
-        model = self.models["text"].model
+        model: TextCNN = self.models["text"].model  # type: ignore[assignment]
         model.eval()
         mask = token_mask(states)
         longest = max(1, int(mask.sum(dim=1).max()))  # padding beyond the longest text changes nothing

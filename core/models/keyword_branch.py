@@ -80,7 +80,7 @@ def cross_fitted_scores(texts: Sequence[str], labels: Sequence[int], *, folds: i
     return scores
 
 
-def stacked_scores(texts: Sequence[str], labels: Sequence[int], fit_rows: np.ndarray, *, n_classes: int,
+def stacked_scores(texts: Sequence[str], labels: Sequence[int] | np.ndarray, fit_rows: np.ndarray, *, n_classes: int,
                    seed: int = 42) -> tuple[KeywordScorer, np.ndarray]:
     """(N, n_classes) keyword scores for stacking: the rows in `fit_rows` cross-fitted (from scorers
     that never saw them), every other row from the scorer fitted on all of `fit_rows`, which is returned."""

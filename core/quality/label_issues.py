@@ -67,7 +67,7 @@ def _train_fold(features: ProductFeatures, keywords: np.ndarray, labels: np.ndar
     return model.eval()
 
 
-def out_of_sample_probabilities(features: ProductFeatures, labels: Sequence[int], *, n_classes: int | None = None, folds: int = 5,
+def out_of_sample_probabilities(features: ProductFeatures, labels: Sequence[int] | np.ndarray, *, n_classes: int | None = None, folds: int = 5,
                                 epochs: int = 12, seed: int = 42, progress: Progress | None = None) -> np.ndarray:
     """(N, n_classes) probabilities, each row from the fold model that did not train on it."""
     y = np.asarray(labels, dtype=int)
@@ -90,7 +90,7 @@ def out_of_sample_probabilities(features: ProductFeatures, labels: Sequence[int]
     return probabilities
 
 
-def rank_label_issues(labels: Sequence[int], probabilities: np.ndarray) -> list[LabelIssue]:
+def rank_label_issues(labels: Sequence[int] | np.ndarray, probabilities: np.ndarray) -> list[LabelIssue]:
     """Every item with its cleanlab label-quality score and issue flag, worst first."""
     y = np.asarray(labels, dtype=int)
     probabilities = np.asarray(probabilities, dtype=float)

@@ -133,7 +133,9 @@ def test_ship_stores_the_held_out_predictions_the_app_would_compute(trained: dic
     assert isinstance(home, Path)
     use_home(monkeypatch, home, media_dir=home / "media")
     monkeypatch.setenv("MARKETPLACE_MODELS", str(tmp_path / "models"))
-    assert main(["ship", "--quiet"]) == 0
+    # The fixture's own runs: other tests of the session train more runs in the same home.
+    runs = {kind: str(trained[kind].run_id) for kind in ("image", "text", "combined")}  # type: ignore[attr-defined]
+    assert main(["ship", "--quiet", "--image", runs["image"], "--text", runs["text"], "--combined", runs["combined"]]) == 0
     with session_scope(trained["engine"]) as session:  # type: ignore[arg-type]
         catalogue = training_catalogue(session, media_dir=home / "media")
     stored = stored_held_out_predictions(tmp_path / "models", catalogue_fingerprint=catalogue.fingerprint())
