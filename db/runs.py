@@ -60,7 +60,7 @@ def finish_run(engine: Engine, run_id: int, *, status: str, test_metrics: dict |
 
 @dataclass(frozen=True)
 class DatabaseRunRecorder:
-    """core.training.trainer.RunRecorder over this module: each step committed at once, so a page
+    """core.training.records.RunRecorder over this module: each step committed at once, so a page
     watching the run sees every epoch as it ends."""
 
     engine: Engine
