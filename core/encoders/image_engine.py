@@ -12,7 +12,6 @@ training and for the fine-tuned tail, which need gradients or split networks.
 from __future__ import annotations
 
 import functools
-import logging
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,10 +20,9 @@ import torch
 
 from core.encoders.backbones import get_backbone
 from core.runtime.compute import autocast, configure_threads
-from core.runtime.onnx_runtime import Engine, export_graph, export_in_child, graph_path, open_session, requested_engine
+from core.runtime.onnx_runtime import Engine, export_graph, export_in_child, graph_path, onnx_unless_torch, open_session, requested_engine
 
 ENGINE_VARIABLE = "MARKETPLACE_IMAGE_ENGINE"
-log = logging.getLogger(__name__)
 
 FeatureExtractor = Callable[[np.ndarray], np.ndarray]  # (B, 3, H, W) normalised float32 pixels -> (B, dim) float32
 
@@ -43,14 +41,9 @@ def requested_image_engine() -> str:
 @functools.lru_cache(maxsize=4)
 def feature_extractor(backbone_id: str) -> tuple[Engine, FeatureExtractor]:
     """The engine chosen for this backbone and its forward pass, loaded once per process."""
-    requested = requested_image_engine()
-    if requested != Engine.TORCH:
-        try:
-            return Engine.ONNX, _onnx_extractor(backbone_id)
-        except Exception as error:  # noqa: BLE001 - any export or runtime failure falls back to torch
-            if requested == Engine.ONNX:
-                raise RuntimeError(f"{ENGINE_VARIABLE}=onnx, but the ONNX engine did not load: {error}") from error
-            log.warning("image features run on torch: the ONNX engine did not load (%s)", error)
+    onnx_forward = onnx_unless_torch(ENGINE_VARIABLE, lambda: _onnx_extractor(backbone_id), on_torch="image features run")
+    if onnx_forward is not None:
+        return Engine.ONNX, onnx_forward
     model = load_backbone(backbone_id)
 
     def forward(pixels: np.ndarray) -> np.ndarray:

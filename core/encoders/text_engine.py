@@ -15,7 +15,6 @@ evaluation states stay on torch. `MARKETPLACE_TEXT_ENGINE=auto|onnx|torch` overr
 from __future__ import annotations
 
 import functools
-import logging
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -25,11 +24,10 @@ import torch
 from torch import nn
 
 from core.encoders.text_encoder import DEFAULT_MAX_TOKENS, EMBEDDING_DIM, TEXT_ENCODER_ID, TextEncoder, load_tokenizer
-from core.runtime.onnx_runtime import Engine, export_graph, export_in_child, graph_path, open_session, requested_engine
+from core.runtime.onnx_runtime import Engine, export_graph, export_in_child, graph_path, onnx_unless_torch, open_session, requested_engine
 
 ENGINE_VARIABLE = "MARKETPLACE_TEXT_ENGINE"
 BATCH_SIZE = 32
-log = logging.getLogger(__name__)
 
 SentenceEncoder = Callable[[Sequence[str]], np.ndarray]  # texts -> (N, 384) L2-normalised float32
 TextModelPass = Callable[[Sequence[str]], tuple[np.ndarray, np.ndarray]]  # texts -> (logits, pooled features)
@@ -91,14 +89,9 @@ def pooled_sentences(hidden: np.ndarray, attention_mask: np.ndarray) -> np.ndarr
 @functools.cache
 def sentence_encoder() -> tuple[Engine, SentenceEncoder]:
     """The engine chosen for sentence embeddings and its encoder, loaded once per process."""
-    requested = requested_text_engine()
-    if requested != Engine.TORCH:
-        try:
-            return Engine.ONNX, _onnx_sentence_encoder()
-        except Exception as error:  # noqa: BLE001 - any export or runtime failure falls back to torch
-            if requested == Engine.ONNX:
-                raise RuntimeError(f"{ENGINE_VARIABLE}=onnx, but the ONNX engine did not load: {error}") from error
-            log.warning("sentence embeddings run on torch: the ONNX engine did not load (%s)", error)
+    onnx_encode = onnx_unless_torch(ENGINE_VARIABLE, _onnx_sentence_encoder, on_torch="sentence embeddings run")
+    if onnx_encode is not None:
+        return Engine.ONNX, onnx_encode
 
     def encode(texts: Sequence[str]) -> np.ndarray:
         from core.encoders.features import load_text_encoder
@@ -133,16 +126,9 @@ def onnx_text_model(model_file: Path, *, checksum: str, max_tokens: int, n_class
     """The text model of `model_file` (with the encoder layers below it) on ONNX Runtime, or None
     where the torch one must run (the override, or an engine that did not load: remembered). Keyed by
     the file's `checksum` too: a model activated under the same path is a new model."""
-    requested = requested_text_engine()
-    if requested == Engine.TORCH:
-        return None
-    try:
-        return _onnx_text_model(model_file, checksum=checksum, max_tokens=max_tokens, n_classes=n_classes, feature_dim=feature_dim)
-    except Exception as error:  # noqa: BLE001 - any export or runtime failure falls back to torch
-        if requested == Engine.ONNX:
-            raise RuntimeError(f"{ENGINE_VARIABLE}=onnx, but the ONNX engine did not load: {error}") from error
-        log.warning("the text model runs on torch: the ONNX engine did not load (%s)", error)
-        return None
+    return onnx_unless_torch(ENGINE_VARIABLE, lambda: _onnx_text_model(model_file, checksum=checksum, max_tokens=max_tokens,
+                                                                        n_classes=n_classes, feature_dim=feature_dim),
+                             on_torch="the text model runs")
 
 
 def _onnx_text_model(model_file: Path, *, checksum: str, max_tokens: int, n_classes: int, feature_dim: int) -> TextModelPass:

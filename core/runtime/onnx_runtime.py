@@ -9,13 +9,15 @@ resident), never load into a long-lived process such as the app server.
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import subprocess
 import sys
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from enum import StrEnum
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 
@@ -24,6 +26,8 @@ from core.runtime.compute import available_cores, machine_cache_dir
 ONNX_OPSET = 17
 EXPORT_TIMEOUT_SECONDS = 900
 REPOSITORY_ROOT = Path(__file__).resolve().parents[2]
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class Engine(StrEnum):
@@ -37,6 +41,21 @@ def requested_engine(variable: str) -> str:
     if value not in ("auto", Engine.ONNX, Engine.TORCH):
         raise ValueError(f"{variable} must be auto, onnx or torch, not {value!r}")
     return value
+
+
+def onnx_unless_torch(variable: str, load: Callable[[], T], *, on_torch: str) -> T | None:
+    """`load()` (an ONNX Runtime pass) unless `variable` asks for torch; where it fails, None (the
+    caller's torch pass takes over, with a warning naming `on_torch`) under `auto`, an error under `onnx`."""
+    requested = requested_engine(variable)
+    if requested == Engine.TORCH:
+        return None
+    try:
+        return load()
+    except Exception as error:  # noqa: BLE001 - any export or runtime failure falls back to torch
+        if requested == Engine.ONNX:
+            raise RuntimeError(f"{variable}=onnx, but the ONNX engine did not load: {error}") from error
+        log.warning("%s on torch: the ONNX engine did not load (%s)", on_torch, error)
+        return None
 
 
 def graph_path(name: str) -> Path:
