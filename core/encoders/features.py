@@ -22,7 +22,7 @@ from core.data.images import ImageError, open_image
 from core.encoders.backbones import ImageBackbone
 from core.encoders.embedding_store import EmbeddingStore, text_hash
 from core.encoders.image_engine import feature_extractor, load_backbone
-from core.encoders.text_encoder import TextEncoder
+from core.encoders.text_encoder import TextEncoder, batches_by_length
 from core.runtime.compute import autocast, decode_workers
 from core.runtime.progress import Progress
 
@@ -133,14 +133,14 @@ def text_states(
     """(N, max_tokens, 384) float16 token states after `layer` encoder layers, zero-padded."""
     encoder = load_text_encoder(max_tokens)
     states = np.zeros((len(texts), max_tokens, encoder.dim), np.float16)
-    order = np.argsort([len(text) for text in texts])  # similar lengths together: less padding
-    for start in range(0, len(order), batch_size):
-        rows = order[start : start + batch_size]
+    done = 0
+    for rows in batches_by_length(texts, batch_size):
         batch = encoder.encode([texts[row] for row in rows], layer=layer)
         masked = batch.embeddings * batch.attention_mask.unsqueeze(-1)
         states[rows, : masked.shape[1]] = masked.numpy().astype(np.float16)
+        done += len(rows)
         if progress:
-            progress(min(start + batch_size, len(texts)), len(texts))
+            progress(done, len(texts))
     return states
 
 

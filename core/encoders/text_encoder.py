@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -40,6 +41,20 @@ def load_tokenizer():  # type: ignore[no-untyped-def]  # a transformers BertToke
         return BertTokenizer.from_pretrained(model_path())
 
 
+def tokenize(texts: Sequence[str], *, max_tokens: int, return_tensors: str):  # type: ignore[no-untyped-def]
+    """Token ids and attention masks, padded to the batch's longest text (`return_tensors`: "pt" or "np")."""
+    return load_tokenizer()([text or "" for text in texts], padding=True, truncation=True, max_length=max_tokens,
+                            return_tensors=return_tensors)
+
+
+def batches_by_length(texts: Sequence[str], batch_size: int) -> Iterator[list[int]]:
+    """Row indices of `texts`, in batches of similar length: less padding (2.3x faster on catalogue
+    texts); callers put each batch's results back at its rows."""
+    order = sorted(range(len(texts)), key=lambda index: len(texts[index]))
+    for start in range(0, len(order), batch_size):
+        yield order[start : start + batch_size]
+
+
 @dataclass
 class TokenBatch:
     embeddings: torch.Tensor  # (B, L, 384), last hidden state
@@ -65,7 +80,6 @@ class TextEncoder:
 
     def __init__(self, *, max_tokens: int = DEFAULT_MAX_TOKENS) -> None:
         configure_threads()
-        self.tokenizer = load_tokenizer()
         with TRANSFORMERS_LOCK:
             from transformers import BertModel
 
@@ -73,9 +87,7 @@ class TextEncoder:
         self.max_tokens = max_tokens
 
     def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
-        return self.tokenizer(
-            [text or "" for text in texts], padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt"
-        )
+        return tokenize(texts, max_tokens=self.max_tokens, return_tensors="pt")
 
     @property
     def n_layers(self) -> int:
@@ -107,13 +119,10 @@ class TextEncoder:
         return hidden
 
     def encode_sentences(self, texts: list[str], *, batch_size: int = 32) -> torch.Tensor:
-        """(N, 384) L2-normalised sentence embeddings, in the order of `texts`. Batches hold texts of
-        similar length (2.3x faster on catalogue texts: less padding), the result is put back in order."""
+        """(N, 384) L2-normalised sentence embeddings, in the order of `texts`."""
         if not texts:
             return torch.empty(0, self.dim)
-        order = sorted(range(len(texts)), key=lambda index: len(texts[index]))
         embeddings = torch.empty(len(texts), self.dim)
-        for start in range(0, len(order), batch_size):
-            rows = order[start : start + batch_size]
+        for rows in batches_by_length(texts, batch_size):
             embeddings[rows] = self.encode([texts[row] for row in rows]).sentence_embeddings()
         return embeddings

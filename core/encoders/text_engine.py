@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from core.encoders.text_encoder import DEFAULT_MAX_TOKENS, EMBEDDING_DIM, TEXT_ENCODER_ID, TextEncoder, load_tokenizer
+from core.encoders.text_encoder import DEFAULT_MAX_TOKENS, EMBEDDING_DIM, TEXT_ENCODER_ID, TextEncoder, batches_by_length, tokenize
 from core.runtime.onnx_runtime import Engine, export_graph, export_in_child, graph_path, onnx_unless_torch, open_session, requested_engine
 
 ENGINE_VARIABLE = "MARKETPLACE_TEXT_ENGINE"
@@ -59,7 +59,7 @@ def word_table() -> np.ndarray:
 
 
 def _tokens(texts: Sequence[str], max_tokens: int) -> dict[str, np.ndarray]:
-    encoded = load_tokenizer()([text or "" for text in texts], padding=True, truncation=True, max_length=max_tokens, return_tensors="np")
+    encoded = tokenize(texts, max_tokens=max_tokens, return_tensors="np")
     return {"input_ids": encoded["input_ids"].astype(np.int64), "attention_mask": encoded["attention_mask"].astype(np.int64)}
 
 
@@ -70,10 +70,8 @@ def graph_inputs(texts: Sequence[str], max_tokens: int) -> dict[str, np.ndarray]
 
 def _in_length_order(texts: Sequence[str], run: Callable[[list[str]], list[np.ndarray]], widths: Sequence[int]) -> list[np.ndarray]:
     """`run` over batches of texts of similar length (less padding), results put back in order."""
-    order = sorted(range(len(texts)), key=lambda index: len(texts[index]))
     outputs = [np.empty((len(texts), width), np.float32) for width in widths]
-    for start in range(0, len(order), BATCH_SIZE):
-        rows = order[start : start + BATCH_SIZE]
+    for rows in batches_by_length(texts, BATCH_SIZE):
         for output, part in zip(outputs, run([texts[row] for row in rows])):
             output[rows] = part
     return outputs
