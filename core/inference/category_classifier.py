@@ -57,15 +57,16 @@ class CategoryClassifier:
     def __init__(self, models_dir: Path) -> None:
         self.models_dir = models_dir
         self.models: dict[str, LoadedModel] = {}
+        checksums: dict[str, str | None] = {}
         for kind in ModelKind:
             path = models_dir / f"{kind}.pt"
             if not path.is_file():
                 raise ModelFileError(f"{path}: model file not found (train and ship models with: python -m core train --model all --ship)")
-            verify_model_file(path)
+            checksums[kind] = verify_model_file(path)
             # The torch text model (and the BERT classes it is built from) loads only where the ONNX one cannot run.
             self.models[kind] = load_checkpoint(path, lazy=kind == "text")
         self.text_file = (models_dir / "text.pt").resolve()
-        self.text_checksum = file_sha256(self.text_file)  # what the text model's ONNX graph is keyed by
+        self.text_checksum = checksums["text"] or file_sha256(self.text_file)  # what the text model's ONNX graph is keyed by
         labels = {tuple(model.labels) for model in self.models.values()}
         if len(labels) != 1:
             raise ModelFileError(f"{models_dir}: the models disagree on their categories; retrain them together")

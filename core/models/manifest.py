@@ -39,12 +39,17 @@ def file_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def verify_model_file(path: Path) -> None:
+def verify_model_file(path: Path) -> str | None:
     """Refuse a model file whose bytes differ from the checksum its folder's manifest recorded at
-    shipping (a damaged copy or a half-written file that torch might still load)."""
+    shipping (a damaged copy or a half-written file that torch might still load). Returns the file's
+    SHA-256 where it was checked, None where no manifest lists the file."""
     if not (path.parent / MANIFEST).is_file():
-        return
+        return None
     entries = read_manifest(path.parent).get("models", {})
     expected = next((entry.get("sha256") for entry in entries.values() if entry.get("file") == path.name), None)
-    if expected and file_sha256(path) != expected:
+    if not expected:
+        return None
+    actual = file_sha256(path)
+    if actual != expected:
         raise ModelFileError(f"{path}: damaged or changed since it was shipped (checksum differs from {MANIFEST}); ship or activate the models again")
+    return actual
