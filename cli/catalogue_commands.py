@@ -44,6 +44,7 @@ def run_import(args: argparse.Namespace) -> int:
         print(embed_for_search(open_engine(args.db), settings=settings, progress=None if args.quiet else tqdm_progress()))
     return 0
 
+
 def run_info(args: argparse.Namespace) -> int:
     from core.runtime.machine_info import gather
 
@@ -79,6 +80,7 @@ def run_info(args: argparse.Namespace) -> int:
         else:
             print(f"{section}: {value}")
     return 0
+
 
 def run_search(args: argparse.Namespace) -> int:
     from db.queries import ProductFilters

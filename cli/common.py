@@ -21,10 +21,12 @@ MAX_LIMIT = 1_000
 class CommandError(Exception):
     """An expected failure: printed as one line, exit status 1."""
 
+
 def open_engine(database_url: str | None):  # type: ignore[no-untyped-def]
     from db.session import make_engine
 
     return make_engine(database_url or get_settings().database_url)
+
 
 def tqdm_progress():  # type: ignore[no-untyped-def]
     from tqdm import tqdm
@@ -41,6 +43,7 @@ def tqdm_progress():  # type: ignore[no-untyped-def]
 
     return update
 
+
 def catalogue_to_train_on(engine):  # type: ignore[no-untyped-def]
     from services.catalogue import models_catalogue
 
@@ -48,6 +51,7 @@ def catalogue_to_train_on(engine):  # type: ignore[no-untyped-def]
     if not catalogue.products:
         raise CommandError("the catalogue is empty: import one first (python -m core import DIR)")
     return catalogue
+
 
 def run_checkpoint(engine, kind: str, run_id: int) -> Path:  # type: ignore[no-untyped-def]
     from db.session import session_scope
@@ -59,6 +63,7 @@ def run_checkpoint(engine, kind: str, run_id: int) -> Path:  # type: ignore[no-u
             raise CommandError(f"run {run_id} is not a finished {kind} run")
         return Path(run.checkpoint_path)
 
+
 def latest_checkpoint(engine, kind: str) -> Path:  # type: ignore[no-untyped-def]
     from db.runs import latest_run
 
@@ -66,6 +71,7 @@ def latest_checkpoint(engine, kind: str) -> Path:  # type: ignore[no-untyped-def
     if run is None or not run.checkpoint_path:
         raise CommandError(f"no finished {kind} run to build on: train it first (python -m core train --model {kind})")
     return Path(run.checkpoint_path)
+
 
 def stop_on_sigterm() -> None:
     """`kill` stops a training run like Ctrl-C does: marked stopped, best checkpoint kept."""
@@ -75,6 +81,7 @@ def stop_on_sigterm() -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, interrupt)
+
 
 class EpochBars:
     """A tqdm bar per model over its epochs, showing the latest losses and accuracies."""
@@ -102,6 +109,7 @@ class EpochBars:
             self.bar.close()
             self.bar = None
 
+
 def read_photo(path: str):  # type: ignore[no-untyped-def]
     """A photo named on the command line, with the app's upload limits (a regular file of at most 10 MB)."""
     from core.data.images import ImageError, open_image
@@ -112,6 +120,7 @@ def read_photo(path: str):  # type: ignore[no-untyped-def]
     except ImageError as error:
         raise CommandError(str(error)) from error
 
+
 def price_argument(text: str) -> Decimal:
     from core.data.cleaning import parse_price
 
@@ -119,6 +128,7 @@ def price_argument(text: str) -> Decimal:
         return parse_price(text)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from error
+
 
 def bounded(kind: type[int] | type[float], low: float, high: float):  # type: ignore[no-untyped-def]
     """An argparse type: a number of `kind` from `low` to `high` (a 20-digit number or NaN is refused
@@ -137,8 +147,10 @@ def bounded(kind: type[int] | type[float], low: float, high: float):  # type: ig
 
     return parse
 
+
 def bounded_int(low: int, high: int):  # type: ignore[no-untyped-def]
     return bounded(int, low, high)
+
 
 def bounded_float(low: float, high: float):  # type: ignore[no-untyped-def]
     return bounded(float, low, high)

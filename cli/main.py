@@ -37,6 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {printable(_one_line(error))}", file=sys.stderr)
         return 1
 
+
 def _one_line(error: Exception) -> str:
     """A database error without the SQL and row values SQLAlchemy appends; anything else with its type."""
     from sqlalchemy.exc import DBAPIError

@@ -74,6 +74,7 @@ def run_train(args: argparse.Namespace) -> int:
         print(f"shipped to {settings.shipped_models_dir}: {', '.join(manifest['models'])}")
     return 0
 
+
 def _load_classifier(models_dir: str | None):  # type: ignore[no-untyped-def]
     from core.inference.category_classifier import CategoryClassifier
     from core.models.checkpoints import ModelFileError
@@ -82,6 +83,7 @@ def _load_classifier(models_dir: str | None):  # type: ignore[no-untyped-def]
         return CategoryClassifier(Path(models_dir) if models_dir else get_settings().models_dir)
     except ModelFileError as error:
         raise CommandError(str(error)) from error
+
 
 def run_classify(args: argparse.Namespace) -> int:
     from core.data.uploads import MAX_PHOTOS
@@ -101,6 +103,7 @@ def run_classify(args: argparse.Namespace) -> int:
         raise CommandError(str(error)) from error
     print(json.dumps(prediction.as_json(), ensure_ascii=False))
     return 0
+
 
 def run_evaluate(args: argparse.Namespace) -> int:
     from core.data.catalogue_folder import CatalogueFormatError, read_catalogue_folder
@@ -123,6 +126,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
             print(f"{kind:>8}: accuracy {metrics['accuracy']:.3f}, top-3 {metrics['top3_accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f} (n={metrics['n']})")
     print(f"written to {args.out}")
     return 0
+
 
 def run_baselines_command(args: argparse.Namespace) -> int:
     from core.data.splits import split_products
@@ -150,6 +154,7 @@ def run_baselines_command(args: argparse.Namespace) -> int:
     print(text)
     return 0
 
+
 def run_ship(args: argparse.Namespace) -> int:
     from core.models.checkpoints import ModelFileError
     from core.models.release import ship_models
@@ -174,6 +179,7 @@ def run_ship(args: argparse.Namespace) -> int:
         accuracy = (entry.get("test_metrics") or {}).get("accuracy")
         print(f"{kind}: run {entry['run_id']}, test accuracy {'n/a' if accuracy is None else f'{accuracy:.3f}'}, {entry['bytes'] / 1e6:.1f} MB")
     return 0
+
 
 def _store_held_out(models_dir: Path, catalogue, *, quiet: bool) -> None:  # type: ignore[no-untyped-def]
     """The shipped set's predictions on its held-out products, stored beside it: Evaluation and the

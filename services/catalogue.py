@@ -17,7 +17,6 @@ from db.session import session_scope
 __all__ = ["CatalogueFormatError", "CatalogueWriteError", "ImportReport", "embed_for_search", "import_folder", "models_catalogue"]
 
 
-
 def import_folder(folder: Path, *, engine: Engine, settings: Settings, image_size: int | None = None,
                   progress: StageProgress | None = None) -> ImportReport:
     """Import or refresh the catalogue from `folder` into the database, its photos cleaned into the

@@ -19,6 +19,7 @@ from db.tables import Category, Product, ReviewItem
 if TYPE_CHECKING:  # pandas takes half a second to import: only the functions that build frames load it
     import pandas as pd
 
+
 class ReviewError(ValueError):
     """The action cannot be done as asked; the message says why."""
 
@@ -26,6 +27,7 @@ class ReviewError(ValueError):
 PENDING = "pending"
 
 DECISIONS = ("kept", "relabelled", "not_a_product")
+
 
 @dataclass(frozen=True)
 class QueueEntry:
@@ -37,11 +39,13 @@ class QueueEntry:
     is_issue: bool
     source: str
 
+
 @dataclass(frozen=True)
 class QueueFilters:
     current: str | None = None  # top-level category the product has now
     suggested: str | None = None
     max_score: float | None = None
+
 
 def replace_queue(engine: Engine, entries: Sequence[QueueEntry], *, source: str = LabelSource.CROSS_VALIDATION) -> int:
     """Put a freshly computed queue in place of the pending items of `source`; decided items stay
@@ -56,6 +60,7 @@ def replace_queue(engine: Engine, entries: Sequence[QueueEntry], *, source: str 
             session.add(queue_item(entry))
             added += 1
         return added
+
 
 def refresh_queue(engine: Engine, *, cache_dir: Path, media_dir: Path, folds: int = 5, seed: int = 42, progress=None) -> int:  # type: ignore[no-untyped-def]
     """Score every product's label by cross-validation and cleanlab (core.quality.label_issues); queue them
@@ -75,6 +80,7 @@ def refresh_queue(engine: Engine, *, cache_dir: Path, media_dir: Path, folds: in
                                   [(labels[i], float(issue.probabilities[i])) for i in order], issue.is_issue, LabelSource.CROSS_VALIDATION))
     return replace_queue(engine, entries)
 
+
 def add_to_queue(engine: Engine, entries: Sequence[QueueEntry]) -> int:
     """Queue items from elsewhere (uploads, an evaluation cell); items already queued keep their entry."""
     with session_scope(engine) as session:
@@ -83,11 +89,13 @@ def add_to_queue(engine: Engine, entries: Sequence[QueueEntry]) -> int:
         session.add_all(queue_item(entry) for entry in fresh)
         return len(fresh)
 
+
 def queue_item(entry: QueueEntry) -> ReviewItem:
     """The queue row of an entry, pending (the top categories rounded for storage)."""
     return ReviewItem(product_id=entry.product_id, score=entry.score, given_label=entry.given_label, suggested_label=entry.suggested_label,
                       top=[[label, round(float(probability), 5)] for label, probability in entry.top], is_issue=entry.is_issue,
                       source=entry.source, status=PENDING)
+
 
 def pending_items(filters: QueueFilters):  # type: ignore[no-untyped-def]
     statement = (select(ReviewItem).join(Product, Product.id == ReviewItem.product_id).join(Category, Category.id == Product.category_id)
@@ -100,6 +108,7 @@ def pending_items(filters: QueueFilters):  # type: ignore[no-untyped-def]
         statement = statement.where(ReviewItem.score <= filters.max_score)
     return statement
 
+
 def queue_frame(engine: Engine, *, filters: QueueFilters = QueueFilters(), limit: int | None = None) -> pd.DataFrame:
     """Pending items, worst (lowest score) first, with the product's name and current category."""
     import pandas as pd
@@ -111,12 +120,14 @@ def queue_frame(engine: Engine, *, filters: QueueFilters = QueueFilters(), limit
                               "is_issue": item.is_issue, "source": item.source} for item, name, path in rows],
                             columns=["product_id", "name", "current", "suggested", "score", "is_issue", "source"])
 
+
 def progress(engine: Engine) -> dict[str, int]:
     """How many queue items are reviewed (by decision) and how many remain."""
     with session_scope(engine) as session:
         counts = dict(session.execute(select(ReviewItem.status, func.count()).group_by(ReviewItem.status)).all())
     reviewed = sum(counts.get(decision, 0) for decision in DECISIONS)
     return {"reviewed": reviewed, "remaining": counts.get(PENDING, 0), **{decision: counts.get(decision, 0) for decision in DECISIONS}}
+
 
 def queue_counts_per_category(engine: Engine) -> pd.DataFrame:
     """Pending queue items per current top-level category (the dashboard's view)."""

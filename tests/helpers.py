@@ -17,8 +17,10 @@ from db.importer import ImportReport
 
 REQUIRE_DATA_FLAG = "MARKETPLACE_REQUIRE_DATA"
 
+
 def shared_data_dir() -> Path:
     return get_settings().marketplace_data
+
 
 @dataclass
 class ImportedCatalogue:
@@ -26,6 +28,7 @@ class ImportedCatalogue:
     database_url: str
     home: Path
     report: ImportReport
+
 
 def row_counts(engine: Engine) -> tuple[int, int, int]:
     """Products, photos and label-history rows in the catalogue."""
@@ -36,11 +39,13 @@ def row_counts(engine: Engine) -> tuple[int, int, int]:
     with session_scope(engine) as session:
         return tuple(session.scalar(select(func.count()).select_from(table)) or 0 for table in (Product, ImageRow, LabelHistory))  # type: ignore[return-value]
 
+
 def use_home(monkeypatch: pytest.MonkeyPatch, home: Path, *, database_url: str | None = None, media_dir: Path | None = None) -> None:
     """Point the settings (app, CLI, child processes) at a catalogue home: its DB, photos and caches."""
     for name, value in home_environment(home, database_url=database_url, media_dir=media_dir).items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("MARKETPLACE_MODELS", raising=False)
+
 
 def product_row(product_id: str, **overrides: str) -> dict[str, str]:
     row = {
@@ -53,6 +58,7 @@ def product_row(product_id: str, **overrides: str) -> dict[str, str]:
     }
     row.update(overrides)
     return row
+
 
 def write_catalogue(
     folder: Path,
@@ -76,17 +82,21 @@ def write_catalogue(
             photo.save(target, format="PNG" if photo.mode == "RGBA" else "JPEG")
     return folder
 
+
 def image_row(image_id: str, product_id: str) -> dict[str, str]:
     return {"id": image_id, "product_id": product_id, "bucket_link": f"https://example.invalid/{image_id}.jpg", "image_ref": "ref", "create_time": "2022-02-26"}
 
+
 def photo(colour: tuple[int, int, int] = (200, 30, 30), size: tuple[int, int] = (64, 48)) -> Image.Image:
     return Image.new("RGB", size, colour)
+
 
 CLASSES = {
     "Appliances": ("fridge freezer washing machine kettle", (230, 230, 240), "rectangle"),
     "Sports, Leisure & Travel": ("mountain bike football tennis racket", (30, 160, 40), "ellipse"),
     "Baby & Kids Stuff": ("pram pushchair cot toddler toys", (240, 120, 200), "triangle"),
 }
+
 
 def generated_photo(colour: tuple[int, int, int], shape: str, rng: random.Random) -> Image.Image:
     image = Image.new("RGB", (96, 96), tuple(max(0, min(255, c + rng.randint(-25, 25))) for c in colour))
@@ -99,6 +109,7 @@ def generated_photo(colour: tuple[int, int, int], shape: str, rng: random.Random
     else:
         draw.polygon([(box[0], box[3]), (box[2], box[3]), ((box[0] + box[2]) // 2, box[1])], fill=(40, 40, 200))
     return image
+
 
 def generated_catalogue(folder: Path, *, per_class: int = 24, seed: int = 0) -> Path:
     rng = random.Random(seed)

@@ -33,8 +33,10 @@ _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
 _BAD_LINE = re.compile(r"Skipping line (\d+): (.*)")
 
+
 class CatalogueFormatError(ValueError):
     """The folder or one of its files is not a catalogue in the seed format."""
+
 
 @dataclass(frozen=True)
 class SkippedRow:
@@ -42,6 +44,7 @@ class SkippedRow:
     line: int | None  # line in the file (1 = header), when known
     row_id: str
     reason: str
+
 
 @dataclass
 class ImportReport:
@@ -79,6 +82,7 @@ class ImportReport:
         lines.append(f"took {self.seconds:.1f} s")
         return "\n".join(lines)
 
+
 @dataclass(frozen=True)
 class ProductRow:
     line: int
@@ -91,6 +95,7 @@ class ProductRow:
     price_pence: int
     location: str
 
+
 @dataclass(frozen=True)
 class ImageRow:
     line: int
@@ -99,6 +104,7 @@ class ImageRow:
     position: int
     original: Path
     source_ref: str
+
 
 def read_csv_rows(path: Path, required: tuple[str, ...], report: ImportReport) -> pd.DataFrame:
     """Read a seed-format CSV as strings; malformed lines become skipped rows, not errors."""
@@ -132,6 +138,7 @@ def read_csv_rows(path: Path, required: tuple[str, ...], report: ImportReport) -
     frame["_line"] = range(2, len(frame) + 2)
     return frame
 
+
 # The same limits on every database (PostgreSQL enforces the column sizes that SQLite ignores).
 FIELD_LIMITS = {"name": 500, "raw name": 1_000, "location": 200, "description": 100_000}
 
@@ -141,8 +148,10 @@ MAX_CATEGORY_LEVEL = 200  # characters in one level's name
 
 MAX_CATEGORY_PATH = 500
 
+
 class RowError(ValueError):
     """Why one row is skipped (the message is the report's reason)."""
+
 
 def _checked(field: str, value: str) -> str:
     if "\x00" in value:
@@ -150,6 +159,7 @@ def _checked(field: str, value: str) -> str:
     if len(value) > FIELD_LIMITS[field]:
         raise RowError(f"{field} too long: {len(value):,} characters, the limit is {FIELD_LIMITS[field]:,}")
     return value
+
 
 def _category_path(raw: str) -> str:
     parts = split_category(raw)
@@ -167,6 +177,7 @@ def _category_path(raw: str) -> str:
         raise RowError(f"category too long: {len(path):,} characters, the limit is {MAX_CATEGORY_PATH}")
     return path
 
+
 def _product_row(record: dict[str, str], line: int, product_id: str) -> ProductRow:
     name = clean_product_name(record["product_name"])
     if not name:
@@ -181,6 +192,7 @@ def _product_row(record: dict[str, str], line: int, product_id: str) -> ProductR
     return ProductRow(line=line, id=product_id, raw_name=_checked("raw name", record["product_name"]), name=name,
                        category_path=category_path, raw_description=raw_description, description=clean_description(raw_description),
                        price_pence=price_pence, location=_checked("location", " ".join(record["location"].split())))
+
 
 def parse_products(frame: pd.DataFrame, report: ImportReport) -> dict[str, ProductRow]:
     rows: dict[str, ProductRow] = {}
@@ -204,6 +216,7 @@ def parse_products(frame: pd.DataFrame, report: ImportReport) -> dict[str, Produ
             skip(f"unreadable row: {type(error).__name__}: {error}")
     return rows
 
+
 def _find_image_file(images_dir: Path, image_id: str) -> Path | None:
     for extension in IMAGE_EXTENSIONS:
         candidate = images_dir / f"{image_id}{extension}"
@@ -211,6 +224,7 @@ def _find_image_file(images_dir: Path, image_id: str) -> Path | None:
         if candidate.is_file() and candidate.resolve().parent == images_dir.resolve():
             return candidate
     return None
+
 
 def parse_images(
     frame: pd.DataFrame, images_dir: Path, known_products: set[str], report: ImportReport
@@ -255,6 +269,7 @@ def parse_images(
         )
         positions[product_id] += 1
     return rows
+
 
 def read_catalogue_folder(source_dir: str | Path) -> tuple[Catalogue, ImportReport]:
     """A seed-format folder as model records, without touching any database (photos read in place).

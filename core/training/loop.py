@@ -24,12 +24,14 @@ def set_seed(seed: int) -> None:
     torch.manual_seed(seed)
     np.random.seed(seed)
 
+
 def make_optimizer(parameter_groups: list[dict[str, Any]], hyper: HyperParameters) -> torch.optim.Optimizer:
     if hyper.optimizer == "sgd":
         return torch.optim.SGD(parameter_groups, lr=hyper.lr, momentum=hyper.momentum, weight_decay=hyper.weight_decay)
     if hyper.optimizer == "adam":
         return torch.optim.AdamW(parameter_groups, lr=hyper.lr, weight_decay=hyper.weight_decay)
     raise ValueError(f"unknown optimizer {hyper.optimizer!r}")
+
 
 def make_scheduler(optimizer: torch.optim.Optimizer, hyper: HyperParameters) -> torch.optim.lr_scheduler.LRScheduler | None:
     return torch.optim.lr_scheduler.StepLR(optimizer, hyper.step_size, hyper.gamma) if hyper.step_size else None
@@ -91,6 +93,7 @@ def fit(
     assert best is not None and best_state is not None
     return best_state, best
 
+
 @torch.no_grad()
 def evaluate_loss(model: nn.Module, batches: Iterator[Batch], *, bf16: bool = False) -> tuple[float, float]:
     model.eval()
@@ -103,6 +106,7 @@ def evaluate_loss(model: nn.Module, batches: Iterator[Batch], *, bf16: bool = Fa
         count += len(targets)
     return loss_sum / max(count, 1), correct / max(count, 1)
 
+
 @torch.no_grad()
 def predict_logits(model: nn.Module, batches: Iterator[Batch], *, bf16: bool = False) -> np.ndarray:
     model.eval()
@@ -112,8 +116,10 @@ def predict_logits(model: nn.Module, batches: Iterator[Batch], *, bf16: bool = F
             parts.append(model(*inputs).float().numpy())
     return np.concatenate(parts) if parts else np.empty((0, 0), np.float32)
 
+
 def predict_probabilities(model: nn.Module, batches: Iterator[Batch], *, bf16: bool = False) -> np.ndarray:
     return torch.softmax(torch.from_numpy(predict_logits(model, batches, bf16=bf16)), dim=-1).numpy()
+
 
 def index_batches(rows: np.ndarray, batch_size: int, make: Callable[[np.ndarray], Batch], generator: np.random.Generator | None = None) -> Iterator[Batch]:
     order = generator.permutation(rows) if generator is not None else rows

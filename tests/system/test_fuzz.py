@@ -23,7 +23,6 @@ CASES = 500
 KINDS = ("photo", "text", "search", "import")
 
 
-
 def _hostile_folder(folder: Path, case: int, rng: random.Random) -> Path:
     """A catalogue folder with one product whose fields are hostile, or whose CSV itself is broken."""
     field = rng.choice(["id", "product_name", "category", "product_description", "price", "location"])

@@ -47,7 +47,6 @@ APP = str(PROJECT_ROOT / "streamlit_app.py")
 LIVE_MARKUP = re.compile(r"(?<!\\)<\s*/?\s*(script|img|style|a|b)\b|(?<!\\)\]\(\s*javascript", re.IGNORECASE)
 
 
-
 def rendered_markdown(app: AppTest) -> list[str]:
     """Every element whose text Streamlit renders as Markdown."""
     elements = [*app.markdown, *app.caption, *app.title, *app.header, *app.subheader, *app.error, *app.warning, *app.info, *app.success]
