@@ -23,7 +23,7 @@ from __future__ import annotations
 import argparse
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,7 +31,7 @@ import torch
 import torchvision.transforms.v2 as augmentations
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score
-from sklearn.model_selection import StratifiedKFold, cross_val_predict
+from sklearn.model_selection import cross_val_predict
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from torch import nn
@@ -39,7 +39,7 @@ from torch import nn
 from benchmarks.common import print_table
 from core.data.catalogue import Catalogue
 from core.data.images import open_image
-from core.data.splits import TEST, VALIDATION, split_products
+from core.data.splits import TEST, VALIDATION, Folds, cross_fit, split_products, stratified_folds
 from core.encoders.backbones import DEFAULT_BACKBONE, get_backbone
 from core.models.networks import FineTunedImageClassifier
 from core.quality.label_issues import ProductFeatures, catalogue_features
@@ -88,17 +88,14 @@ def load_setup(*, folds: int) -> Setup:
     return Setup(catalogue, features, y, np.where(parts != TEST)[0], np.where(parts == TEST)[0], np.where(parts == VALIDATION)[0], folds, {})
 
 
-def fold_splits(setup: Setup) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    splitter = StratifiedKFold(setup.folds, shuffle=True, random_state=0)
-    for fit_index, score_index in splitter.split(setup.dev, setup.y[setup.dev]):
-        yield setup.dev[fit_index], setup.dev[score_index]
+def fold_splits(setup: Setup) -> Folds:
+    return stratified_folds(setup.y, rows=setup.dev, folds=setup.folds, seed=0)
 
 
 def out_of_fold(setup: Setup, fit_and_score: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> np.ndarray:
     """Scores of every dev row from a model fitted on the other folds; of the test rows from one fitted on all of dev."""
-    scores = np.zeros((len(setup.y), setup.n_classes), np.float32)
-    for fit_rows, score_rows in fold_splits(setup):
-        scores[score_rows] = fit_and_score(fit_rows, score_rows)
+    scores = cross_fit(lambda _fold, fit_rows, score_rows: fit_and_score(fit_rows, score_rows), fold_splits(setup),
+                       n_rows=len(setup.y), width=setup.n_classes)
     scores[setup.test] = fit_and_score(setup.dev, setup.test)
     return scores
 
@@ -171,7 +168,7 @@ def run_text_folds(setup: Setup, *, epochs: int) -> list[tuple[str, str]]:
     trainer = Trainer(setup.catalogue, recorder=DatabaseRunRecorder(make_engine(settings.database_url)), runs_dir=settings.runs_dir,
                       cache_dir=settings.cache_dir, feature_progress=lambda stage, done, total: print(f"{stage}: {done}/{total}", flush=True))
     shipped_recipe = with_overrides(DEFAULTS["text"], finetune_layers=6)
-    scores, test_scores = trainer.fold_text_logits(shipped_recipe, list(fold_splits(setup)), epochs=epochs, seed=0, also=setup.test)
+    scores, test_scores = trainer.fold_text_logits(shipped_recipe, fold_splits(setup), epochs=epochs, seed=0, also=setup.test)
     assert test_scores is not None
     scores[setup.test] = test_scores
     setup.scores["text model"] = scores

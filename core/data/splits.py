@@ -1,4 +1,5 @@
-"""Train / validation / held-out test split by product, stratified by category, seeded.
+"""Train / validation / held-out test split by product, stratified by category, seeded; and the
+one cross-fitting helper every out-of-fold routine uses.
 
 A product's photos always fall on its side, so nothing leaks. The test part is held out from
 training and from model selection (best epoch, hyper-parameters); validation picks the epoch.
@@ -7,7 +8,11 @@ training and from model selection (best epoch, hyper-parameters); validation pic
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from core.runtime.progress import Progress
 
 TRAIN, VALIDATION, TEST = "train", "val", "test"
 
@@ -45,3 +50,32 @@ def _stratify(labels: list[str], fraction: float) -> list[str] | None:
     counts = Counter(labels)
     smallest_side = min(min(counts.values()) * fraction, min(counts.values()) * (1 - fraction))
     return labels if len(counts) > 1 and smallest_side >= 1 else None
+
+
+Folds = list[tuple[np.ndarray, np.ndarray]]  # (fit rows, score rows) per fold
+
+
+def stratified_folds(labels: Sequence[int] | np.ndarray, *, folds: int = 5, seed: int = 42, rows: np.ndarray | None = None) -> Folds:
+    """(fit rows, score rows) per fold over `rows` (default: every row of `labels`), stratified by label and
+    shuffled with `seed`. Fewer folds when the smallest class present has fewer members than `folds`, never under 2."""
+    from sklearn.model_selection import StratifiedKFold
+
+    y = np.asarray(labels, dtype=int)
+    rows = np.arange(len(y)) if rows is None else np.asarray(rows)
+    counts = np.bincount(y[rows])
+    splitter = StratifiedKFold(max(2, min(folds, int(counts[counts > 0].min()))), shuffle=True, random_state=seed)
+    return [(rows[fit_index], rows[score_index]) for fit_index, score_index in splitter.split(rows, y[rows])]
+
+
+FoldFitter = Callable[[int, np.ndarray, np.ndarray], np.ndarray]  # (fold number from 0, fit rows, score rows) -> outputs
+
+
+def cross_fit(fit_and_score: FoldFitter, folds: Folds, *, n_rows: int, width: int, progress: Progress | None = None) -> np.ndarray:
+    """(n_rows, width) out-of-fold outputs: per fold, `fit_and_score(fold, fit rows, score rows)` fits on the fit rows
+    and returns the score rows' outputs, so no row is scored by a model that saw it. Rows in no fold stay zero."""
+    outputs = np.zeros((n_rows, width), np.float32)
+    for fold, (fit_rows, score_rows) in enumerate(folds):
+        outputs[score_rows] = fit_and_score(fold, fit_rows, score_rows)
+        if progress:
+            progress(fold + 1, len(folds))
+    return outputs

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, partial
 
 import numpy as np
 import torch
 from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.model_selection import StratifiedKFold
 from sklearn.svm import LinearSVC
+
+from core.data.splits import cross_fit, stratified_folds
 
 NGRAM_RANGE = (1, 2)
 
@@ -68,16 +69,8 @@ class KeywordScorer:
 def cross_fitted_scores(texts: Sequence[str], labels: Sequence[int], *, folds: int = 5, seed: int = 42) -> np.ndarray:
     """Each text scored by a scorer fitted on the other folds."""
     texts, labels = np.asarray(texts, dtype=object), np.asarray(labels)
-    n_classes = int(labels.max()) + 1
-    scores = np.zeros((len(texts), n_classes), np.float32)
-    splitter = StratifiedKFold(n_splits=min(folds, int(np.bincount(labels).min())) if np.bincount(labels).min() >= 2 else 2,
-                               shuffle=True, random_state=seed)
-    for fit_rows, score_rows in splitter.split(texts, labels):
-        scorer = KeywordScorer.fit(list(texts[fit_rows]), labels[fit_rows])
-        fold_scores = scorer.scores(list(texts[score_rows]))
-        present = np.unique(labels[fit_rows])
-        scores[np.ix_(score_rows, present)] = fold_scores if fold_scores.shape[1] == len(present) else fold_scores[:, present]
-    return scores
+    return cross_fit(partial(_fit_and_score, texts, labels, n_classes=int(labels.max()) + 1),
+                     stratified_folds(labels, folds=folds, seed=seed), n_rows=len(texts), width=int(labels.max()) + 1)
 
 
 def stacked_scores(texts: Sequence[str], labels: Sequence[int] | np.ndarray, fit_rows: np.ndarray, *, n_classes: int,
@@ -86,11 +79,24 @@ def stacked_scores(texts: Sequence[str], labels: Sequence[int] | np.ndarray, fit
     that never saw them), every other row from the scorer fitted on all of `fit_rows`, which is returned."""
     texts, labels = np.asarray(texts, dtype=object), np.asarray(labels)
     scorer = KeywordScorer.fit(list(texts[fit_rows]), labels[fit_rows])
-    scores = np.zeros((len(texts), n_classes), np.float32)
+    fit_and_score = partial(_fit_and_score, texts, labels, n_classes=n_classes)
+    scores = cross_fit(fit_and_score, stratified_folds(labels, rows=fit_rows, seed=seed), n_rows=len(texts), width=n_classes)
     others = np.setdiff1d(np.arange(len(texts)), fit_rows)
-    present = np.unique(labels[fit_rows])
     if len(others):
-        scores[np.ix_(others, present)] = scorer.scores(list(texts[others]))
-    inner = cross_fitted_scores(list(texts[fit_rows]), labels[fit_rows], seed=seed)
-    scores[np.ix_(fit_rows, np.arange(inner.shape[1]))] = inner
+        scores[others] = _widened(scorer.scores(list(texts[others])), np.unique(labels[fit_rows]), n_classes)
     return scorer, scores
+
+
+def _fit_and_score(texts: np.ndarray, labels: np.ndarray, _fold: int, fit_rows: np.ndarray, score_rows: np.ndarray, *,
+                   n_classes: int) -> np.ndarray:
+    scorer = KeywordScorer.fit(list(texts[fit_rows]), labels[fit_rows])
+    return _widened(scorer.scores(list(texts[score_rows])), np.unique(labels[fit_rows]), n_classes)
+
+
+def _widened(scores: np.ndarray, present: np.ndarray, n_classes: int) -> np.ndarray:
+    """A scorer's columns (the classes it was fitted on) placed among all `n_classes`; absent classes score 0."""
+    if scores.shape[1] == n_classes:
+        return scores
+    widened = np.zeros((len(scores), n_classes), np.float32)
+    widened[:, present] = scores if scores.shape[1] == len(present) else scores[:, present]
+    return widened

@@ -17,9 +17,9 @@ import numpy as np
 import torch
 from cleanlab.filter import find_label_issues
 from cleanlab.rank import get_label_quality_scores
-from sklearn.model_selection import StratifiedKFold
 
 from core.data.catalogue import Catalogue
+from core.data.splits import cross_fit, stratified_folds
 from core.encoders.backbones import DEFAULT_BACKBONE, get_backbone
 from core.encoders.features import cached_image_features
 from core.models.keyword_branch import stacked_scores
@@ -72,22 +72,17 @@ def out_of_sample_probabilities(features: ProductFeatures, labels: Sequence[int]
     """(N, n_classes) probabilities, each row from the fold model that did not train on it."""
     y = np.asarray(labels, dtype=int)
     n_classes = n_classes or int(y.max()) + 1
-    probabilities = np.zeros((len(y), n_classes), np.float32)
-    smallest = int(np.bincount(y, minlength=n_classes)[np.bincount(y, minlength=n_classes) > 0].min())
-    splitter = StratifiedKFold(n_splits=max(2, min(folds, smallest)), shuffle=True, random_state=seed)
-    texts = list(features.texts)
-    splits = list(splitter.split(np.zeros(len(y)), y))
-    for fold, (fit_rows, score_rows) in enumerate(splits, start=1):
-        _, keywords = stacked_scores(texts, y, fit_rows, n_classes=n_classes, seed=seed)
-        model = _train_fold(features, keywords, y, fit_rows, n_classes, epochs=epochs, seed=seed + fold)
+
+    def fit_and_score(fold: int, fit_rows: np.ndarray, score_rows: np.ndarray) -> np.ndarray:
+        _, keywords = stacked_scores(list(features.texts), y, fit_rows, n_classes=n_classes, seed=seed)
+        model = _train_fold(features, keywords, y, fit_rows, n_classes, epochs=epochs, seed=seed + fold + 1)
         with torch.no_grad():
             logits = model(torch.from_numpy(features.image[score_rows]).float(), torch.from_numpy(features.text[score_rows]).float(),
                            torch.from_numpy(features.has_image[score_rows]), torch.ones(len(score_rows), dtype=torch.bool),
                            torch.from_numpy(keywords[score_rows]))
-        probabilities[score_rows] = torch.softmax(logits, dim=-1).numpy()
-        if progress:
-            progress(fold, len(splits))
-    return probabilities
+        return torch.softmax(logits, dim=-1).numpy()
+
+    return cross_fit(fit_and_score, stratified_folds(y, folds=folds, seed=seed), n_rows=len(y), width=n_classes, progress=progress)
 
 
 def rank_label_issues(labels: Sequence[int] | np.ndarray, probabilities: np.ndarray) -> list[LabelIssue]:

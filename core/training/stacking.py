@@ -8,16 +8,16 @@ from dataclasses import fields, replace
 
 import numpy as np
 import torch
-from sklearn.model_selection import StratifiedKFold
 
 from core.data.catalogue import Catalogue
+from core.data.splits import cross_fit, stratified_folds
 from core.encoders.features import load_text_encoder, token_mask
 from core.encoders.text_encoder import TextEncoder
 from core.models.checkpoints import LoadedModel
 from core.models.keyword_branch import stacked_scores
 from core.models.networks import TextCNN
 from core.runtime.compute import autocast
-from core.runtime.progress import StageProgress
+from core.runtime.progress import StageProgress, for_stage
 from core.training.hyperparameters import HyperParameters
 from core.training.loop import Batch, fit, index_batches, make_optimizer, make_scheduler, predict_logits, set_seed
 from core.training.records import TrainingError
@@ -62,10 +62,7 @@ class StackedInputs:
         if self.text_layer(text_hyper) != text.text_layer:
             raise TrainingError("the text run's checkpoint does not match its hyper-parameters (encoder layer)")
         logits = self.text_model_features(text, max_tokens=text_hyper.max_tokens, logits=True)
-        counts = np.bincount(self.product_y[train_rows])
-        splitter = StratifiedKFold(max(2, min(folds, int(counts[counts > 0].min()))), shuffle=True, random_state=seed)
-        splits = [(train_rows[fit_index], train_rows[score_index])
-                  for fit_index, score_index in splitter.split(train_rows, self.product_y[train_rows])]
+        splits = stratified_folds(self.product_y, rows=train_rows, folds=folds, seed=seed)
         out_of_fold, _ = self.fold_text_logits(text_hyper, splits, epochs=epochs, seed=seed)
         logits[train_rows] = out_of_fold[train_rows]
         return logits
@@ -80,20 +77,22 @@ class StackedInputs:
         the fit rows for `epochs` (no validation) scores the score rows; the rest of the (N, classes)
         array stays zero. With `also`, the mean of every fold model's logits for those rows too."""
         encoder, layer, make = self._text_inputs(hyper)
-        logits = np.zeros((len(self.product_ids), len(self.labels)), np.float32)
         also_sum = None if also is None else np.zeros((len(also), len(self.labels)), np.float32)
-        for fold, (fit_rows, score_rows) in enumerate(splits):
+
+        def fit_and_score(fold: int, fit_rows: np.ndarray, score_rows: np.ndarray) -> np.ndarray:
+            nonlocal also_sum
             set_seed(seed + fold)
             model, groups = self._new_text_model(encoder, layer, hyper)
             optimizer = make_optimizer(groups, hyper)
             fit(model, optimizer=optimizer, scheduler=make_scheduler(optimizer, hyper), val_batches=None, epochs=epochs,
                 label_smoothing=hyper.label_smoothing, seed=seed + fold, on_epoch=lambda *_: None, bf16=True,
-                train_batches=lambda generator, rows=fit_rows: index_batches(rows, hyper.batch_size, make, generator))
-            logits[score_rows] = predict_logits(model, index_batches(score_rows, 128, make), bf16=True)
+                train_batches=lambda generator: index_batches(fit_rows, hyper.batch_size, make, generator))
             if also is not None and also_sum is not None:
                 also_sum += predict_logits(model, index_batches(also, 128, make), bf16=True)
-            if self.feature_progress:
-                self.feature_progress("text fold models", fold + 1, len(splits))
+            return predict_logits(model, index_batches(score_rows, 128, make), bf16=True)
+
+        logits = cross_fit(fit_and_score, list(splits), n_rows=len(self.product_ids), width=len(self.labels),
+                           progress=for_stage(self.feature_progress, "text fold models"))
         return logits, None if also_sum is None else also_sum / len(splits)
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from core.data.splits import TEST, TRAIN, VALIDATION, split_products
+from core.data.splits import TEST, TRAIN, VALIDATION, cross_fit, split_products, stratified_folds
 from core.encoders.backbones import BACKBONES, BackboneUnavailable, get_backbone
 from core.encoders.embedding_store import EmbeddingStore
 from core.models.checkpoints import ModelFileError, load_checkpoint, save_checkpoint
@@ -78,6 +78,30 @@ def test_split_keeps_each_product_on_one_side_and_is_stratified_and_seeded() -> 
 def test_split_of_tiny_classes_still_assigns_everything() -> None:
     split = split_products(["a", "b", "c", "d", "e"], ["x", "x", "x", "x", "y"], test_fraction=0.2, val_fraction=0.2)
     assert set(split.values()) <= {TRAIN, VALIDATION, TEST} and len(split) == 5
+
+
+def test_cross_fitting_scores_every_row_from_a_model_that_never_saw_it() -> None:
+    labels = np.repeat(np.arange(3), [9, 6, 3])  # the smallest class has 3 members: 3 folds, not 5
+    rows = np.arange(2, 18)
+    folds = stratified_folds(labels, rows=rows, folds=5, seed=1)
+    assert len(folds) == 3
+    assert sorted(np.concatenate([score for _, score in folds]).tolist()) == rows.tolist()
+    assert all(set(fit) | set(score) == set(rows) and not set(fit) & set(score) for fit, score in folds)
+    assert [fold[1].tolist() for fold in folds] == [fold[1].tolist() for fold in stratified_folds(labels, rows=rows, folds=5, seed=1)]
+
+    seen: dict[int, set[int]] = {}
+    reports: list[tuple[int, int]] = []
+
+    def fit_and_score(fold: int, fit_rows: np.ndarray, score_rows: np.ndarray) -> np.ndarray:
+        seen[fold] = set(fit_rows.tolist())
+        return np.full((len(score_rows), 2), fold + 1, np.float32)
+
+    outputs = cross_fit(fit_and_score, folds, n_rows=len(labels), width=2, progress=lambda done, total: reports.append((done, total)))
+    assert reports == [(1, 3), (2, 3), (3, 3)]
+    assert not outputs[:2].any()  # rows outside `rows` stay zero
+    for row in rows:
+        fold = int(outputs[row, 0]) - 1
+        assert row not in seen[fold]
 
 
 def test_embedding_store_recomputes_only_new_or_changed_items(tmp_path: Path) -> None:
