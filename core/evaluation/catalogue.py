@@ -3,7 +3,6 @@ database), or the app's own catalogue on the held-out test part of the models' s
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,7 @@ import torch
 
 from core.data.catalogue import Catalogue
 from core.data.splits import TEST, split_products
-from core.encoders.features import cached_image_features, cached_text_states, text_states, token_mask
+from core.encoders.features import cached_image_features, cached_text_states, text_states
 from core.evaluation.metrics import PredictionSet
 from core.inference.category_classifier import CategoryClassifier
 from core.runtime.progress import StageProgress, for_stage
@@ -54,7 +53,7 @@ def predict_catalogue(classifier: CategoryClassifier, catalogue: Catalogue, *, c
 
     n_labels = len(label_index)
     image_probabilities = classifier.image_probabilities(model_inputs) if images else np.empty((0, n_labels))
-    text_probabilities, text_vectors = _batched(classifier.text_outputs, states, (n_labels, classifier.models["combined"].config["text_dim"]))
+    text_probabilities, text_vectors = classifier.text_outputs(states)
 
     image_mean, has_image = Catalogue(products, images).photo_means(photo_features)
     combined = (classifier.combined_probabilities(image_mean, has_image, text_vectors, np.ones(len(products), bool), texts)
@@ -103,15 +102,3 @@ def held_out_predictions(classifier: CategoryClassifier, catalogue: Catalogue, *
     predictions = predict_catalogue(classifier, held_out, cache_dir=cache_dir, progress=progress, part=TEST)
     return {kind: replace(prediction, name=f"active {kind} model", note=note) for kind, prediction in predictions.items()}
 
-
-def _batched(function: Callable[[torch.Tensor], tuple[np.ndarray, np.ndarray]], states: torch.Tensor,
-             widths: tuple[int, int], batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """`function` over batches of texts of similar length (each batch is cut to its longest text:
-    sorted, far less padding runs through the text model), both outputs' rows put back in order."""
-    outputs = (np.empty((len(states), widths[0]), np.float32), np.empty((len(states), widths[1]), np.float32))
-    order = np.argsort(token_mask(states).sum(dim=1).numpy(), kind="stable") if len(states) else np.empty(0, int)
-    for start in range(0, len(order), batch_size):
-        rows = order[start : start + batch_size]
-        first, second = function(states[torch.from_numpy(rows)])
-        outputs[0][rows], outputs[1][rows] = first, second
-    return outputs

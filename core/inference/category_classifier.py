@@ -125,22 +125,14 @@ class CategoryClassifier:
             parts.append(torch.softmax(logits.float(), dim=-1).numpy())
         return np.concatenate(parts) if parts else np.empty((0, len(self.labels)))
 
-    @torch.no_grad()
     def text_outputs(self, states: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        """From one pass of the text model: its probabilities, and the combined model's text input
-        (the text model's pooled features, or its logits when the combined model was trained on
-        cross-fitted text logits)."""
-        from core.encoders.features import token_mask
-
+        """From one pass of the text model over zero-padded token states: its probabilities, and the
+        combined model's text input (the text model's pooled features, or its logits when the combined
+        model was trained on cross-fitted text logits)."""
         model: TextCNN = self.models["text"].model  # type: ignore[assignment]
-        model.eval()
-        mask = token_mask(states)
-        longest = max(1, int(mask.sum(dim=1).max()))  # padding beyond the longest text changes nothing
-        with autocast():
-            features = model.features(states[:, :longest].float(), mask[:, :longest])
-            logits = model.output(features).float()
-        branch = logits if self.models["combined"].config.get("text_input") == "logits" else features.float()
-        return torch.softmax(logits, dim=-1).numpy(), branch.numpy()
+        logits, features = model.logits_and_features(states)
+        branch = logits if self.models["combined"].config.get("text_input") == "logits" else features
+        return softmax(logits), branch
 
     @torch.no_grad()
     def combined_probabilities(self, image: np.ndarray, has_image: np.ndarray, text: np.ndarray, has_text: np.ndarray,

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
 import torch
 from torch import nn
+
+from core.runtime.compute import autocast
 
 BRANCH_DIM = 128
 
@@ -110,6 +113,24 @@ class TextCNN(nn.Module):
 
     def forward(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return self.output(self.dropout(self.features(tokens, mask)))
+
+    @torch.no_grad()
+    def logits_and_features(self, states: torch.Tensor, *, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+        """(logits, pooled features) of zero-padded token states (N, L, 384): the one batched pass every
+        caller uses. Texts of similar length share a batch, cut to its longest text (far less padding
+        runs through the model); the rows come back in their order."""
+        self.eval()
+        mask = states.abs().amax(dim=-1) > 0
+        lengths = mask.sum(dim=1)
+        logits = np.empty((len(states), self.output.out_features), np.float32)
+        features = np.empty((len(states), self.feature_dim), np.float32)
+        for rows in torch.argsort(lengths, stable=True).split(batch_size):
+            longest = max(1, int(lengths[rows].max()))
+            with autocast():
+                pooled = self.features(states[rows, :longest].float(), mask[rows, :longest])
+                logits[rows.numpy()] = self.output(pooled).float().numpy()
+            features[rows.numpy()] = pooled.float().numpy()
+        return logits, features
 
 
 class CombinedClassifier(nn.Module):

@@ -11,12 +11,11 @@ import torch
 
 from core.data.catalogue import Catalogue
 from core.data.splits import cross_fit, stratified_folds
-from core.encoders.features import load_text_encoder, token_mask
+from core.encoders.features import load_text_encoder
 from core.encoders.text_encoder import TextEncoder
 from core.models.checkpoints import LoadedModel
 from core.models.keyword_branch import stacked_scores
 from core.models.networks import TextCNN
-from core.runtime.compute import autocast
 from core.runtime.progress import StageProgress, for_stage
 from core.training.hyperparameters import HyperParameters
 from core.training.loop import Batch, fit, index_batches, make_optimizer, make_scheduler, predict_logits, set_seed
@@ -96,18 +95,7 @@ class StackedInputs:
         return logits, None if also_sum is None else also_sum / len(splits)
 
 
-@torch.no_grad()
-def text_features(text: LoadedModel, states: torch.Tensor, *, batch_size: int = 128, logits: bool = False) -> np.ndarray:
-    """The text model's pooled CNN features, or its logits (the combined model's text input), batch by batch."""
+def text_features(text: LoadedModel, states: torch.Tensor, *, logits: bool = False) -> np.ndarray:
+    """The text model's pooled CNN features, or its logits (the combined model's text input)."""
     model: TextCNN = text.model  # type: ignore[assignment]
-    model.eval()
-    forward = model.forward if logits else model.features
-    masks = token_mask(states)
-    parts = []
-    for start in range(0, len(states), batch_size):
-        chunk_mask = masks[start : start + batch_size]
-        longest = max(1, int(chunk_mask.sum(dim=1).max()))
-        with autocast():
-            parts.append(forward(states[start : start + batch_size, :longest].float(), chunk_mask[:, :longest]).float().numpy())
-    width = len(text.labels) if logits else model.feature_dim
-    return np.concatenate(parts) if parts else np.empty((0, width), np.float32)
+    return model.logits_and_features(states)[0 if logits else 1]
