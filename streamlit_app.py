@@ -17,9 +17,7 @@ navigation = st.navigation(
             st.Page("pages/training.py", title="Training", icon=":material/model_training:"),
             st.Page("pages/review.py", title="Review", icon=":material/rule:"),
         ],
-        "Admin": [
-            st.Page("pages/admin.py", title="Import", icon=":material/upload:"),
-        ],
+        "Admin": [st.Page("pages/admin.py", title="Import", icon=":material/upload:")],
     }
 )
 navigation.run()

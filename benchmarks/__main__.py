@@ -36,8 +36,10 @@ def main() -> int:
     parser.add_argument("--only", choices=list(BENCHMARKS), nargs="*", help="run only these")
     args = parser.parse_args()
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip() or "unknown"
-    sections = [f"# Benchmark results\n\n{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC · commit {commit} · {platform.node()} · "
-                f"Python {platform.python_version()}" + (" · quick run" if args.quick else "") + f"\n\n{machine_line()}"]
+    sections = [
+        f"# Benchmark results\n\n{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC · commit {commit} · {platform.node()} · "
+        f"Python {platform.python_version()}" + (" · quick run" if args.quick else "") + f"\n\n{machine_line()}"
+    ]
     failed = []
     for name, (module, quick_options) in BENCHMARKS.items():
         if args.only and name not in args.only:

@@ -21,8 +21,23 @@ from db.importer import import_catalogue
 from db.queries import ProductFilters, keyword_search
 from db.session import make_engine, session_scope
 
-QUERIES = ["iphone", "sofa", "mountain bike", "office chair", "ps5 console", "baby pram", "drill", "dress size 10",
-           "dining table chairs", "laptop", "gaming pc", "fridge freezer", "garden furniture", "lego", "guitar"]
+QUERIES = [
+    "iphone",
+    "sofa",
+    "mountain bike",
+    "office chair",
+    "ps5 console",
+    "baby pram",
+    "drill",
+    "dress size 10",
+    "dining table chairs",
+    "laptop",
+    "gaming pc",
+    "fridge freezer",
+    "garden furniture",
+    "lego",
+    "guitar",
+]
 
 
 def main() -> None:
@@ -59,13 +74,18 @@ def main() -> None:
             queries = iter(QUERIES * 1000)
             plain = time_calls(lambda: keyword_search(session, next(queries)), repeat=300)
             filtered = time_calls(
-                lambda: keyword_search(session, next(queries), filters=ProductFilters(category="Home & Garden", max_price=200)),
-                repeat=300,
+                lambda: keyword_search(session, next(queries), filters=ProductFilters(category="Home & Garden", max_price=200)), repeat=300
             )
     print_table(
         [
-            ("import, fresh DB (median of %d)" % args.runs, f"{import_seconds:.1f} s: {report.products_imported / import_seconds:,.0f} products/s, {report.images_imported / import_seconds:,.0f} images/s"),
-            ("reference: the same photos decoded, cleaned and written, no DB", f"{clean_seconds:.1f} s: {len(photos) / clean_seconds:,.0f} images/s"),
+            (
+                "import, fresh DB (median of %d)" % args.runs,
+                f"{import_seconds:.1f} s: {report.products_imported / import_seconds:,.0f} products/s, {report.images_imported / import_seconds:,.0f} images/s",
+            ),
+            (
+                "reference: the same photos decoded, cleaned and written, no DB",
+                f"{clean_seconds:.1f} s: {len(photos) / clean_seconds:,.0f} images/s",
+            ),
             ("re-import, nothing changed", f"{reimport:.1f} s"),
             ("keyword search", f"p50 {plain['p50_ms']:.1f} ms, p95 {plain['p95_ms']:.1f} ms"),
             ("keyword search + filters", f"p50 {filtered['p50_ms']:.1f} ms, p95 {filtered['p95_ms']:.1f} ms"),

@@ -56,6 +56,7 @@ def image_rows(batches: int, *, compile_model: bool) -> list[tuple[str, str]]:
             with torch.inference_mode():
                 for _ in range(batches):
                     forward(inputs)
+
         return passes
 
     def difference(output: object) -> str:
@@ -74,18 +75,31 @@ def image_rows(batches: int, *, compile_model: bool) -> list[tuple[str, str]]:
 
     with torch.inference_mode():
         bf16_output = bf16(channels_last)
-    rows.append(("lite0 torch bf16 autocast, channels_last", f"{throughput(run(bf16, channels_last), n, repeat=1):.0f} img/s ({difference(bf16_output)})"))
+    rows.append(
+        (
+            "lite0 torch bf16 autocast, channels_last",
+            f"{throughput(run(bf16, channels_last), n, repeat=1):.0f} img/s ({difference(bf16_output)})",
+        )
+    )
     if compile_model:
         started = time.perf_counter()
         compiled = torch.compile(model_cl)
         with torch.inference_mode():
             compiled_output = compiled(channels_last)
         compile_seconds = time.perf_counter() - started
-        rows.append(("lite0 torch.compile (inductor), fp32, channels_last",
-                     f"{throughput(run(compiled, channels_last), n):.0f} img/s ({difference(compiled_output)}; compiling took {compile_seconds:.0f} s)"))
+        rows.append(
+            (
+                "lite0 torch.compile (inductor), fp32, channels_last",
+                f"{throughput(run(compiled, channels_last), n):.0f} img/s ({difference(compiled_output)}; compiling took {compile_seconds:.0f} s)",
+            )
+        )
     engine, onnx_forward = feature_extractor(backbone.id)
-    rows.append((f"lite0 ONNX Runtime fp32 (adopted: the {engine} engine is in use)",
-                 f"{throughput(run(onnx_forward, batch.numpy()), n):.0f} img/s ({difference(onnx_forward(batch.numpy()))})"))
+    rows.append(
+        (
+            f"lite0 ONNX Runtime fp32 (adopted: the {engine} engine is in use)",
+            f"{throughput(run(onnx_forward, batch.numpy()), n):.0f} img/s ({difference(onnx_forward(batch.numpy()))})",
+        )
+    )
     return rows
 
 
@@ -105,7 +119,12 @@ def text_rows(texts: list[str], *, compile_model: bool) -> list[tuple[str, str]]
     def agreement(embeddings: torch.Tensor) -> str:
         return f"cosine to fp32: mean {(embeddings * reference).sum(dim=1).mean():.4f}, min {(embeddings * reference).sum(dim=1).min():.4f}"
 
-    rows = [("MiniLM torch eager fp32, length-sorted batches of 32 (training and evaluation states)", f"{throughput(lambda: pooled(encoder.model), len(texts)):.0f} texts/s")]
+    rows = [
+        (
+            "MiniLM torch eager fp32, length-sorted batches of 32 (training and evaluation states)",
+            f"{throughput(lambda: pooled(encoder.model), len(texts)):.0f} texts/s",
+        )
+    ]
 
     def bf16() -> torch.Tensor:
         with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -115,14 +134,22 @@ def text_rows(texts: list[str], *, compile_model: bool) -> list[tuple[str, str]]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.ao's deprecation notice
         quantised = torch.ao.quantization.quantize_dynamic(encoder.model, {torch.nn.Linear}, dtype=torch.qint8)
-    rows.append(("MiniLM int8 dynamic quantisation of the Linear layers (torch.ao)",
-                 f"{throughput(lambda: pooled(quantised), len(texts)):.0f} texts/s ({agreement(pooled(quantised))})"))
+    rows.append(
+        (
+            "MiniLM int8 dynamic quantisation of the Linear layers (torch.ao)",
+            f"{throughput(lambda: pooled(quantised), len(texts)):.0f} texts/s ({agreement(pooled(quantised))})",
+        )
+    )
     if compile_model:
         started = time.perf_counter()
         compiled = torch.compile(encoder.model, dynamic=True)
         first = pooled(compiled)
-        rows.append(("MiniLM torch.compile (inductor, dynamic shapes), fp32",
-                     f"{throughput(lambda: pooled(compiled), len(texts)):.0f} texts/s ({agreement(first)}; first pass with compiling {time.perf_counter() - started:.0f} s)"))
+        rows.append(
+            (
+                "MiniLM torch.compile (inductor, dynamic shapes), fp32",
+                f"{throughput(lambda: pooled(compiled), len(texts)):.0f} texts/s ({agreement(first)}; first pass with compiling {time.perf_counter() - started:.0f} s)",
+            )
+        )
     rows.append(_onnx_text_row(texts, reference))
     return rows
 
@@ -143,8 +170,10 @@ def _onnx_text_row(texts: list[str], reference: torch.Tensor) -> tuple[str, str]
     embeddings = pooled()
     cosine = (embeddings * reference).sum(dim=1)
     verdict = "same outputs" if cosine.min() > 0.999 else "wrong outputs"
-    return (f"MiniLM ONNX Runtime fp32 (adopted: the {engine} engine is in use)",
-            f"{throughput(pooled, len(texts)):.0f} texts/s (cosine to fp32: mean {cosine.mean():.4f}, min {cosine.min():.4f}: {verdict})")
+    return (
+        f"MiniLM ONNX Runtime fp32 (adopted: the {engine} engine is in use)",
+        f"{throughput(pooled, len(texts)):.0f} texts/s (cosine to fp32: mean {cosine.mean():.4f}, min {cosine.min():.4f}: {verdict})",
+    )
 
 
 def main() -> None:

@@ -98,11 +98,13 @@ def main() -> None:
         for inputs in onnx_inputs:
             onnx_session.run(None, inputs)
 
-    pipeline_seconds, torch_seconds, onnx_seconds = alternating(lambda: sentence_embeddings(texts), bare_torch_text_pass,
-                                                                bare_onnx_text_pass, runs=args.runs)
+    pipeline_seconds, torch_seconds, onnx_seconds = alternating(
+        lambda: sentence_embeddings(texts), bare_torch_text_pass, bare_onnx_text_pass, runs=args.runs
+    )
     pipeline_texts = len(texts) / pipeline_seconds
-    bare_text_engine, bare_texts = max([("torch eager", len(texts) / torch_seconds), ("ONNX Runtime", len(texts) / onnx_seconds)],
-                                       key=lambda row: row[1])
+    bare_text_engine, bare_texts = max(
+        [("torch eager", len(texts) / torch_seconds), ("ONNX Runtime", len(texts) / onnx_seconds)], key=lambda row: row[1]
+    )
     engines_note = f"torch eager {len(texts) / torch_seconds:.0f}, ONNX Runtime {len(texts) / onnx_seconds:.0f}"
     states_seconds = time_calls(lambda: text_states(texts, layer=6), repeat=args.runs, warmup=0)["p50_ms"] / 1000
 
@@ -130,13 +132,21 @@ def main() -> None:
     print_table(
         [
             (f"photo embeddings (decode + clean + lite0), median of {args.runs}", f"{pipeline_images:.0f} images/s"),
-            ("lite0 bare forward, random tensors, batch 32", f"{bare_images:.0f} images/s (pipeline/bare = {pipeline_images / bare_images:.2f})"),
+            (
+                "lite0 bare forward, random tensors, batch 32",
+                f"{bare_images:.0f} images/s (pipeline/bare = {pipeline_images / bare_images:.2f})",
+            ),
             (f"sentence embeddings (tokenise + MiniLM on {sentence_encoder()[0]} + pool)", f"{pipeline_texts:.0f} texts/s"),
-            (f"MiniLM bare forward, same batches prepared, fastest engine ({bare_text_engine}; {engines_note})",
-             f"{bare_texts:.0f} texts/s (pipeline/bare = {pipeline_texts / bare_texts:.2f})"),
+            (
+                f"MiniLM bare forward, same batches prepared, fastest engine ({bare_text_engine}; {engines_note})",
+                f"{bare_texts:.0f} texts/s (pipeline/bare = {pipeline_texts / bare_texts:.2f})",
+            ),
             ("token states for evaluation and training (tokenise + MiniLM on torch)", f"{len(texts) / states_seconds:.0f} texts/s"),
             ("classify one item, photo + text, models warm", f"median {one_item['p50_ms']:.0f} ms, p95 {one_item['p95_ms']:.0f} ms"),
-            ("reference: both encoders' bare forward for that item", f"median {one_item_bare['p50_ms']:.0f} ms, p95 {one_item_bare['p95_ms']:.0f} ms"),
+            (
+                "reference: both encoders' bare forward for that item",
+                f"median {one_item_bare['p50_ms']:.0f} ms, p95 {one_item_bare['p95_ms']:.0f} ms",
+            ),
             (f"evaluate on {evaluated_products:,} products / {evaluated_photos:,} photos", f"{evaluate_seconds:.0f} s"),
             ("peak memory of this process, all models loaded", f"{peak_mb:.0f} MB"),
         ]

@@ -25,26 +25,49 @@ from db.queries import ProductFilters, catalogue_counts, filtered_product_ids, k
 from db.session import make_engine, session_scope
 from services.search import search_catalogue
 
-QUERIES = ["iphone 12", "oak dining table", "something to sit on in the garden", "baby clothes 6 months", "electric drill",
-           "ps4 with controllers", "leather sofa", "kids bike", "office chair", "sewing machine"]
-PAGES = ["pages/search.py", "pages/browse.py", "pages/classify.py", "pages/dashboard.py", "pages/evaluation.py", "pages/training.py",
-         "pages/review.py", "pages/admin.py"]
+QUERIES = [
+    "iphone 12",
+    "oak dining table",
+    "something to sit on in the garden",
+    "baby clothes 6 months",
+    "electric drill",
+    "ps4 with controllers",
+    "leather sofa",
+    "kids bike",
+    "office chair",
+    "sewing machine",
+]
+PAGES = [
+    "pages/search.py",
+    "pages/browse.py",
+    "pages/classify.py",
+    "pages/dashboard.py",
+    "pages/evaluation.py",
+    "pages/training.py",
+    "pages/review.py",
+    "pages/admin.py",
+]
 
 
 def vector_query_times(indexes, session, *, repeat: int) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
     text_vectors = [query_text_embedding(query) for query in QUERIES]
-    catalogue_photos = [image for image in training_catalogue(session, media_dir=get_settings().media_dir).images[:: 997]][:10]
+    catalogue_photos = [image for image in training_catalogue(session, media_dir=get_settings().media_dir).images[::997]][:10]
     photo_vectors = [indexes.photo_query([open_image(image.path)]) for image in catalogue_photos]
     rows = []
     for name, index, vectors in (("semantic", indexes.text, text_vectors), ("photo", indexes.photos, photo_vectors)):
         position = iter(range(10**9))
         timing = time_calls(lambda: index.search(vectors[next(position) % len(vectors)], k=24), repeat=repeat)
-        rows.append((f"{name} search over {len(index):,} vectors ({index.dim}-d), query only",
-                     f"p50 {timing['p50_ms']:.2f} ms, p95 {timing['p95_ms']:.2f} ms"))
+        rows.append(
+            (
+                f"{name} search over {len(index):,} vectors ({index.dim}-d), query only",
+                f"p50 {timing['p50_ms']:.2f} ms, p95 {timing['p95_ms']:.2f} ms",
+            )
+        )
     filters = ProductFilters(category="Home & Garden", max_price=100)
     position = iter(range(10**9))
-    timing = time_calls(lambda: indexes.text.search(text_vectors[next(position) % 10], k=24,
-                                                    allowed=filtered_product_ids(session, filters)), repeat=repeat)
+    timing = time_calls(
+        lambda: indexes.text.search(text_vectors[next(position) % 10], k=24, allowed=filtered_product_ids(session, filters)), repeat=repeat
+    )
     rows.append(("semantic search + category and price filters", f"p50 {timing['p50_ms']:.2f} ms, p95 {timing['p95_ms']:.2f} ms"))
     position = iter(range(10**9))
     timing = time_calls(lambda: keyword_search(session, QUERIES[next(position) % 10], limit=24), repeat=repeat)
@@ -58,11 +81,19 @@ def vector_query_times(indexes, session, *, repeat: int) -> list[tuple[str, str]
             embeds.append(result.embed_ms)
 
         timing = time_calls(one, repeat=repeat)
-        rows.append((f"{mode} search end to end (embed query + search + load hits)",
-                     f"p50 {timing['p50_ms']:.1f} ms, p95 {timing['p95_ms']:.1f} ms (embedding: median {np.median(embeds):.1f} ms)"))
+        rows.append(
+            (
+                f"{mode} search end to end (embed query + search + load hits)",
+                f"p50 {timing['p50_ms']:.1f} ms, p95 {timing['p95_ms']:.1f} ms (embedding: median {np.median(embeds):.1f} ms)",
+            )
+        )
     photo_image = open_image(catalogue_photos[0].path)
-    timing = time_calls(lambda: search_catalogue(session, mode="photo", photos=[photo_image], indexes=indexes, limit=24), repeat=max(10, repeat // 5))
-    rows.append(("photo search end to end (embed photo + search + load hits)", f"p50 {timing['p50_ms']:.1f} ms, p95 {timing['p95_ms']:.1f} ms"))
+    timing = time_calls(
+        lambda: search_catalogue(session, mode="photo", photos=[photo_image], indexes=indexes, limit=24), repeat=max(10, repeat // 5)
+    )
+    rows.append(
+        ("photo search end to end (embed photo + search + load hits)", f"p50 {timing['p50_ms']:.1f} ms, p95 {timing['p95_ms']:.1f} ms")
+    )
     return rows
 
 
@@ -76,8 +107,12 @@ def synthetic_times(sizes: list[int], *, repeat: int) -> list[tuple[str, str]]:
         queries = generator.standard_normal((16, 384), dtype=np.float32)
         position = iter(range(10**9))
         timing = time_calls(lambda: index.search(queries[next(position) % 16], k=24), repeat=repeat)
-        rows.append((f"exact search over {size:,} synthetic 384-d vectors",
-                     f"p50 {timing['p50_ms']:.1f} ms, p95 {timing['p95_ms']:.1f} ms ({index.vectors.nbytes / 1e6:,.0f} MB)"))
+        rows.append(
+            (
+                f"exact search over {size:,} synthetic 384-d vectors",
+                f"p50 {timing['p50_ms']:.1f} ms, p95 {timing['p95_ms']:.1f} ms ({index.vectors.nbytes / 1e6:,.0f} MB)",
+            )
+        )
     return rows
 
 
@@ -117,7 +152,12 @@ def main() -> None:
         catalogue = training_catalogue(session, media_dir=settings.media_dir)
         started = time.perf_counter()
         indexes = build_search_indexes(catalogue, cache_dir=settings.cache_dir)
-        rows = [(f"load the vector indexes ({products:,} products, {images:,} photos; embeddings cached)", f"{time.perf_counter() - started:.1f} s")]
+        rows = [
+            (
+                f"load the vector indexes ({products:,} products, {images:,} photos; embeddings cached)",
+                f"{time.perf_counter() - started:.1f} s",
+            )
+        ]
         rows += vector_query_times(indexes, session, repeat=args.repeat)
     rows += synthetic_times(args.synthetic, repeat=max(20, args.repeat // 5))
     if not args.no_pages:

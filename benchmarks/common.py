@@ -69,8 +69,21 @@ def serve_app(home: Path, database_url: str, log_path: Path, *, script: Path = P
     port = _free_port()
     environment = {**os.environ, **home_environment(home, database_url=database_url)}
     environment.pop("MARKETPLACE_MODELS", None)
-    command = [sys.executable, "-m", "streamlit", "run", str(script), "--server.headless", "true",
-               "--server.address", "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false"]
+    command = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(script),
+        "--server.headless",
+        "true",
+        "--server.address",
+        "127.0.0.1",
+        "--server.port",
+        str(port),
+        "--browser.gatherUsageStats",
+        "false",
+    ]
     with open(log_path, "wb") as log:
         server = subprocess.Popen(command, cwd=PROJECT_ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
@@ -105,7 +118,9 @@ def machine_line() -> str:
     from core.runtime.compute import cpu_info, precision
 
     cpu = cpu_info()
-    return (f"CPU: {cpu.model}, {cpu.cores} cores, torch capability {cpu.capability}, native bf16 {'yes' if cpu.bf16 else 'no'} · "
-            f"precision {precision()} · image engine {engine_name('efficientnet-lite0')} · text engine {sentence_encoder()[0]} · "
-            f"{torch.get_num_threads()} threads · "
-            f"torch {torch.__version__}")
+    return (
+        f"CPU: {cpu.model}, {cpu.cores} cores, torch capability {cpu.capability}, native bf16 {'yes' if cpu.bf16 else 'no'} · "
+        f"precision {precision()} · image engine {engine_name('efficientnet-lite0')} · text engine {sentence_encoder()[0]} · "
+        f"{torch.get_num_threads()} threads · "
+        f"torch {torch.__version__}"
+    )

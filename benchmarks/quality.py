@@ -83,9 +83,13 @@ def load_setup(*, folds: int) -> Setup:
     features = catalogue_features(catalogue, cache_dir=settings.cache_dir)
     label_index = {label: index for index, label in enumerate(catalogue.labels)}
     y = np.array([label_index[product.label] for product in catalogue.products])
-    split = split_products([product.id for product in catalogue.products], [product.label for product in catalogue.products], seed=SPLIT_SEED)
+    split = split_products(
+        [product.id for product in catalogue.products], [product.label for product in catalogue.products], seed=SPLIT_SEED
+    )
     parts = np.array([split[product.id] for product in catalogue.products])
-    return Setup(catalogue, features, y, np.where(parts != TEST)[0], np.where(parts == TEST)[0], np.where(parts == VALIDATION)[0], folds, {})
+    return Setup(
+        catalogue, features, y, np.where(parts != TEST)[0], np.where(parts == TEST)[0], np.where(parts == VALIDATION)[0], folds, {}
+    )
 
 
 def fold_splits(setup: Setup) -> Folds:
@@ -94,8 +98,12 @@ def fold_splits(setup: Setup) -> Folds:
 
 def out_of_fold(setup: Setup, fit_and_score: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> np.ndarray:
     """Scores of every dev row from a model fitted on the other folds; of the test rows from one fitted on all of dev."""
-    scores = cross_fit(lambda _fold, fit_rows, score_rows: fit_and_score(fit_rows, score_rows), fold_splits(setup),
-                       n_rows=len(setup.y), width=setup.n_classes)
+    scores = cross_fit(
+        lambda _fold, fit_rows, score_rows: fit_and_score(fit_rows, score_rows),
+        fold_splits(setup),
+        n_rows=len(setup.y),
+        width=setup.n_classes,
+    )
     scores[setup.test] = fit_and_score(setup.dev, setup.test)
     return scores
 
@@ -113,7 +121,9 @@ def frozen_scores(setup: Setup) -> None:
 
     def photos(fit_rows: np.ndarray, score_rows: np.ndarray) -> np.ndarray:
         with_photo = fit_rows[has_image[fit_rows]]
-        model = make_pipeline(StandardScaler(), LogisticRegression(C=0.01, max_iter=2000)).fit(features.image[with_photo], setup.y[with_photo])
+        model = make_pipeline(StandardScaler(), LogisticRegression(C=0.01, max_iter=2000)).fit(
+            features.image[with_photo], setup.y[with_photo]
+        )
         return model.decision_function(features.image[score_rows])
 
     for name, fit_and_score in (("tfidf", tfidf), ("sentences", sentences), ("photos", photos)):
@@ -154,8 +164,10 @@ def run_pruning(setup: Setup) -> list[tuple[str, str]]:
     flagged = find_label_issues(setup.y[setup.dev], probabilities)
     noise = 1 - float(np.trace(estimate_joint(setup.y[setup.dev], probabilities)))
     kept = setup.dev[~flagged]
-    return [("non-test labels flagged / estimated wrong", f"{int(flagged.sum())} of {len(setup.dev)} / {noise:.1%}"),
-            ("stack without the flagged products", figures(setup.y[setup.test], stacked(setup, names, rows=kept)))]
+    return [
+        ("non-test labels flagged / estimated wrong", f"{int(flagged.sum())} of {len(setup.dev)} / {noise:.1%}"),
+        ("stack without the flagged products", figures(setup.y[setup.test], stacked(setup, names, rows=kept))),
+    ]
 
 
 def run_text_folds(setup: Setup, *, epochs: int) -> list[tuple[str, str]]:
@@ -165,17 +177,24 @@ def run_text_folds(setup: Setup, *, epochs: int) -> list[tuple[str, str]]:
 
     frozen_scores(setup)
     settings = get_settings()
-    trainer = Trainer(setup.catalogue, recorder=DatabaseRunRecorder(make_engine(settings.database_url)), runs_dir=settings.runs_dir,
-                      cache_dir=settings.cache_dir, feature_progress=lambda stage, done, total: print(f"{stage}: {done}/{total}", flush=True))
+    trainer = Trainer(
+        setup.catalogue,
+        recorder=DatabaseRunRecorder(make_engine(settings.database_url)),
+        runs_dir=settings.runs_dir,
+        cache_dir=settings.cache_dir,
+        feature_progress=lambda stage, done, total: print(f"{stage}: {done}/{total}", flush=True),
+    )
     shipped_recipe = with_overrides(DEFAULTS["text"], finetune_layers=6)
     scores, test_scores = trainer.fold_text_logits(shipped_recipe, fold_splits(setup), epochs=epochs, seed=0, also=setup.test)
     assert test_scores is not None
     scores[setup.test] = test_scores
     setup.scores["text model"] = scores
     truth = setup.y[setup.test]
-    return [("text model, mean of the fold models", figures(truth, test_scores.argmax(1))),
-            ("stack: text model + tfidf + photos", figures(truth, stacked(setup, ("text model", "tfidf", "photos")))),
-            ("stack: text model + tfidf + sentences + photos", figures(truth, stacked(setup, ("text model", "tfidf", "sentences", "photos"))))]
+    return [
+        ("text model, mean of the fold models", figures(truth, test_scores.argmax(1))),
+        ("stack: text model + tfidf + photos", figures(truth, stacked(setup, ("text model", "tfidf", "photos")))),
+        ("stack: text model + tfidf + sentences + photos", figures(truth, stacked(setup, ("text model", "tfidf", "sentences", "photos")))),
+    ]
 
 
 def run_image_end_to_end(setup: Setup, *, epochs: int, photo_share: float) -> list[tuple[str, str]]:
@@ -187,7 +206,11 @@ def run_image_end_to_end(setup: Setup, *, epochs: int, photo_share: float) -> li
     y = torch.from_numpy(setup.y[product_rows])
     generator = np.random.default_rng(0)
     chosen = np.sort(generator.choice(len(catalogue.images), int(len(catalogue.images) * photo_share), replace=False))
-    side = {**dict.fromkeys(setup.dev.tolist(), "train"), **dict.fromkeys(setup.validation.tolist(), "val"), **dict.fromkeys(setup.test.tolist(), "test")}
+    side = {
+        **dict.fromkeys(setup.dev.tolist(), "train"),
+        **dict.fromkeys(setup.validation.tolist(), "val"),
+        **dict.fromkeys(setup.test.tolist(), "test"),
+    }
     photo_side = np.array([side[row] for row in product_rows[chosen]])
     train, validation, test = (chosen[photo_side == name] for name in ("train", "val", "test"))
     transform = backbone.transforms()
@@ -195,12 +218,14 @@ def run_image_end_to_end(setup: Setup, *, epochs: int, photo_share: float) -> li
     # The whole feature extractor is the fine-tuned "tail"; a dropout + linear layer is the head.
     head = nn.Sequential(nn.Dropout(0.3), nn.Linear(backbone.feature_dim, setup.n_classes))
     model = FineTunedImageClassifier(backbone.load(), head).to(memory_format=torch.channels_last)
-    optimizer = torch.optim.AdamW([{"params": model.tail.parameters(), "lr": 3e-4}, {"params": model.head.parameters(), "lr": 3e-3}],
-                                  weight_decay=1e-4)
+    optimizer = torch.optim.AdamW(
+        [{"params": model.tail.parameters(), "lr": 3e-4}, {"params": model.head.parameters(), "lr": 3e-3}], weight_decay=1e-4
+    )
     steps = epochs * math.ceil(len(train) / 32)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=[3e-4, 3e-3], total_steps=steps, pct_start=0.1)
-    augment = augmentations.Compose([augmentations.RandomResizedCrop(backbone.input_size, scale=(0.5, 1.0), antialias=True),
-                                     augmentations.RandomHorizontalFlip()])
+    augment = augmentations.Compose(
+        [augmentations.RandomResizedCrop(backbone.input_size, scale=(0.5, 1.0), antialias=True), augmentations.RandomHorizontalFlip()]
+    )
 
     @torch.no_grad()
     def probabilities(rows: np.ndarray, *, flip: bool = False) -> np.ndarray:
@@ -236,8 +261,10 @@ def run_image_end_to_end(setup: Setup, *, epochs: int, photo_share: float) -> li
     assert best_state is not None
     model.load_state_dict(best_state)
     truth = y[test].numpy()
-    return [("image end to end, per photo", figures(truth, probabilities(test).argmax(1))),
-            ("image end to end, flip test-time augmentation", figures(truth, probabilities(test, flip=True).argmax(1)))]
+    return [
+        ("image end to end, per photo", figures(truth, probabilities(test).argmax(1))),
+        ("image end to end, flip test-time augmentation", figures(truth, probabilities(test, flip=True).argmax(1))),
+    ]
 
 
 def main() -> int:

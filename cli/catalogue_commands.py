@@ -27,8 +27,13 @@ def run_import(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     try:
-        report = import_folder(Path(args.directory), engine=open_engine(args.db), settings=settings, image_size=args.image_size,
-                               progress=None if args.quiet else tqdm_progress())
+        report = import_folder(
+            Path(args.directory),
+            engine=open_engine(args.db),
+            settings=settings,
+            image_size=args.image_size,
+            progress=None if args.quiet else tqdm_progress(),
+        )
     except (CatalogueFormatError, CatalogueWriteError) as error:
         raise CommandError(str(error)) from error
     for line in report.summary().splitlines():
@@ -62,8 +67,12 @@ def run_info(args: argparse.Namespace) -> int:
             from core.search.indexes import embedding_progress
 
             progress = embedding_progress(catalogue_to_train_on(engine), cache_dir=settings.cache_dir)
-            embeddings = {"texts_done": progress.texts_done, "texts_total": progress.texts_total,
-                          "photos_done": progress.photos_done, "photos_total": progress.photos_total}
+            embeddings = {
+                "texts_done": progress.texts_done,
+                "texts_total": progress.texts_total,
+                "photos_done": progress.photos_done,
+                "photos_total": progress.photos_total,
+            }
     except Exception as error:  # noqa: BLE001 - a broken database is part of what info reports
         counts, embeddings = None, {"error": f"{type(error).__name__}: {error}"}
     from db.session import database_facts
@@ -87,9 +96,7 @@ def run_search(args: argparse.Namespace) -> int:
     from db.session import session_scope
     from services.search import SearchInputError, search_catalogue
 
-    filters = ProductFilters(
-        category=args.category, min_price=args.min_price, max_price=args.max_price, location=args.location
-    )
+    filters = ProductFilters(category=args.category, min_price=args.min_price, max_price=args.max_price, location=args.location)
     mode = "photo" if args.image else args.mode
     if len(args.query or "") > MAX_QUERY_CHARS:
         raise CommandError(f"the query is {len(args.query):,} characters long; the limit is {MAX_QUERY_CHARS:,}")
@@ -103,8 +110,9 @@ def run_search(args: argparse.Namespace) -> int:
         indexes = build_search_indexes(catalogue, cache_dir=get_settings().cache_dir)
     with session_scope(engine) as session:
         try:
-            result = search_catalogue(session, mode=mode, query=args.query or "", photos=photos, indexes=indexes, filters=filters,
-                                      limit=args.limit)
+            result = search_catalogue(
+                session, mode=mode, query=args.query or "", photos=photos, indexes=indexes, filters=filters, limit=args.limit
+            )
         except SearchInputError as error:
             raise CommandError(str(error)) from error
         hits = [
@@ -135,19 +143,30 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     importer.add_argument("--image-size", type=bounded_int(16, 4096), help="canvas size of cleaned photos (default 512)")
     importer.add_argument("--show-skipped", type=bounded_int(0, 1_000_000), default=20, help="how many skipped rows to list")
     importer.add_argument("--quiet", action="store_true", help="no progress bars")
-    importer.add_argument("--embed", action="store_true",
-                          help="then embed the catalogue for search by meaning and photo (resumable; otherwise the app does it in the background)")
+    importer.add_argument(
+        "--embed",
+        action="store_true",
+        help="then embed the catalogue for search by meaning and photo (resumable; otherwise the app does it in the background)",
+    )
     importer.set_defaults(handler=run_import)
 
     info = commands.add_parser("info", help="this machine and setup (CPU, precision, threads, models, catalogue, caches) for a bug report")
-    info.add_argument("--json", action="store_true", help='print {"cpu", "precision", "threads", "torch", "database", "models", "catalogue", "caches", ...}')
+    info.add_argument(
+        "--json",
+        action="store_true",
+        help='print {"cpu", "precision", "threads", "torch", "database", "models", "catalogue", "caches", ...}',
+    )
     info.add_argument("--db", help="database URL")
     info.set_defaults(handler=run_info)
 
     search = commands.add_parser("search", help="search the catalogue by keyword, meaning, both (hybrid) or photo")
     search.add_argument("query", nargs="?", default="", help="words to search for (not needed with --image)")
-    search.add_argument("--mode", choices=["keyword", "semantic", "hybrid"], default="keyword",
-                        help="keyword (FTS5), semantic (sentence embeddings) or hybrid (both, rank-fused); default keyword")
+    search.add_argument(
+        "--mode",
+        choices=["keyword", "semantic", "hybrid"],
+        default="keyword",
+        help="keyword (FTS5), semantic (sentence embeddings) or hybrid (both, rank-fused); default keyword",
+    )
     search.add_argument("--image", metavar="PATH", help="search by this photo (nearest image embeddings) instead of words")
     search.add_argument("--category", help="top-level category or deeper path")
     search.add_argument("--min-price", type=price_argument)

@@ -97,11 +97,17 @@ class EpochBars:
 
     def update(self, kind: str, result) -> None:  # type: ignore[no-untyped-def]
         if self.bar is not None:
-            self.bar.set_postfix(loss=f"{result.train_loss:.3f}", acc=f"{result.train_accuracy:.3f}",
-                                 val_loss=f"{result.val_loss:.3f}", val_acc=f"{result.val_accuracy:.3f}")
+            self.bar.set_postfix(
+                loss=f"{result.train_loss:.3f}",
+                acc=f"{result.train_accuracy:.3f}",
+                val_loss=f"{result.val_loss:.3f}",
+                val_acc=f"{result.val_accuracy:.3f}",
+            )
             self.bar.update(1)
-        line = (f"  {kind} epoch {result.epoch}: train loss {result.train_loss:.3f} acc {result.train_accuracy:.3f} | "
-                f"val loss {result.val_loss:.3f} acc {result.val_accuracy:.3f} | lr {result.learning_rate:.2g} | {result.seconds:.0f} s")
+        line = (
+            f"  {kind} epoch {result.epoch}: train loss {result.train_loss:.3f} acc {result.train_accuracy:.3f} | "
+            f"val loss {result.val_loss:.3f} acc {result.val_accuracy:.3f} | lr {result.learning_rate:.2g} | {result.seconds:.0f} s"
+        )
         (self.bar.write if self.bar is not None and not self.quiet else print)(line)
 
     def close(self) -> None:
@@ -141,7 +147,7 @@ def bounded(kind: type[int] | type[float], low: float, high: float):  # type: ig
         except ValueError as error:
             raise argparse.ArgumentTypeError(f"not a {noun}: {printable(text[:40])}") from error
         if not low <= value <= high:  # NaN fails this too
-            shown = (f"{int(low)} and {int(high)}" if kind is int else f"{low:g} and {high:g}")
+            shown = f"{int(low)} and {int(high)}" if kind is int else f"{low:g} and {high:g}"
             raise argparse.ArgumentTypeError(f"must be between {shown}")
         return value
 

@@ -35,15 +35,34 @@ def run_train(args: argparse.Namespace) -> int:
     settings = get_settings()
     engine = open_engine(args.db)
     catalogue = catalogue_to_train_on(engine)
-    overrides = {"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size, "momentum": args.momentum,
-                 "step_size": args.step_size, "gamma": args.gamma, "seed": args.seed, "val_fraction": args.val_fraction,
-                 "test_fraction": args.test_fraction, "backbone": args.backbone, "finetune_layers": args.finetune_layers, "finetune_blocks": args.finetune_blocks,
-                 "dropout": args.dropout, "weight_decay": args.weight_decay, "text_folds": args.text_folds}
+    overrides = {
+        "epochs": args.epochs,
+        "lr": args.lr,
+        "batch_size": args.batch_size,
+        "momentum": args.momentum,
+        "step_size": args.step_size,
+        "gamma": args.gamma,
+        "seed": args.seed,
+        "val_fraction": args.val_fraction,
+        "test_fraction": args.test_fraction,
+        "backbone": args.backbone,
+        "finetune_layers": args.finetune_layers,
+        "finetune_blocks": args.finetune_blocks,
+        "dropout": args.dropout,
+        "weight_decay": args.weight_decay,
+        "text_folds": args.text_folds,
+    }
     kinds = list(ModelKind) if args.model == "all" else [ModelKind(args.model)]
     stop_on_sigterm()
     bars = EpochBars(quiet=args.quiet)
-    trainer = Trainer(catalogue, recorder=DatabaseRunRecorder(engine), runs_dir=settings.runs_dir, cache_dir=settings.cache_dir,
-                      epoch_progress=bars.update, feature_progress=None if args.quiet else tqdm_progress())
+    trainer = Trainer(
+        catalogue,
+        recorder=DatabaseRunRecorder(engine),
+        runs_dir=settings.runs_dir,
+        cache_dir=settings.cache_dir,
+        epoch_progress=bars.update,
+        feature_progress=None if args.quiet else tqdm_progress(),
+    )
     results: dict[str, Any] = {}  # RunResult per kind
     try:
         for kind in kinds:
@@ -51,25 +70,39 @@ def run_train(args: argparse.Namespace) -> int:
             bars.start(kind, hyper.epochs)
             print(f"training the {kind} model ({len(catalogue.products)} products, {len(catalogue.images)} photos)")
             if kind == "combined":
-                text_checkpoint = (results["text"].checkpoint if "text" in results
-                                   else run_checkpoint(engine, "text", args.text_run) if args.text_run else latest_checkpoint(engine, "text"))
+                text_checkpoint = (
+                    results["text"].checkpoint
+                    if "text" in results
+                    else run_checkpoint(engine, "text", args.text_run)
+                    if args.text_run
+                    else latest_checkpoint(engine, "text")
+                )
                 results[kind] = trainer.train_combined(text_checkpoint, hyper)
             else:
                 results[kind] = getattr(trainer, f"train_{kind}")(hyper)
             bars.close()
             result = results[kind]
             metrics = result.test_metrics
-            test = (f"test accuracy {metrics['accuracy']:.3f}, top-3 {metrics['top3_accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f} "
-                    f"(n={metrics['n']})" if metrics["n"] else "no test products")
-            print(f"run {result.run_id} ({kind}): best epoch {result.best_epoch}, validation accuracy {result.best_val_accuracy:.3f}, "
-                  f"{test}; checkpoint {result.checkpoint}")
+            test = (
+                f"test accuracy {metrics['accuracy']:.3f}, top-3 {metrics['top3_accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f} "
+                f"(n={metrics['n']})"
+                if metrics["n"]
+                else "no test products"
+            )
+            print(
+                f"run {result.run_id} ({kind}): best epoch {result.best_epoch}, validation accuracy {result.best_val_accuracy:.3f}, "
+                f"{test}; checkpoint {result.checkpoint}"
+            )
     except TrainingError as error:
         raise CommandError(str(error)) from error
     if args.ship:
         from core.models.release import ship_models
 
-        manifest = ship_models({kind: result.checkpoint for kind, result in results.items()}, settings.shipped_models_dir,
-                               catalogue_fingerprint=catalogue.fingerprint())
+        manifest = ship_models(
+            {kind: result.checkpoint for kind, result in results.items()},
+            settings.shipped_models_dir,
+            catalogue_fingerprint=catalogue.fingerprint(),
+        )
         _store_held_out(settings.shipped_models_dir, catalogue, quiet=args.quiet)
         print(f"shipped to {settings.shipped_models_dir}: {', '.join(manifest['models'])}")
     return 0
@@ -123,7 +156,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
     for kind in ModelKind:
         metrics = results[kind]
         if metrics["n"]:
-            print(f"{kind:>8}: accuracy {metrics['accuracy']:.3f}, top-3 {metrics['top3_accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f} (n={metrics['n']})")
+            print(
+                f"{kind:>8}: accuracy {metrics['accuracy']:.3f}, top-3 {metrics['top3_accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f} (n={metrics['n']})"
+            )
     print(f"written to {args.out}")
     return 0
 
@@ -141,13 +176,29 @@ def run_baselines_command(args: argparse.Namespace) -> int:
     catalogue = catalogue_to_train_on(engine)
     with session_scope(engine) as session:
         listings = listings_frame(session).set_index("id")
-    split = split_products([product.id for product in catalogue.products], [product.label for product in catalogue.products],
-                           test_fraction=0.2, val_fraction=0.2, seed=args.seed)
-    features = cached_image_features(get_backbone(args.backbone), [image.id for image in catalogue.images],
-                                     [image.checksum for image in catalogue.images], [image.path for image in catalogue.images],
-                                     cache_dir=settings.cache_dir)
-    results = run_baselines(catalogue, split, features, prices=listings["price"].to_dict(), names=listings["name"].to_dict(),
-                            descriptions=listings["description"].to_dict(), locations=listings["location"].to_dict())
+    split = split_products(
+        [product.id for product in catalogue.products],
+        [product.label for product in catalogue.products],
+        test_fraction=0.2,
+        val_fraction=0.2,
+        seed=args.seed,
+    )
+    features = cached_image_features(
+        get_backbone(args.backbone),
+        [image.id for image in catalogue.images],
+        [image.checksum for image in catalogue.images],
+        [image.path for image in catalogue.images],
+        cache_dir=settings.cache_dir,
+    )
+    results = run_baselines(
+        catalogue,
+        split,
+        features,
+        prices=listings["price"].to_dict(),
+        names=listings["name"].to_dict(),
+        descriptions=listings["description"].to_dict(),
+        locations=listings["location"].to_dict(),
+    )
     text = json.dumps(results, indent=1)
     if args.out:
         Path(args.out).write_text(text)
@@ -177,7 +228,9 @@ def run_ship(args: argparse.Namespace) -> int:
     _store_held_out(settings.shipped_models_dir, catalogue, quiet=args.quiet)
     for kind, entry in manifest["models"].items():
         accuracy = (entry.get("test_metrics") or {}).get("accuracy")
-        print(f"{kind}: run {entry['run_id']}, test accuracy {'n/a' if accuracy is None else f'{accuracy:.3f}'}, {entry['bytes'] / 1e6:.1f} MB")
+        print(
+            f"{kind}: run {entry['run_id']}, test accuracy {'n/a' if accuracy is None else f'{accuracy:.3f}'}, {entry['bytes'] / 1e6:.1f} MB"
+        )
     return 0
 
 
@@ -188,8 +241,9 @@ def _store_held_out(models_dir: Path, catalogue, *, quiet: bool) -> None:  # typ
     from core.evaluation.held_out import store_held_out_predictions
 
     classifier = _load_classifier(str(models_dir))
-    predictions = held_out_predictions(classifier, catalogue, cache_dir=get_settings().cache_dir,
-                                       progress=None if quiet else tqdm_progress())
+    predictions = held_out_predictions(
+        classifier, catalogue, cache_dir=get_settings().cache_dir, progress=None if quiet else tqdm_progress()
+    )
     store_held_out_predictions(models_dir, predictions, catalogue_fingerprint=catalogue.fingerprint())
 
 
@@ -210,10 +264,16 @@ def add_training_commands(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--test-fraction", type=bounded_float(0.01, 0.9), help="held-out test share of products (default 0.2)")
     train.add_argument("--backbone", help="image backbone: efficientnet-lite0 (default), efficientnet-lite2, resnet50")
     train.add_argument("--finetune-layers", type=bounded_int(0, 6), help="text: encoder layers fine-tuned with the CNN (default 2)")
-    train.add_argument("--finetune-blocks", type=bounded_int(0, 16), help="image: last backbone blocks fine-tuned with the head (default 0)")
+    train.add_argument(
+        "--finetune-blocks", type=bounded_int(0, 16), help="image: last backbone blocks fine-tuned with the head (default 0)"
+    )
     train.add_argument("--text-run", type=positive_int, metavar="RUN", help="combined: the text run it builds on (default: the latest)")
-    train.add_argument("--text-folds", type=bounded_int(0, 20), metavar="K",
-                       help="combined: read the text model's logits, cross-fitted on the training side by K fold models (default 0: its features)")
+    train.add_argument(
+        "--text-folds",
+        type=bounded_int(0, 20),
+        metavar="K",
+        help="combined: read the text model's logits, cross-fitted on the training side by K fold models (default 0: its features)",
+    )
     train.add_argument("--ship", action="store_true", help="make the trained models the shipped defaults under models/")
     train.add_argument("--quiet", action="store_true")
     train.add_argument("--db", help="database URL")
@@ -224,8 +284,11 @@ def add_training_commands(commands: argparse._SubParsersAction) -> None:
         ship.add_argument(f"--{kind}", type=positive_int, metavar="RUN", help=f"the {kind} run to ship")
     ship.add_argument("--int8", action="store_true", help="store big weight matrices as int8 (a quarter of float32)")
     ship.add_argument("--quiet", action="store_true", help="no progress bars")
-    ship.add_argument("--predictions-only", action="store_true",
-                      help="only store the shipped set's held-out predictions for the catalogue (a set shipped without them)")
+    ship.add_argument(
+        "--predictions-only",
+        action="store_true",
+        help="only store the shipped set's held-out predictions for the catalogue (a set shipped without them)",
+    )
     ship.add_argument("--db", help="database URL")
     ship.set_defaults(handler=run_ship)
 

@@ -6,13 +6,7 @@ import argparse
 import json
 import sys
 
-from cli.common import (
-    CommandError,
-    bounded_int,
-    catalogue_to_train_on,
-    open_engine,
-    positive_int,
-)
+from cli.common import CommandError, bounded_int, catalogue_to_train_on, open_engine, positive_int
 from core.settings import get_settings
 
 
@@ -30,14 +24,25 @@ def run_review_queue(args: argparse.Namespace) -> int:
     if args.refresh or not scored:
         catalogue_to_train_on(engine)  # a clear message on an empty catalogue
         if not args.json:
-            print("scoring every label by cross-validation (a minute or two; the first time also embeds the catalogue, a few minutes more)...", file=sys.stderr)
+            print(
+                "scoring every label by cross-validation (a minute or two; the first time also embeds the catalogue, a few minutes more)...",
+                file=sys.stderr,
+            )
         try:
             refresh_queue(engine, cache_dir=settings.cache_dir, media_dir=settings.media_dir, folds=args.folds)
         except ReviewError as error:
             raise CommandError(str(error)) from error
     queue = queue_frame(engine, limit=args.limit)
-    items = [{"product_id": row.product_id, "name": row.name, "current": row.current.split(" / ")[0], "suggested": row.suggested,
-              "score": round(float(row.score), 6)} for row in queue.itertuples()]
+    items = [
+        {
+            "product_id": row.product_id,
+            "name": row.name,
+            "current": row.current.split(" / ")[0],
+            "suggested": row.suggested,
+            "score": round(float(row.score), 6),
+        }
+        for row in queue.itertuples()
+    ]
     if args.json:
         print(json.dumps({"items": items}, ensure_ascii=False))
         return 0
@@ -49,9 +54,13 @@ def run_review_queue(args: argparse.Namespace) -> int:
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
     """The `review-queue` subcommand."""
-    review = commands.add_parser("review-queue", help="the products most likely mislabelled, worst first (cleanlab on cross-validated probabilities)")
+    review = commands.add_parser(
+        "review-queue", help="the products most likely mislabelled, worst first (cleanlab on cross-validated probabilities)"
+    )
     review.add_argument("--limit", type=positive_int, default=50)
-    review.add_argument("--json", action="store_true", help='print {"items": [{"product_id", "name", "current", "suggested", "score"}, ...]}')
+    review.add_argument(
+        "--json", action="store_true", help='print {"items": [{"product_id", "name", "current", "suggested", "score"}, ...]}'
+    )
     review.add_argument("--refresh", action="store_true", help="score every label again (after imports or reviews)")
     review.add_argument("--folds", type=bounded_int(2, 20), default=5, help="cross-validation folds (default 5)")
     review.add_argument("--db", help="database URL")

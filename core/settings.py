@@ -42,8 +42,11 @@ class Settings:
 def home_environment(home: Path, *, database_url: str | None = None, media_dir: Path | None = None) -> dict[str, str]:
     """The variables that point the app, the CLI and child processes at a catalogue home (its
     database, photos and caches), with the same defaults as get_settings."""
-    return {"MARKETPLACE_HOME": str(home), "DATABASE_URL": database_url or f"sqlite:///{home / 'catalogue.db'}",
-            "MARKETPLACE_MEDIA": str(media_dir or home / "images")}
+    return {
+        "MARKETPLACE_HOME": str(home),
+        "DATABASE_URL": database_url or f"sqlite:///{home / 'catalogue.db'}",
+        "MARKETPLACE_MEDIA": str(media_dir or home / "images"),
+    }
 
 
 def get_settings() -> Settings:
@@ -56,9 +59,7 @@ def get_settings() -> Settings:
         data_dir=data_dir,
         media_dir=Path(os.environ.get("MARKETPLACE_MEDIA", data_dir / "images")),
         models_dir=Path(os.environ.get("MARKETPLACE_MODELS", default_models)),
-        marketplace_data=Path(
-            os.environ.get("MARKETPLACE_DATA", PROJECT_ROOT.parent / "shared" / "data" / "marketplace")
-        ),
+        marketplace_data=Path(os.environ.get("MARKETPLACE_DATA", PROJECT_ROOT.parent / "shared" / "data" / "marketplace")),
         image_size=int(os.environ.get("MARKETPLACE_IMAGE_SIZE", "512")),
         shipped_models_dir=Path(os.environ.get("MARKETPLACE_MODELS", shipped)),
         active_models_dir=active,

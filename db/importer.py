@@ -33,9 +33,7 @@ from core.data.catalogue_folder import (
     parse_products,
     read_csv_rows,
 )
-from core.data.cleaning import (
-    CATEGORY_SEPARATOR,
-)
+from core.data.cleaning import CATEGORY_SEPARATOR
 from core.data.images import (
     DEFAULT_CANVAS_SIZE,
     ImageError,
@@ -167,8 +165,9 @@ def import_catalogue(
             known_checksums = {image_id: checksum for image_id, checksum in session.execute(select(Image.id, Image.checksum))}
         images_dir = source / "images"
         if images_dir.is_dir():
-            image_rows = parse_images(read_csv_rows(source / "Images.csv", IMAGE_COLUMNS, report), images_dir,
-                                       set(products) | existing_ids, report)
+            image_rows = parse_images(
+                read_csv_rows(source / "Images.csv", IMAGE_COLUMNS, report), images_dir, set(products) | existing_ids, report
+            )
         else:
             image_rows = []
             report.notes.append(f"no images/ folder in {source}: products imported without photos")
@@ -192,8 +191,14 @@ def _write_products(session: Session, products: dict[str, ProductRow], report: I
     stored = {product.id: product for product in session.scalars(select(Product))}
     for row in products.values():
         category = _get_or_create_category(session, row.category_path, categories)
-        values = {"name": row.name, "raw_name": row.raw_name, "description": row.description, "raw_description": row.raw_description,
-                  "price_pence": row.price_pence, "location": row.location}
+        values = {
+            "name": row.name,
+            "raw_name": row.raw_name,
+            "description": row.description,
+            "raw_description": row.raw_description,
+            "price_pence": row.price_pence,
+            "location": row.location,
+        }
         product = stored.get(row.id)
         if product is None:
             session.add(Product(id=row.id, category=category, source="import", **values))
@@ -202,8 +207,16 @@ def _write_products(session: Session, products: dict[str, ProductRow], report: I
         changed = {key: value for key, value in values.items() if getattr(product, key) != value}
         if product.category_id != category.id:
             session.flush()  # a new category needs its id for the history row
-            session.add(LabelHistory(product_id=product.id, old_category_id=product.category_id, new_category_id=category.id,
-                                     changed_by=imported_by, reason=f"re-import from {source_name}", source="import"))
+            session.add(
+                LabelHistory(
+                    product_id=product.id,
+                    old_category_id=product.category_id,
+                    new_category_id=category.id,
+                    changed_by=imported_by,
+                    reason=f"re-import from {source_name}",
+                    source="import",
+                )
+            )
             product.category = category
             product.label_version += 1
             changed["category"] = category
@@ -219,9 +232,16 @@ def _write_products(session: Session, products: dict[str, ProductRow], report: I
 def _write_images(session: Session, cleaned: list[_CleanedImage], report: ImportReport) -> None:
     stored_images = {image.id: image for image in session.scalars(select(Image))}
     for item in cleaned:
-        values = {"product_id": item.row.product_id, "position": item.row.position, "file_path": item.file_path,
-                  "original_path": str(item.row.original.resolve()), "width": item.width, "height": item.height,
-                  "checksum": item.checksum, "source_ref": item.row.source_ref}
+        values = {
+            "product_id": item.row.product_id,
+            "position": item.row.position,
+            "file_path": item.file_path,
+            "original_path": str(item.row.original.resolve()),
+            "width": item.width,
+            "height": item.height,
+            "checksum": item.checksum,
+            "source_ref": item.row.source_ref,
+        }
         image = stored_images.get(item.row.id)
         if image is None:
             session.add(Image(id=item.row.id, **values))
@@ -232,5 +252,3 @@ def _write_images(session: Session, cleaned: list[_CleanedImage], report: Import
             report.images_updated += 1
         else:
             report.images_unchanged += 1
-
-

@@ -43,10 +43,7 @@ class ProductFilters:
     def apply(self, statement: Select) -> Select:  # type: ignore[type-arg]
         if self.category:
             statement = statement.where(
-                or_(
-                    Category.path == self.category,
-                    Category.path.startswith(self.category + CATEGORY_SEPARATOR, autoescape=True),
-                )
+                or_(Category.path == self.category, Category.path.startswith(self.category + CATEGORY_SEPARATOR, autoescape=True))
             )
         if self.min_price is not None:
             statement = statement.where(Product.price_pence >= round(Decimal(str(self.min_price)) * 100))
@@ -133,9 +130,7 @@ def category_paths(session: Session, *, parent: str | None = None) -> list[str]:
     return list(session.scalars(statement))
 
 
-def browse_products(
-    session: Session, *, filters: ProductFilters = ProductFilters(), page: int = 1, page_size: int = 24
-) -> ProductPage:
+def browse_products(session: Session, *, filters: ProductFilters = ProductFilters(), page: int = 1, page_size: int = 24) -> ProductPage:
     """One page of products, newest import order, with their category and photos loaded."""
     base = filters.apply(select(Product).join(Product.category))
     total = session.scalar(select(func.count()).select_from(base.subquery())) or 0
@@ -150,18 +145,12 @@ def browse_products(
 
 
 def get_product(session: Session, product_id: str) -> ProductView | None:
-    statement = (
-        select(Product)
-        .where(Product.id == product_id)
-        .options(selectinload(Product.images), selectinload(Product.category))
-    )
+    statement = select(Product).where(Product.id == product_id).options(selectinload(Product.images), selectinload(Product.category))
     product = session.scalar(statement)
     return None if product is None else ProductView.of(product)
 
 
-def keyword_search(
-    session: Session, query: str, *, filters: ProductFilters = ProductFilters(), limit: int = 20
-) -> SearchResult:
+def keyword_search(session: Session, query: str, *, filters: ProductFilters = ProductFilters(), limit: int = 20) -> SearchResult:
     """FTS5 search over name and description, bm25-ranked, best first.
 
     All words must match; when no product has them all, any word may (best first still).
@@ -195,9 +184,7 @@ def products_frame(session: Session) -> pd.DataFrame:
     """One row per product for the dashboard: category levels, price, location, photo count."""
     import pandas as pd
 
-    photo_counts = (
-        select(Image.product_id, func.count().label("photos")).group_by(Image.product_id).subquery()
-    )
+    photo_counts = select(Image.product_id, func.count().label("photos")).group_by(Image.product_id).subquery()
     statement = (
         select(
             Product.id,
@@ -222,8 +209,10 @@ def training_catalogue(session: Session, *, media_dir: Path) -> Catalogue:
     """Every product with its current (possibly reviewed) label, and its cleaned photos; listings a
     reviewer marked as not a product are left out."""
     rows = session.execute(
-        select(Product.id, Product.name, Product.description, Category.path).join(Product.category)
-        .where(Product.status == "active").order_by(Product.pk)
+        select(Product.id, Product.name, Product.description, Category.path)
+        .join(Product.category)
+        .where(Product.status == "active")
+        .order_by(Product.pk)
     )
     products = [ProductRecord.of(product_id, name, description, path) for product_id, name, description, path in rows]
     images = [
@@ -257,11 +246,7 @@ def products_by_ids(session: Session, product_ids: list[str]) -> list[ProductVie
     """The products with these ids, in the order given (ids not in the catalogue are left out)."""
     if not product_ids:
         return []
-    statement = (
-        select(Product)
-        .where(Product.id.in_(product_ids))
-        .options(selectinload(Product.images), selectinload(Product.category))
-    )
+    statement = select(Product).where(Product.id.in_(product_ids)).options(selectinload(Product.images), selectinload(Product.category))
     found = {product.id: ProductView.of(product) for product in session.scalars(statement)}
     return [found[product_id] for product_id in product_ids if product_id in found]
 

@@ -65,9 +65,7 @@ class Product(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
 
     category: Mapped[Category] = relationship()
-    images: Mapped[list[Image]] = relationship(
-        back_populates="product", cascade="all, delete-orphan", order_by="Image.position"
-    )
+    images: Mapped[list[Image]] = relationship(back_populates="product", cascade="all, delete-orphan", order_by="Image.position")
 
     @property
     def price(self) -> Decimal:

@@ -27,11 +27,14 @@ except ModelFileError as error:
     st.error(f"The models could not be loaded: {escape_markdown(str(error))}")
     st.stop()
 
-st.caption(f"Upload up to {MAX_PHOTOS} photos (JPG, PNG, WebP or GIF, at most {MAX_UPLOAD_MB} MB each) and/or type a title and "
-           "description. With both, the combined model answers; with one, the image or text model alone.")
+st.caption(
+    f"Upload up to {MAX_PHOTOS} photos (JPG, PNG, WebP or GIF, at most {MAX_UPLOAD_MB} MB each) and/or type a title and "
+    "description. With both, the combined model answers; with one, the image or text model alone."
+)
 photo_col, text_col = st.columns([1, 1])
-uploads = photo_col.file_uploader("Photos", type=list(UPLOAD_TYPES), accept_multiple_files=True, key="classify_photos",
-                                  max_upload_size=MAX_UPLOAD_MB)
+uploads = photo_col.file_uploader(
+    "Photos", type=list(UPLOAD_TYPES), accept_multiple_files=True, key="classify_photos", max_upload_size=MAX_UPLOAD_MB
+)
 title = text_col.text_input("Title", key="classify_title", max_chars=200, placeholder="e.g. Oak dining table with 4 chairs")
 description = text_col.text_area("Description", key="classify_description", max_chars=5000, height=140)
 
@@ -46,8 +49,9 @@ has_input = bool(read.photos or title.strip() or description.strip())
 # category alone is shown, and the analysis is redone once they are there.
 indexes = resources.search_indexes() if product_count and has_input else None
 # Analyse once per change of the inputs, not on every rerun (widgets below rerun the page too).
-inputs = hashlib.sha256(repr((resources.models_key(), [hashlib.sha256(content).hexdigest() for _, content in read.files], title,
-                              description)).encode()).hexdigest()
+inputs = hashlib.sha256(
+    repr((resources.models_key(), [hashlib.sha256(content).hexdigest() for _, content in read.files], title, description)).encode()
+).hexdigest()
 digest = f"{inputs}:{indexes is not None}"
 if st.session_state.get("classify_digest") != digest:
     st.session_state.pop("classify_analysis", None)
@@ -56,8 +60,15 @@ if st.session_state.get("classify_digest") != digest:
     if has_input:
         with st.spinner("Classifying…"):
             try:
-                analysis = analyse_listing(classifier, photos=read.photos, title=title, description=description, engine=data.engine(),
-                                           indexes=indexes, price_predictor=resources.price_predictor() if product_count >= 20 else None)
+                analysis = analyse_listing(
+                    classifier,
+                    photos=read.photos,
+                    title=title,
+                    description=description,
+                    engine=data.engine(),
+                    indexes=indexes,
+                    price_predictor=resources.price_predictor() if product_count >= 20 else None,
+                )
             except NothingToClassify:
                 analysis = None
         st.session_state["classify_analysis"] = analysis
@@ -65,8 +76,11 @@ if st.session_state.get("classify_digest") != digest:
 
 analysis: ListingAnalysis | None = st.session_state.get("classify_analysis")
 if analysis is None:
-    st.info("Upload a photo or type a title or description to classify a listing." if not read.problems else
-            "None of the uploaded files could be used: see the messages above.")
+    st.info(
+        "Upload a photo or type a title or description to classify a listing."
+        if not read.problems
+        else "None of the uploaded files could be used: see the messages above."
+    )
     st.stop()
 
 prediction = analysis.prediction
@@ -76,7 +90,9 @@ with answer_col:
     st.markdown(f"Answered by the **{prediction.model}** model · confidence **{prediction.top[0][1]:.1%}**")
     if analysis.price is not None:
         price = analysis.price
-        st.metric("Suggested price", f"£{price.estimate:,.2f}", help="Geometric mean of the price model's estimate and the similar items' median")
+        st.metric(
+            "Suggested price", f"£{price.estimate:,.2f}", help="Geometric mean of the price model's estimate and the similar items' median"
+        )
         parts = []
         if price.model_estimate is not None:
             parts.append(f"price model £{price.model_estimate:,.2f}")
@@ -84,8 +100,10 @@ with answer_col:
             parts.append(f"median of {price.neighbours} similar items £{price.neighbour_median:,.2f}")
         st.caption(f"Range £{price.low:,.2f} – £{price.high:,.2f} ({'; '.join(parts)})")
 with chart_col:
-    st.plotly_chart(probability_bar(prediction.labels, prediction.probabilities[prediction.model], title=f"Top 5 ({prediction.model} model)"),
-                    key="classify_top5")
+    st.plotly_chart(
+        probability_bar(prediction.labels, prediction.probabilities[prediction.model], title=f"Top 5 ({prediction.model} model)"),
+        key="classify_top5",
+    )
 if len(prediction.probabilities) > 1:
     st.plotly_chart(model_comparison_bar(prediction.labels, prediction.probabilities), key="classify_models")
 
@@ -100,7 +118,12 @@ elif indexes is None:
 st.subheader("Add to the catalogue", anchor=False)
 if st.session_state.get("classify_saved"):
     st.success(f"Added as product {st.session_state['classify_saved']}.")
-    st.page_link("pages/browse.py", label="Browse the catalogue", icon=":material/grid_view:", query_params={"product": st.session_state["classify_saved"]})
+    st.page_link(
+        "pages/browse.py",
+        label="Browse the catalogue",
+        icon=":material/grid_view:",
+        query_params={"product": st.session_state["classify_saved"]},
+    )
 elif not data.catalogue_counts(data.database_url())[0]:
     st.caption("Adding listings needs a catalogue (its categories): import one first.")
 else:
@@ -108,7 +131,9 @@ else:
     with st.form("classify_add"):
         default_price = analysis.price.estimate if analysis.price else 0.0
         price_col, location_col, name_col = st.columns(3)
-        price_value = price_col.number_input("Price (£)", min_value=0.0, max_value=10_000_000.0, value=float(default_price), step=1.0, key="classify_price")
+        price_value = price_col.number_input(
+            "Price (£)", min_value=0.0, max_value=10_000_000.0, value=float(default_price), step=1.0, key="classify_price"
+        )
         location = location_col.text_input("Location", max_chars=200, placeholder="Town, County", key="classify_location")
         added_by = name_col.text_input("Your name", max_chars=100, value=st.session_state.get("reviewer_name", ""), key="classify_added_by")
         submitted = st.form_submit_button("Add to catalogue", type="primary")
@@ -119,14 +144,29 @@ else:
             st.error("Give your name: the label history records who added the listing.")
         else:
             chosen_top = category.split(" / ")[0]
-            confidence = prediction.probabilities[prediction.model][prediction.labels.index(chosen_top)] if chosen_top in prediction.labels else None
-            listing = NewListing(name=title, description=description, price=Decimal(str(round(price_value, 2))), location=location,
-                                 category=category, photos=[UploadedPhoto(name, content) for name, content in read.files],
-                                 predicted_category=prediction.category, confidence=confidence, model=prediction.model,
-                                 top=prediction.top)
+            confidence = (
+                prediction.probabilities[prediction.model][prediction.labels.index(chosen_top)] if chosen_top in prediction.labels else None
+            )
+            listing = NewListing(
+                name=title,
+                description=description,
+                price=Decimal(str(round(price_value, 2))),
+                location=location,
+                category=category,
+                photos=[UploadedPhoto(name, content) for name, content in read.files],
+                predicted_category=prediction.category,
+                confidence=confidence,
+                model=prediction.model,
+                top=prediction.top,
+            )
             try:
-                product_id = add_listing(data.engine(), listing, media_dir=get_settings().media_dir, added_by=added_by.strip(),
-                                         image_size=get_settings().image_size)
+                product_id = add_listing(
+                    data.engine(),
+                    listing,
+                    media_dir=get_settings().media_dir,
+                    added_by=added_by.strip(),
+                    image_size=get_settings().image_size,
+                )
             except (ListingError, ImageError) as error:
                 st.error(f"Not added: {escape_markdown(str(error))}")
             else:

@@ -25,7 +25,10 @@ metrics[4].metric("Products with no photo", f"{len(no_photo):,}")
 
 overview, drill = st.columns(2)
 with overview:
-    st.plotly_chart(dashboard_figures.category_bar(dashboard_figures.category_summary(products), title="Products and photos per category"), key="category_bar")
+    st.plotly_chart(
+        dashboard_figures.category_bar(dashboard_figures.category_summary(products), title="Products and photos per category"),
+        key="category_bar",
+    )
 with drill:
     top = st.selectbox("Drill into a category", sorted(products["top"].unique()), key="dashboard_drill")
     subs = dashboard_figures.category_summary(products, level="sub", within=top)
@@ -35,7 +38,9 @@ st.plotly_chart(dashboard_figures.category_treemap(products), key="treemap")
 st.plotly_chart(dashboard_figures.price_box(products), key="price_box")
 
 by = st.radio("Locations by", ["town", "county"], horizontal=True, key="dashboard_location_by")
-st.plotly_chart(dashboard_figures.location_bar(dashboard_figures.location_summary(products, by=by), title=f"Top 15 {by}s"), key="location_bar")
+st.plotly_chart(
+    dashboard_figures.location_bar(dashboard_figures.location_summary(products, by=by), title=f"Top 15 {by}s"), key="location_bar"
+)
 
 st.subheader(f"Products with no photo ({len(no_photo)})", anchor=False)
 st.dataframe(no_photo, hide_index=True, width="stretch", column_config={"price": st.column_config.NumberColumn(format="£%.2f")})
@@ -56,12 +61,23 @@ elif held_out_sets:
     health_cols[1].metric("Macro-F1", f"{health['macro_f1']:.3f}" if health["n"] else "–")
     health_cols[2].metric("Held-out products", f"{health['n']:,}")
     st.caption(held_out.note)
-    st.plotly_chart(per_class_bar(per_class_frame(health), value="recall", title="Active combined model: accuracy per category (recall on held-out products)"),
-                    key="health_bar")
+    st.plotly_chart(
+        per_class_bar(
+            per_class_frame(health), value="recall", title="Active combined model: accuracy per category (recall on held-out products)"
+        ),
+        key="health_bar",
+    )
 
 queue_counts = review_queue.queue_counts_per_category(data.engine())
 if queue_counts.empty:
     st.caption("The labelling review queue is empty: build it on the Review page.")
 else:
-    st.plotly_chart(dashboard_figures.count_bar(queue_counts, label="category", value="in the queue",
-                                        title="Products waiting in the labelling review queue, per current category"), key="queue_bar")
+    st.plotly_chart(
+        dashboard_figures.count_bar(
+            queue_counts,
+            label="category",
+            value="in the queue",
+            title="Products waiting in the labelling review queue, per current category",
+        ),
+        key="queue_bar",
+    )

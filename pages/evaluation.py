@@ -23,7 +23,9 @@ def sources() -> dict[str, tuple[str, int | None]]:
     frame = data.runs_frame()
     for row in frame[frame["status"] == "finished"].to_dict("records"):
         accuracy = row["test accuracy"]
-        label = f"Run {row['run']} · {row['model']}" + (f" · test accuracy {accuracy:.3f}" if accuracy == accuracy and accuracy is not None else "")
+        label = f"Run {row['run']} · {row['model']}" + (
+            f" · test accuracy {accuracy:.3f}" if accuracy == accuracy and accuracy is not None else ""
+        )
         options[label] = (row["model"], int(row["run"]))
     return options
 
@@ -39,8 +41,10 @@ def load(option: tuple[str, int | None]) -> PredictionSet | None:
 
 def evaluation_progress() -> None:
     job_progress(resources.held_out_job_key(), waiting="The active models' figures")
-    st.caption("The catalogue has changed since the models were shipped, so they are measured on its held-out products "
-               "again, in the background. Training runs are listed already.")
+    st.caption(
+        "The catalogue has changed since the models were shipped, so they are measured on its held-out products "
+        "again, in the background. Training runs are listed already."
+    )
 
 
 def metric_row(metrics: dict) -> None:
@@ -59,7 +63,9 @@ def choose_cell() -> None:
 
 
 def send_to_review(candidates: list[dict]) -> None:
-    added = review_queue.add_to_queue(data.engine(), [review_queue.QueueEntry(**candidate, is_issue=False, source="evaluation") for candidate in candidates])
+    added = review_queue.add_to_queue(
+        data.engine(), [review_queue.QueueEntry(**candidate, is_issue=False, source="evaluation") for candidate in candidates]
+    )
     st.session_state["eval_sent"] = f"{added} of {len(candidates)} products added to the review queue (the others were queued already)."
 
 
@@ -67,12 +73,19 @@ def show_cell_items(predictions: PredictionSet, true_label: str, predicted_label
     items = cell_items(predictions, true_label=true_label, predicted_label=predicted_label)
     if true_label != predicted_label and len(items):
         candidates = review_candidates(items, predictions.labels)
-        st.button(f"Send these {len(candidates)} products to the review queue", key="eval_send_review", on_click=send_to_review, args=(candidates,))
+        st.button(
+            f"Send these {len(candidates)} products to the review queue",
+            key="eval_send_review",
+            on_click=send_to_review,
+            args=(candidates,),
+        )
         if "eval_sent" in st.session_state:
             st.success(st.session_state.pop("eval_sent"))
     verb = "correctly classified" if true_label == predicted_label else f"predicted as {predicted_label}"
-    st.markdown(f"**{len(items):,} items of {escape_markdown(true_label)} {escape_markdown(verb)}**"
-                + (f" · the {ITEMS_SHOWN} most confident shown" if len(items) > ITEMS_SHOWN else ""))
+    st.markdown(
+        f"**{len(items):,} items of {escape_markdown(true_label)} {escape_markdown(verb)}**"
+        + (f" · the {ITEMS_SHOWN} most confident shown" if len(items) > ITEMS_SHOWN else "")
+    )
     shown = items.head(ITEMS_SHOWN)
     products = {product.id: product for product in data.products_by_ids(data.database_url(), tuple(shown["product_id"]))}
     for row in shown.itertuples():
@@ -80,11 +93,17 @@ def show_cell_items(predictions: PredictionSet, true_label: str, predicted_label
         with st.container(border=True):
             photo_col, text_col, button_col = st.columns([1, 5, 1], vertical_alignment="center")
             with photo_col:
-                photo = media_path_for(row.item_id) if predictions.kind == "image" else (product.image_paths[0] if product and product.image_paths else None)
+                photo = (
+                    media_path_for(row.item_id)
+                    if predictions.kind == "image"
+                    else (product.image_paths[0] if product and product.image_paths else None)
+                )
                 show_photo(photo)
             text_col.markdown(f"**{escape_markdown(product.name if product else row.product_id)}**")
-            text_col.caption(f"true: {escape_markdown(true_label)} · predicted: {escape_markdown(predicted_label)} · confidence {row.confidence:.1%}"
-                             + (f" · now labelled {escape_markdown(product.category)}" if product and product.top_level != true_label else ""))
+            text_col.caption(
+                f"true: {escape_markdown(true_label)} · predicted: {escape_markdown(predicted_label)} · confidence {row.confidence:.1%}"
+                + (f" · now labelled {escape_markdown(product.category)}" if product and product.top_level != true_label else "")
+            )
             if product and button_col.button("Open", key=f"eval_open_{row.item_id}"):
                 st.query_params["product"] = product.id
                 st.rerun()
@@ -94,8 +113,12 @@ st.title("Evaluation")
 require_catalogue()
 if not product_detail_from_query():
     options = sources()
-    chosen = st.selectbox("Model", list(options), key="eval_source",
-                          help="The active models are measured on the held-out test products of their split; a run on its own test part.")
+    chosen = st.selectbox(
+        "Model",
+        list(options),
+        key="eval_source",
+        help="The active models are measured on the held-out test products of their split; a run on its own test part.",
+    )
     try:
         predictions = load(options[chosen])
     except ModelFileError as error:
@@ -105,15 +128,22 @@ if not product_detail_from_query():
         evaluation_progress()
         st.stop()
     metrics = predictions.metrics()
-    st.caption(f"{predictions.name}: {predictions.part} part, {'per photo' if predictions.kind == 'image' else 'per product'}"
-               + (f" · {predictions.note}" if predictions.note else ""))
+    st.caption(
+        f"{predictions.name}: {predictions.part} part, {'per photo' if predictions.kind == 'image' else 'per product'}"
+        + (f" · {predictions.note}" if predictions.note else "")
+    )
     metric_row(metrics)
 
     matrix_tab, classes_tab, compare_tab = st.tabs(["Confusion matrix", "Per-class scores", "Compare"])
     with matrix_tab:
         normalise = st.toggle("Share of each true category (row-normalised)", key="eval_normalise")
-        st.plotly_chart(confusion_figure(metrics, normalise=normalise), key="eval_matrix", on_select=choose_cell,
-                        selection_mode="points", width="content")
+        st.plotly_chart(
+            confusion_figure(metrics, normalise=normalise),
+            key="eval_matrix",
+            on_select=choose_cell,
+            selection_mode="points",
+            width="content",
+        )
         st.caption("Click a cell to list its items, or choose the two categories here.")
         labels = predictions.labels
         true_col, predicted_col = st.columns(2)
@@ -122,9 +152,15 @@ if not product_detail_from_query():
         if NO_CELL not in (true_label, predicted_label):
             show_cell_items(predictions, true_label, predicted_label)
     with classes_tab:
-        st.dataframe(per_class_frame(metrics), hide_index=True, width="stretch",
-                     column_config={name: st.column_config.ProgressColumn(name, min_value=0, max_value=1, format="%.3f")
-                                    for name in ("precision", "recall", "f1")})
+        st.dataframe(
+            per_class_frame(metrics),
+            hide_index=True,
+            width="stretch",
+            column_config={
+                name: st.column_config.ProgressColumn(name, min_value=0, max_value=1, format="%.3f")
+                for name in ("precision", "recall", "f1")
+            },
+        )
     with compare_tab:
         others = [option for option in options if option != chosen]
         other = st.selectbox("Compare with", others, key="eval_other")

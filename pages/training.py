@@ -34,23 +34,38 @@ def runs_and_curves() -> None:
     if frame.empty:
         st.info("No training runs yet. Start one below, or from the command line: `python -m core train --model all`.")
         return
-    st.dataframe(frame, hide_index=True, width="stretch", key="training_runs_table",
-                 column_config={"best val accuracy": st.column_config.NumberColumn(format="%.3f"),
-                                "test accuracy": st.column_config.NumberColumn(format="%.3f"),
-                                "test macro-F1": st.column_config.NumberColumn(format="%.3f")})
+    st.dataframe(
+        frame,
+        hide_index=True,
+        width="stretch",
+        key="training_runs_table",
+        column_config={
+            "best val accuracy": st.column_config.NumberColumn(format="%.3f"),
+            "test accuracy": st.column_config.NumberColumn(format="%.3f"),
+            "test macro-F1": st.column_config.NumberColumn(format="%.3f"),
+        },
+    )
     labels = {int(row["run"]): run_label(row) for row in frame.to_dict("records")}
-    chosen = st.multiselect("Runs to plot (several overlay for comparison)", list(labels), default=list(labels)[:1],
-                            format_func=labels.get, key="training_plot_runs")
+    chosen = st.multiselect(
+        "Runs to plot (several overlay for comparison)",
+        list(labels),
+        default=list(labels)[:1],
+        format_func=labels.get,
+        key="training_plot_runs",
+    )
     metric_col, smoothing_col = st.columns(2)
     metric = metric_col.radio("Curve", ["loss", "accuracy"], horizontal=True, key="training_metric")
-    smoothing = smoothing_col.slider("Smoothing", 0.0, 0.9, 0.0, 0.1, key="training_smoothing",
-                                     help="Exponential moving average over epochs, as TensorBoard's")
+    smoothing = smoothing_col.slider(
+        "Smoothing", 0.0, 0.9, 0.0, 0.1, key="training_smoothing", help="Exponential moving average over epochs, as TensorBoard's"
+    )
     epochs = data.epochs_frame(chosen)
     if epochs.empty:
         st.caption("The chosen runs have no finished epoch yet.")
     else:
-        st.plotly_chart(training_curves(epochs, metric=metric, smoothing=smoothing, run_names={run: f"run {run}" for run in chosen}),
-                        key="training_curves")
+        st.plotly_chart(
+            training_curves(epochs, metric=metric, smoothing=smoothing, run_names={run: f"run {run}" for run in chosen}),
+            key="training_curves",
+        )
     for job in [job for job in list_jobs(JOBS_DIR) if job.running]:
         with st.container(border=True):
             st.markdown(f"**Training the {job.kind} model** (process {job.pid})")
@@ -63,8 +78,9 @@ def runs_and_curves() -> None:
 runs_and_curves()
 
 st.subheader("Start a run", anchor=False)
-kind = st.selectbox("Model", ["image", "text", "combined"], key="training_kind",
-                    help="The combined model builds on the latest finished text run.")
+kind = st.selectbox(
+    "Model", ["image", "text", "combined"], key="training_kind", help="The combined model builds on the latest finished text run."
+)
 defaults = DEFAULTS[kind]
 with st.form(f"training_form_{kind}"):
     columns = st.columns(4)
@@ -77,10 +93,16 @@ with st.form(f"training_form_{kind}"):
     else:
         options["finetune_layers"] = int(columns[3].number_input("Encoder layers fine-tuned", 0, 6, defaults.finetune_layers))
     if kind == "combined":
-        options["text_folds"] = int(st.number_input(
-            "Text fold models", 0, 10, defaults.text_folds,
-            help="0: the text branch reads the text model's features. K: it reads the text model's logits, cross-fitted on the "
-                 "training side by K fold models (K more text trainings: 5 took 25 minutes on the shared data)."))
+        options["text_folds"] = int(
+            st.number_input(
+                "Text fold models",
+                0,
+                10,
+                defaults.text_folds,
+                help="0: the text branch reads the text model's features. K: it reads the text model's logits, cross-fitted on the "
+                "training side by K fold models (K more text trainings: 5 took 25 minutes on the shared data).",
+            )
+        )
     started = st.form_submit_button("Start training", type="primary")
 if started:
     if live:
@@ -100,8 +122,13 @@ if not finished.empty:
     run_id = st.selectbox("Finished run", list(labels), format_func=labels.get, key="training_activate_run")
     if st.button("Make active", key="training_activate"):
         try:
-            manifest = activate_run(data.engine(), run_id, active_dir=settings.active_models_dir, current_dir=settings.models_dir,
-                                    catalogue_fingerprint=resources.catalogue().fingerprint())
+            manifest = activate_run(
+                data.engine(),
+                run_id,
+                active_dir=settings.active_models_dir,
+                current_dir=settings.models_dir,
+                catalogue_fingerprint=resources.catalogue().fingerprint(),
+            )
         except ActivationError as error:
             st.error(f"Not activated: {escape_markdown(str(error))}")
         else:

@@ -45,12 +45,22 @@ def runs_to_activate(engine: Engine, run_id: int) -> dict[str, Path]:
                 raise ActivationError(f"run {run_id} does not record the text run it was built on")
             checkpoints["text"] = Path(_finished_run(session, int(text_run)).checkpoint_path)  # type: ignore[arg-type]
         elif run.model_kind == "text":
-            combined = [candidate for candidate in session.scalars(
-                select(TrainingRun).where(TrainingRun.model_kind == ModelKind.COMBINED, TrainingRun.status == RunStatus.FINISHED).order_by(TrainingRun.id.desc()))
-                if candidate.encoder_ids.get("text_model_run") == run_id and candidate.checkpoint_path and Path(candidate.checkpoint_path).is_file()]
+            combined = [
+                candidate
+                for candidate in session.scalars(
+                    select(TrainingRun)
+                    .where(TrainingRun.model_kind == ModelKind.COMBINED, TrainingRun.status == RunStatus.FINISHED)
+                    .order_by(TrainingRun.id.desc())
+                )
+                if candidate.encoder_ids.get("text_model_run") == run_id
+                and candidate.checkpoint_path
+                and Path(candidate.checkpoint_path).is_file()
+            ]
             if not combined:
-                raise ActivationError(f"text run {run_id} has no finished combined run built on it; train one first "
-                                      f"(python -m core train --model combined --text-run {run_id}), then make that one active")
+                raise ActivationError(
+                    f"text run {run_id} has no finished combined run built on it; train one first "
+                    f"(python -m core train --model combined --text-run {run_id}), then make that one active"
+                )
             checkpoints["combined"] = Path(combined[0].checkpoint_path)  # type: ignore[arg-type]
         return checkpoints
 

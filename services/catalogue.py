@@ -17,13 +17,15 @@ from db.session import session_scope
 __all__ = ["CatalogueFormatError", "CatalogueWriteError", "ImportReport", "embed_for_search", "import_folder", "models_catalogue"]
 
 
-def import_folder(folder: Path, *, engine: Engine, settings: Settings, image_size: int | None = None,
-                  progress: StageProgress | None = None) -> ImportReport:
+def import_folder(
+    folder: Path, *, engine: Engine, settings: Settings, image_size: int | None = None, progress: StageProgress | None = None
+) -> ImportReport:
     """Import or refresh the catalogue from `folder` into the database, its photos cleaned into the
     settings' media folder. Raises CatalogueFormatError (not a catalogue folder; nothing written) or
     CatalogueWriteError (the database refused the batch; nothing written)."""
-    return import_catalogue(folder, engine=engine, media_dir=settings.media_dir, image_size=image_size or settings.image_size,
-                            progress=progress)
+    return import_catalogue(
+        folder, engine=engine, media_dir=settings.media_dir, image_size=image_size or settings.image_size, progress=progress
+    )
 
 
 def models_catalogue(engine: Engine, *, settings: Settings) -> Catalogue:

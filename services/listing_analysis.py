@@ -29,9 +29,16 @@ def listing_text(title: str, description: str) -> str:
     return "\n".join(part.strip() for part in (title, description) if part and part.strip())
 
 
-def analyse_listing(classifier: CategoryClassifier, *, photos: Sequence[Image.Image], title: str, description: str,
-                    engine: Engine | None = None, indexes: SearchIndexes | None = None,
-                    price_predictor: PricePredictor | None = None) -> ListingAnalysis:
+def analyse_listing(
+    classifier: CategoryClassifier,
+    *,
+    photos: Sequence[Image.Image],
+    title: str,
+    description: str,
+    engine: Engine | None = None,
+    indexes: SearchIndexes | None = None,
+    price_predictor: PricePredictor | None = None,
+) -> ListingAnalysis:
     """Raises core.inference.category_classifier.NothingToClassify when neither a photo nor words are given. Similar items
     need the catalogue (engine) and its vector indexes and the price model a fitted
     `price_predictor`; the price comes from whichever of the two there is."""

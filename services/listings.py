@@ -47,8 +47,7 @@ class NewListing:
     top: Sequence[tuple[str, float]] = ()  # the model's best categories, best first
 
 
-def add_listing(engine: Engine, listing: NewListing, *, media_dir: Path, added_by: str,
-                image_size: int = DEFAULT_CANVAS_SIZE) -> str:
+def add_listing(engine: Engine, listing: NewListing, *, media_dir: Path, added_by: str, image_size: int = DEFAULT_CANVAS_SIZE) -> str:
     """Save the listing; returns its new product id. Nothing is written when any part is refused."""
     name = clean_product_name(listing.name)[:MAX_NAME_CHARS]
     if not name:
@@ -64,9 +63,17 @@ def add_listing(engine: Engine, listing: NewListing, *, media_dir: Path, added_b
             category = session.scalar(select(Category).where(Category.path == path))
             if category is None:
                 raise ListingError(f"unknown category {listing.category!r}: pick one of the catalogue's categories")
-            product = Product(id=product_id, name=name, raw_name=listing.name[:1000], description=clean_description(listing.description)[:MAX_DESCRIPTION_CHARS],
-                              raw_description=listing.description[:MAX_DESCRIPTION_CHARS], price_pence=price_to_pence(listing.price),
-                              location=" ".join(listing.location.split())[:200], category=category, source="upload")
+            product = Product(
+                id=product_id,
+                name=name,
+                raw_name=listing.name[:1000],
+                description=clean_description(listing.description)[:MAX_DESCRIPTION_CHARS],
+                raw_description=listing.description[:MAX_DESCRIPTION_CHARS],
+                price_pence=price_to_pence(listing.price),
+                location=" ".join(listing.location.split())[:200],
+                category=category,
+                source="upload",
+            )
             session.add(product)
             for position, (photo, image) in enumerate(opened):
                 image_id = uuid.uuid4().hex
@@ -74,18 +81,48 @@ def add_listing(engine: Engine, listing: NewListing, *, media_dir: Path, added_b
                 target = media_dir / relative
                 save_cleaned(image, target, size=image_size)
                 written.append(target)
-                session.add(Image(id=image_id, product_id=product_id, position=position, file_path=relative, original_path=f"upload:{photo.name[:900]}",
-                                  width=image.width, height=image.height, checksum=hashlib.sha256(photo.data).hexdigest(), source_ref="upload"))
+                session.add(
+                    Image(
+                        id=image_id,
+                        product_id=product_id,
+                        position=position,
+                        file_path=relative,
+                        original_path=f"upload:{photo.name[:900]}",
+                        width=image.width,
+                        height=image.height,
+                        checksum=hashlib.sha256(photo.data).hexdigest(),
+                        source_ref="upload",
+                    )
+                )
             session.flush()
             predicted = f"; the {listing.model} model predicted {listing.predicted_category}" if listing.predicted_category else ""
-            session.add(LabelHistory(product_id=product_id, old_category_id=None, new_category_id=category.id, changed_by=added_by,
-                                     reason=f"uploaded as {path}{predicted}", source="upload", confidence=listing.confidence))
+            session.add(
+                LabelHistory(
+                    product_id=product_id,
+                    old_category_id=None,
+                    new_category_id=category.id,
+                    changed_by=added_by,
+                    reason=f"uploaded as {path}{predicted}",
+                    source="upload",
+                    confidence=listing.confidence,
+                )
+            )
             if listing.confidence is not None and listing.confidence < UPLOAD_REVIEW_BELOW and listing.top:
-                session.add(queue_item(QueueEntry(product_id, listing.confidence, split_category(path)[0], listing.top[0][0],
-                                                  list(listing.top[:3]), is_issue=False, source="upload")))
+                session.add(
+                    queue_item(
+                        QueueEntry(
+                            product_id,
+                            listing.confidence,
+                            split_category(path)[0],
+                            listing.top[0][0],
+                            list(listing.top[:3]),
+                            is_issue=False,
+                            source="upload",
+                        )
+                    )
+                )
     except BaseException:
         for target in written:  # the transaction rolled back: its photo files go too
             target.unlink(missing_ok=True)
         raise
     return product_id
-

@@ -29,8 +29,9 @@ class StaleLabelError(RuntimeError):
     """The label changed since the reviewer saw it: their update is refused, nothing is written."""
 
 
-def claim_next(engine: Engine, reviewer: str, *, filters: QueueFilters = QueueFilters(), after: str | None = None,
-               skip: Sequence[str] = ()) -> str | None:
+def claim_next(
+    engine: Engine, reviewer: str, *, filters: QueueFilters = QueueFilters(), after: str | None = None, skip: Sequence[str] = ()
+) -> str | None:
     """Hand the reviewer the worst pending item nobody else holds (or the one after `after`, in
     queue order); the claim is taken atomically, so two reviewers never get the same item."""
     if not reviewer.strip():
@@ -38,32 +39,48 @@ def claim_next(engine: Engine, reviewer: str, *, filters: QueueFilters = QueueFi
     now = utc_now()
     lapsed = now - timedelta(minutes=CLAIM_MINUTES)
     with session_scope(engine) as session:
-        statement = pending_items(filters).where(or_(ReviewItem.claimed_by.is_(None), ReviewItem.claimed_by == reviewer, ReviewItem.claimed_at < lapsed))
+        statement = pending_items(filters).where(
+            or_(ReviewItem.claimed_by.is_(None), ReviewItem.claimed_by == reviewer, ReviewItem.claimed_at < lapsed)
+        )
         if skip:
             statement = statement.where(ReviewItem.product_id.not_in(list(skip)))
         if after is not None:
             anchor = session.get(ReviewItem, after)
             if anchor is not None:
-                statement = statement.where(or_(ReviewItem.score > anchor.score, (ReviewItem.score == anchor.score) & (ReviewItem.product_id > after)))
-        candidates = session.scalars(statement.with_only_columns(ReviewItem.product_id).order_by(ReviewItem.score, ReviewItem.product_id).limit(20)).all()
+                statement = statement.where(
+                    or_(ReviewItem.score > anchor.score, (ReviewItem.score == anchor.score) & (ReviewItem.product_id > after))
+                )
+        candidates = session.scalars(
+            statement.with_only_columns(ReviewItem.product_id).order_by(ReviewItem.score, ReviewItem.product_id).limit(20)
+        ).all()
         for product_id in candidates:
             taken = session.execute(
                 update(ReviewItem)
-                .where(ReviewItem.product_id == product_id, ReviewItem.status == PENDING,
-                       or_(ReviewItem.claimed_by.is_(None), ReviewItem.claimed_by == reviewer, ReviewItem.claimed_at < lapsed))
+                .where(
+                    ReviewItem.product_id == product_id,
+                    ReviewItem.status == PENDING,
+                    or_(ReviewItem.claimed_by.is_(None), ReviewItem.claimed_by == reviewer, ReviewItem.claimed_at < lapsed),
+                )
                 .values(claimed_by=reviewer, claimed_at=now)
             ).rowcount  # type: ignore[attr-defined]  # an UPDATE gives a CursorResult
             if taken:
                 # Release anything else this reviewer held: one item at a time.
-                session.execute(update(ReviewItem).where(ReviewItem.claimed_by == reviewer, ReviewItem.product_id != product_id,
-                                                         ReviewItem.status == PENDING).values(claimed_by=None, claimed_at=None))
+                session.execute(
+                    update(ReviewItem)
+                    .where(ReviewItem.claimed_by == reviewer, ReviewItem.product_id != product_id, ReviewItem.status == PENDING)
+                    .values(claimed_by=None, claimed_at=None)
+                )
                 return product_id
     return None
 
 
 def release(engine: Engine, reviewer: str) -> None:
     with session_scope(engine) as session:
-        session.execute(update(ReviewItem).where(ReviewItem.claimed_by == reviewer, ReviewItem.status == PENDING).values(claimed_by=None, claimed_at=None))
+        session.execute(
+            update(ReviewItem)
+            .where(ReviewItem.claimed_by == reviewer, ReviewItem.status == PENDING)
+            .values(claimed_by=None, claimed_at=None)
+        )
 
 
 @dataclass(frozen=True)
@@ -92,13 +109,27 @@ def review_card(engine: Engine, product_id: str) -> ReviewCard | None:
         product = session.scalar(select(Product).where(Product.id == product_id))
         if item is None or product is None:
             return None
-        return ReviewCard(product.id, product.name, product.description, product.price_pence, product.location, product.category.path,
-                          product.label_version, tuple(image.file_path for image in product.images), item.score, item.suggested_label,
-                          [(label, float(probability)) for label, probability in item.top], item.is_issue, item.source, item.status)
+        return ReviewCard(
+            product.id,
+            product.name,
+            product.description,
+            product.price_pence,
+            product.location,
+            product.category.path,
+            product.label_version,
+            tuple(image.file_path for image in product.images),
+            item.score,
+            item.suggested_label,
+            [(label, float(probability)) for label, probability in item.top],
+            item.is_issue,
+            item.source,
+            item.status,
+        )
 
 
-def decide(engine: Engine, product_id: str, *, action: str, reviewer: str, seen_version: int, new_category: str | None = None,
-           reason: str = "") -> None:
+def decide(
+    engine: Engine, product_id: str, *, action: str, reviewer: str, seen_version: int, new_category: str | None = None, reason: str = ""
+) -> None:
     """Record a reviewer's decision on a queued product, in one transaction with its label change.
 
     `action`: keep | relabel (to `new_category`, a category path) | not_a_product. Refused with
@@ -125,13 +156,27 @@ def decide(engine: Engine, product_id: str, *, action: str, reviewer: str, seen_
                 raise ReviewError(f"unknown category {new_category!r}")
             if category.id == product.category_id:
                 raise ReviewError("that is the current category: use keep")
-            history = LabelHistory(product_id=product.id, old_category_id=product.category_id, new_category_id=category.id, changed_by=reviewer,
-                                   reason=reason or f"review: suggested {item.suggested_label}", source=LabelSource.REVIEW, action="relabel")
+            history = LabelHistory(
+                product_id=product.id,
+                old_category_id=product.category_id,
+                new_category_id=category.id,
+                changed_by=reviewer,
+                reason=reason or f"review: suggested {item.suggested_label}",
+                source=LabelSource.REVIEW,
+                action="relabel",
+            )
             _bump_version(session, product, seen_version, category_id=category.id)
             status = "relabelled"
         elif action == "not_a_product":
-            history = LabelHistory(product_id=product.id, old_category_id=product.category_id, new_category_id=product.category_id,
-                                   changed_by=reviewer, reason=reason or "marked as not a product / spam", source=LabelSource.REVIEW, action="not_a_product")
+            history = LabelHistory(
+                product_id=product.id,
+                old_category_id=product.category_id,
+                new_category_id=product.category_id,
+                changed_by=reviewer,
+                reason=reason or "marked as not a product / spam",
+                source=LabelSource.REVIEW,
+                action="not_a_product",
+            )
             _bump_version(session, product, seen_version, category_id=product.category_id, status="not_a_product")
             status = "not_a_product"
         else:
@@ -159,8 +204,15 @@ def fix_label(engine: Engine, product_id: str, *, new_category: str, changed_by:
             raise ReviewError(f"unknown category {new_category!r}")
         if category.id == product.category_id:
             raise ReviewError("that is the current category")
-        history = LabelHistory(product_id=product.id, old_category_id=product.category_id, new_category_id=category.id, changed_by=changed_by,
-                               reason=reason or "corrected by hand", source=LabelSource.MANUAL, action="relabel")
+        history = LabelHistory(
+            product_id=product.id,
+            old_category_id=product.category_id,
+            new_category_id=category.id,
+            changed_by=changed_by,
+            reason=reason or "corrected by hand",
+            source=LabelSource.MANUAL,
+            action="relabel",
+        )
         _bump_version(session, product, seen_version, category_id=category.id)
         session.add(history)
         session.flush()
@@ -189,7 +241,9 @@ def _bump_version(session: Session, product: Product, seen_version: int, *, cate
     if status is not None:
         values["status"] = status
     landed = session.execute(
-        update(Product).where(Product.pk == product.pk, Product.label_version == seen_version).values(**values)
+        update(Product)
+        .where(Product.pk == product.pk, Product.label_version == seen_version)
+        .values(**values)
         .execution_options(synchronize_session=False)
     ).rowcount  # type: ignore[attr-defined]  # an UPDATE gives a CursorResult
     if landed != 1:  # raising inside session_scope rolls the whole transaction back
@@ -205,8 +259,12 @@ def undo_last(engine: Engine, reviewer: str) -> str | None:
     """Undo the reviewer's most recent decision (label, status and queue entry back as before); the
     undo is itself a history row. Returns the product id, or None when there is nothing to undo."""
     with session_scope(engine) as session:
-        item = session.scalars(select(ReviewItem).where(ReviewItem.reviewed_by == reviewer, ReviewItem.status.in_(DECISIONS))
-                               .order_by(ReviewItem.reviewed_at.desc()).limit(1)).first()
+        item = session.scalars(
+            select(ReviewItem)
+            .where(ReviewItem.reviewed_by == reviewer, ReviewItem.status.in_(DECISIONS))
+            .order_by(ReviewItem.reviewed_at.desc())
+            .limit(1)
+        ).first()
         if item is None:
             return None
         product = session.scalar(select(Product).where(Product.id == item.product_id))
@@ -216,17 +274,42 @@ def undo_last(engine: Engine, reviewer: str) -> str | None:
         original = session.get(LabelHistory, item.history_id) if item.history_id else None
         category_id = original.old_category_id if original is not None and original.action == "relabel" else product.category_id
         if original is not None:
-            session.add(LabelHistory(product_id=product.id, old_category_id=product.category_id, new_category_id=category_id,
-                                     changed_by=reviewer, reason=f"undo of history row {original.id} ({original.action})", source=LabelSource.REVIEW, action="undo"))
-        _bump_version(session, product, item.decided_version, category_id=category_id,  # type: ignore[arg-type]
-                      status="active" if item.status == "not_a_product" else None)
+            session.add(
+                LabelHistory(
+                    product_id=product.id,
+                    old_category_id=product.category_id,
+                    new_category_id=category_id,
+                    changed_by=reviewer,
+                    reason=f"undo of history row {original.id} ({original.action})",
+                    source=LabelSource.REVIEW,
+                    action="undo",
+                )
+            )
+        _bump_version(
+            session,
+            product,
+            item.decided_version,
+            category_id=category_id,  # type: ignore[arg-type]
+            status="active" if item.status == "not_a_product" else None,
+        )
         item.status, item.reviewed_by, item.reviewed_at, item.decided_version, item.history_id = PENDING, None, None, None, None
         item.claimed_by, item.claimed_at = reviewer, utc_now()
         return item.product_id
 
 
-HISTORY_COLUMNS = ["id", "product_id", "product", "old_category", "new_category", "action", "changed_by", "changed_at", "source",
-                   "confidence", "reason"]
+HISTORY_COLUMNS = [
+    "id",
+    "product_id",
+    "product",
+    "old_category",
+    "new_category",
+    "action",
+    "changed_by",
+    "changed_at",
+    "source",
+    "confidence",
+    "reason",
+]
 
 
 def history_frame(engine: Engine, *, changed_by: str | None = None, source: str | None = None, limit: int | None = None) -> pd.DataFrame:
@@ -234,10 +317,25 @@ def history_frame(engine: Engine, *, changed_by: str | None = None, source: str 
     import pandas as pd
 
     old, new = aliased(Category), aliased(Category)
-    statement = (select(LabelHistory.id, LabelHistory.product_id, Product.name, old.path, new.path, LabelHistory.action, LabelHistory.changed_by,
-                        LabelHistory.changed_at, LabelHistory.source, LabelHistory.confidence, LabelHistory.reason)
-                 .join(Product, Product.id == LabelHistory.product_id).outerjoin(old, old.id == LabelHistory.old_category_id)
-                 .join(new, new.id == LabelHistory.new_category_id).order_by(LabelHistory.id.desc()))
+    statement = (
+        select(
+            LabelHistory.id,
+            LabelHistory.product_id,
+            Product.name,
+            old.path,
+            new.path,
+            LabelHistory.action,
+            LabelHistory.changed_by,
+            LabelHistory.changed_at,
+            LabelHistory.source,
+            LabelHistory.confidence,
+            LabelHistory.reason,
+        )
+        .join(Product, Product.id == LabelHistory.product_id)
+        .outerjoin(old, old.id == LabelHistory.old_category_id)
+        .join(new, new.id == LabelHistory.new_category_id)
+        .order_by(LabelHistory.id.desc())
+    )
     if changed_by:
         statement = statement.where(LabelHistory.changed_by == changed_by)
     if source:
@@ -260,5 +358,3 @@ def changes_per_category(engine: Engine) -> pd.DataFrame:
     into = relabels["new_category"].str.split(CATEGORY_SEPARATOR).str[0].value_counts().rename("changed to")
     table = pd.concat([out, into], axis=1).fillna(0).astype(int).rename_axis("category").reset_index()
     return table.sort_values(["changed from", "category"], ascending=[False, True]).reset_index(drop=True)
-
-

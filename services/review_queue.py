@@ -76,15 +76,26 @@ def refresh_queue(engine: Engine, *, cache_dir: Path, media_dir: Path, folds: in
     entries = []
     for product_id, issue in catalogue_label_issues(catalogue, cache_dir=cache_dir, folds=folds, seed=seed, progress=progress):
         order = np.argsort(-issue.probabilities)[:3]
-        entries.append(QueueEntry(product_id, issue.score, labels[issue.given], labels[issue.suggested],
-                                  [(labels[i], float(issue.probabilities[i])) for i in order], issue.is_issue, LabelSource.CROSS_VALIDATION))
+        entries.append(
+            QueueEntry(
+                product_id,
+                issue.score,
+                labels[issue.given],
+                labels[issue.suggested],
+                [(labels[i], float(issue.probabilities[i])) for i in order],
+                issue.is_issue,
+                LabelSource.CROSS_VALIDATION,
+            )
+        )
     return replace_queue(engine, entries)
 
 
 def add_to_queue(engine: Engine, entries: Sequence[QueueEntry]) -> int:
     """Queue items from elsewhere (uploads, an evaluation cell); items already queued keep their entry."""
     with session_scope(engine) as session:
-        queued = set(session.scalars(select(ReviewItem.product_id).where(ReviewItem.product_id.in_([entry.product_id for entry in entries]))))
+        queued = set(
+            session.scalars(select(ReviewItem.product_id).where(ReviewItem.product_id.in_([entry.product_id for entry in entries])))
+        )
         fresh = [entry for entry in entries if entry.product_id not in queued]
         session.add_all(queue_item(entry) for entry in fresh)
         return len(fresh)
@@ -92,16 +103,29 @@ def add_to_queue(engine: Engine, entries: Sequence[QueueEntry]) -> int:
 
 def queue_item(entry: QueueEntry) -> ReviewItem:
     """The queue row of an entry, pending (the top categories rounded for storage)."""
-    return ReviewItem(product_id=entry.product_id, score=entry.score, given_label=entry.given_label, suggested_label=entry.suggested_label,
-                      top=[[label, round(float(probability), 5)] for label, probability in entry.top], is_issue=entry.is_issue,
-                      source=entry.source, status=PENDING)
+    return ReviewItem(
+        product_id=entry.product_id,
+        score=entry.score,
+        given_label=entry.given_label,
+        suggested_label=entry.suggested_label,
+        top=[[label, round(float(probability), 5)] for label, probability in entry.top],
+        is_issue=entry.is_issue,
+        source=entry.source,
+        status=PENDING,
+    )
 
 
 def pending_items(filters: QueueFilters):  # type: ignore[no-untyped-def]
-    statement = (select(ReviewItem).join(Product, Product.id == ReviewItem.product_id).join(Category, Category.id == Product.category_id)
-                 .where(ReviewItem.status == PENDING))
+    statement = (
+        select(ReviewItem)
+        .join(Product, Product.id == ReviewItem.product_id)
+        .join(Category, Category.id == Product.category_id)
+        .where(ReviewItem.status == PENDING)
+    )
     if filters.current:
-        statement = statement.where(or_(Category.path == filters.current, Category.path.startswith(filters.current + CATEGORY_SEPARATOR, autoescape=True)))
+        statement = statement.where(
+            or_(Category.path == filters.current, Category.path.startswith(filters.current + CATEGORY_SEPARATOR, autoescape=True))
+        )
     if filters.suggested:
         statement = statement.where(ReviewItem.suggested_label == filters.suggested)
     if filters.max_score is not None:
@@ -116,9 +140,21 @@ def queue_frame(engine: Engine, *, filters: QueueFilters = QueueFilters(), limit
     with session_scope(engine) as session:
         statement = pending_items(filters).add_columns(Product.name, Category.path).order_by(ReviewItem.score, ReviewItem.product_id)
         rows = session.execute(statement.limit(limit) if limit else statement).all()
-        return pd.DataFrame([{"product_id": item.product_id, "name": name, "current": path, "suggested": item.suggested_label, "score": item.score,
-                              "is_issue": item.is_issue, "source": item.source} for item, name, path in rows],
-                            columns=["product_id", "name", "current", "suggested", "score", "is_issue", "source"])
+        return pd.DataFrame(
+            [
+                {
+                    "product_id": item.product_id,
+                    "name": name,
+                    "current": path,
+                    "suggested": item.suggested_label,
+                    "score": item.score,
+                    "is_issue": item.is_issue,
+                    "source": item.source,
+                }
+                for item, name, path in rows
+            ],
+            columns=["product_id", "name", "current", "suggested", "score", "is_issue", "source"],
+        )
 
 
 def progress(engine: Engine) -> dict[str, int]:

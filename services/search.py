@@ -49,8 +49,16 @@ class CatalogueSearchResult:
     matched_any_term: bool = False
 
 
-def search(engine: Engine, *, mode: str, query: str = "", photos: Sequence[Image.Image] = (), indexes: SearchIndexes | None = None,
-           filters: ProductFilters = ProductFilters(), limit: int = 20) -> CatalogueSearchResult:
+def search(
+    engine: Engine,
+    *,
+    mode: str,
+    query: str = "",
+    photos: Sequence[Image.Image] = (),
+    indexes: SearchIndexes | None = None,
+    filters: ProductFilters = ProductFilters(),
+    limit: int = 20,
+) -> CatalogueSearchResult:
     """`search_catalogue` in a session of its own: what the pages and the CLI call."""
     with session_scope(engine) as session:
         return search_catalogue(session, mode=mode, query=query, photos=photos, indexes=indexes, filters=filters, limit=limit)
@@ -106,19 +114,16 @@ def search_catalogue(
     hits = []
     for product_id, score in fused:
         ranks = {name: rank[product_id] for name, rank in (("keyword", keyword_rank), ("semantic", semantic_rank)) if product_id in rank}
-        parts = [f"keyword #{ranks['keyword']}" if "keyword" in ranks else "no keyword match",
-                 f"meaning #{ranks['semantic']} ({cosine[product_id]:.3f})" if "semantic" in ranks else "not among the closest in meaning"]
+        parts = [
+            f"keyword #{ranks['keyword']}" if "keyword" in ranks else "no keyword match",
+            f"meaning #{ranks['semantic']} ({cosine[product_id]:.3f})" if "semantic" in ranks else "not among the closest in meaning",
+        ]
         hits.append(RankedHit(products[product_id], score, f"fused {score:.4f}: " + ", ".join(parts), snippets.get(product_id, ""), ranks))
     return CatalogueSearchResult(mode, hits, took_ms, embed_ms, keyword.matched_any_term)
 
 
 def similar_products(
-    session: Session,
-    indexes: SearchIndexes,
-    *,
-    text: str = "",
-    photos: Sequence[Image.Image] = (),
-    k: int = 8,
+    session: Session, indexes: SearchIndexes, *, text: str = "", photos: Sequence[Image.Image] = (), k: int = 8
 ) -> list[RankedHit]:
     """The `k` catalogue items closest to a listing: by meaning and by photo, fused by rank when
     both are given."""

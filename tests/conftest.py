@@ -12,12 +12,7 @@ import pytest
 from core.settings import PROJECT_ROOT
 from db.importer import import_catalogue
 from db.session import make_engine
-from tests.helpers import (
-    REQUIRE_DATA_FLAG,
-    ImportedCatalogue,
-    generated_catalogue,
-    shared_data_dir,
-)
+from tests.helpers import REQUIRE_DATA_FLAG, ImportedCatalogue, generated_catalogue, shared_data_dir
 
 
 @pytest.fixture(scope="session")

@@ -61,11 +61,7 @@ def product_row(product_id: str, **overrides: str) -> dict[str, str]:
 
 
 def write_catalogue(
-    folder: Path,
-    products: list[dict[str, str]],
-    images: list[dict[str, str]],
-    *,
-    photos: dict[str, Image.Image | bytes] | None = None,
+    folder: Path, products: list[dict[str, str]], images: list[dict[str, str]], *, photos: dict[str, Image.Image | bytes] | None = None
 ) -> Path:
     """A catalogue in the seed format: CSVs with the unnamed index column, and images/."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -84,7 +80,13 @@ def write_catalogue(
 
 
 def image_row(image_id: str, product_id: str) -> dict[str, str]:
-    return {"id": image_id, "product_id": product_id, "bucket_link": f"https://example.invalid/{image_id}.jpg", "image_ref": "ref", "create_time": "2022-02-26"}
+    return {
+        "id": image_id,
+        "product_id": product_id,
+        "bucket_link": f"https://example.invalid/{image_id}.jpg",
+        "image_ref": "ref",
+        "create_time": "2022-02-26",
+    }
 
 
 def photo(colour: tuple[int, int, int] = (200, 30, 30), size: tuple[int, int] = (64, 48)) -> Image.Image:
@@ -120,8 +122,14 @@ def generated_catalogue(folder: Path, *, per_class: int = 24, seed: int = 0) -> 
             product_id = f"{category[:4].lower().strip()}{index}"
             name = " ".join(rng.sample(vocabulary, 2))
             description = f"{rng.choice(vocabulary)} in good condition, collection only"
-            products.append(product_row(product_id, product_name=f"{name} | in Leeds, West Yorkshire | Gumtree",
-                                        product_description=description, category=f"{category} / Other"))
+            products.append(
+                product_row(
+                    product_id,
+                    product_name=f"{name} | in Leeds, West Yorkshire | Gumtree",
+                    product_description=description,
+                    category=f"{category} / Other",
+                )
+            )
             for photo_index in range(1 + index % 2):
                 image_id = f"{product_id}img{photo_index}"
                 images.append(image_row(image_id, product_id))

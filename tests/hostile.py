@@ -150,7 +150,7 @@ HOSTILE_TEXTS = {
     "right-to-left": "أريكة جلدية للبيع שולחן עץ אלון",
     "html": "<b>bold</b><img src=x onerror=alert(1)><style>body{display:none}</style>",
     "script": "<script>alert('xss')</script> sofa",
-    "javascript link": "[cheap sofa](javascript:alert(document.cookie)) <a href=\"javascript:alert(1)\">click</a>",
+    "javascript link": '[cheap sofa](javascript:alert(document.cookie)) <a href="javascript:alert(1)">click</a>',
     "markdown": "# Heading **bold** _it_ `code` $x^2$ :red[red] :material/home: | a | b |\n---",
     "sql": "'; DROP TABLE products; -- \" OR 1=1; SELECT * FROM label_history",
     "fts5": 'sofa AND (chair OR NEAR(table desk, 2)) NOT "unbalanced * ^col: name:x {a b}:c -',
@@ -165,9 +165,15 @@ def write_markup_catalogue(folder: Path) -> Path:
     """A seed-format catalogue whose names, descriptions and locations are markup (products h0..h3, one photo each)."""
     from tests.helpers import image_row, photo, product_row, write_catalogue
 
-    products = [product_row(f"h{index}", product_name=f"{HOSTILE_TEXTS[name]} sofa", product_description=f"sofa {HOSTILE_TEXTS[name]}",
-                            location=HOSTILE_TEXTS["javascript link"][:60])
-                for index, name in enumerate(MARKUP_TEXTS)]
+    products = [
+        product_row(
+            f"h{index}",
+            product_name=f"{HOSTILE_TEXTS[name]} sofa",
+            product_description=f"sofa {HOSTILE_TEXTS[name]}",
+            location=HOSTILE_TEXTS["javascript link"][:60],
+        )
+        for index, name in enumerate(MARKUP_TEXTS)
+    ]
     images = [image_row(f"img{index}", f"h{index}") for index in range(len(MARKUP_TEXTS))]
     return write_catalogue(folder, products, images, photos={f"img{index}": photo() for index in range(len(MARKUP_TEXTS))})
 
@@ -179,8 +185,12 @@ def random_text(rng: random.Random) -> str:
         return "".join(rng.choice(" \t\n\"'*()^:-+.,;!?<>[]{}") for _ in range(rng.randint(0, 40)))
     pieces = list(HOSTILE_TEXTS.values()) + ["AND", "OR", "NOT", "NEAR(", "*", '"', "(", ")", ":", "^", "--", ";", "%", "_", "\\"]
     parts = [rng.choice(pieces)[: rng.randint(0, 200)] for _ in range(rng.randint(1, 6))]
-    parts.append("".join(chr(rng.choice([rng.randint(32, 126), rng.randint(0x80, 0x2FFF), rng.randint(0x1F300, 0x1FAFF)]))
-                         for _ in range(rng.randint(0, 30))))
+    parts.append(
+        "".join(
+            chr(rng.choice([rng.randint(32, 126), rng.randint(0x80, 0x2FFF), rng.randint(0x1F300, 0x1FAFF)]))
+            for _ in range(rng.randint(0, 30))
+        )
+    )
     rng.shuffle(parts)
     return " ".join(parts)
 
@@ -194,7 +204,7 @@ def mutated_photo(rng: random.Random) -> bytes:
         for _ in range(rng.randint(1, 20)):
             data[rng.randrange(len(data))] ^= 1 << rng.randrange(8)
     elif damage == "truncate":
-        del data[rng.randint(0, len(data) - 1):]
+        del data[rng.randint(0, len(data) - 1) :]
     elif damage == "header":
         data[: rng.randint(2, 16)] = rng.randbytes(rng.randint(0, 16))
     elif damage == "junk":
@@ -205,19 +215,58 @@ def mutated_photo(rng: random.Random) -> bytes:
 def is_top_of_a_distribution(top: list[tuple[str, float]]) -> bool:
     """Five distinct classes, probabilities descending, each in [0, 1], summing to at most 1."""
     probabilities = [probability for _, probability in top]
-    return (len({label for label, _ in top}) == 5 and probabilities == sorted(probabilities, reverse=True)
-            and all(0 <= p <= 1 for p in probabilities) and sum(probabilities) <= 1 + 1e-5)
+    return (
+        len({label for label, _ in top}) == 5
+        and probabilities == sorted(probabilities, reverse=True)
+        and all(0 <= p <= 1 for p in probabilities)
+        and sum(probabilities) <= 1 + 1e-5
+    )
 
 
 # ----- CSV fields an import must skip (or accept) row by row
 
+
 def hostile_field(rng: random.Random, column: str) -> str:
     """One hostile value for a Products.csv column."""
     if column == "price":
-        return rng.choice(["£99999999999999999999", "£" + "9" * 400, "£1e309", "-£5.00", "£0.001", "NaN", "£1,2,3", "£" + "1," * 300 + "000",
-                           "£9,223,372,036,854,775,807", "\x00£5", "£ 5 . 00", ""])
+        return rng.choice(
+            [
+                "£99999999999999999999",
+                "£" + "9" * 400,
+                "£1e309",
+                "-£5.00",
+                "£0.001",
+                "NaN",
+                "£1,2,3",
+                "£" + "1," * 300 + "000",
+                "£9,223,372,036,854,775,807",
+                "\x00£5",
+                "£ 5 . 00",
+                "",
+            ]
+        )
     if column == "category":
-        return rng.choice([" / ".join(f"level{index}" for index in range(rng.randint(50, 3000))), " / " * 500, "/" * 1000,
-                           "A / " + "x" * 20_000, "\x00 / \x1b[2J", "Home & Garden / Ham/Amateur Radios", " / Other /  / "])
-    return rng.choice(["x" * rng.randint(1_000, 200_000), "\x00\x01\x1b[2J\x7f", "\u202e\u2066evil", "Name | in Town | Gumtree" * 200,
-                       "\ud7ff\ufffd\U0010ffff", "'; DROP TABLE products; --", "<script>alert(1)</script>", "\r\r\r", ""])
+        return rng.choice(
+            [
+                " / ".join(f"level{index}" for index in range(rng.randint(50, 3000))),
+                " / " * 500,
+                "/" * 1000,
+                "A / " + "x" * 20_000,
+                "\x00 / \x1b[2J",
+                "Home & Garden / Ham/Amateur Radios",
+                " / Other /  / ",
+            ]
+        )
+    return rng.choice(
+        [
+            "x" * rng.randint(1_000, 200_000),
+            "\x00\x01\x1b[2J\x7f",
+            "\u202e\u2066evil",
+            "Name | in Town | Gumtree" * 200,
+            "\ud7ff\ufffd\U0010ffff",
+            "'; DROP TABLE products; --",
+            "<script>alert(1)</script>",
+            "\r\r\r",
+            "",
+        ]
+    )

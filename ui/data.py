@@ -85,25 +85,15 @@ def browse_page(
     page_size: int,
 ) -> queries.ProductPage:
     with session_scope(_engine_for(database_url)) as session:
-        return queries.browse_products(
-            session, filters=_filters(category, min_price, max_price, location), page=page, page_size=page_size
-        )
+        return queries.browse_products(session, filters=_filters(category, min_price, max_price, location), page=page, page_size=page_size)
 
 
 @st.cache_data(ttl=QUERY_TTL_SECONDS, show_spinner=False)
 def keyword_search(
-    database_url: str,
-    query: str,
-    category: str | None,
-    min_price: float | None,
-    max_price: float | None,
-    location: str | None,
-    limit: int,
+    database_url: str, query: str, category: str | None, min_price: float | None, max_price: float | None, location: str | None, limit: int
 ) -> queries.SearchResult:
     with session_scope(_engine_for(database_url)) as session:
-        return queries.keyword_search(
-            session, query, filters=_filters(category, min_price, max_price, location), limit=limit
-        )
+        return queries.keyword_search(session, query, filters=_filters(category, min_price, max_price, location), limit=limit)
 
 
 @st.cache_data(ttl=QUERY_TTL_SECONDS, show_spinner=False)

@@ -132,8 +132,9 @@ def held_out() -> dict[str, PredictionSet] | None:
     from core.evaluation.catalogue import held_out_predictions  # torch: only when evaluating
 
     loaded = classifier()
-    job = background.start(held_out_job_key(), lambda report: held_out_predictions(
-        loaded, catalogue, cache_dir=get_settings().cache_dir, progress=report))
+    job = background.start(
+        held_out_job_key(), lambda report: held_out_predictions(loaded, catalogue, cache_dir=get_settings().cache_dir, progress=report)
+    )
     return None if job.running or job.error is not None else job.result
 
 

@@ -40,9 +40,7 @@ def filter_controls(*, key: str) -> FilterValues:
     if category:
         subs = data.category_paths(data.database_url(), category)
         labels = {path: path.split(" / ")[-1] for path in subs}
-        sub = sub_col.selectbox(
-            "Sub-category", ["All", *subs], key=f"{key}_sub", format_func=lambda path: labels.get(path, path)
-        )
+        sub = sub_col.selectbox("Sub-category", ["All", *subs], key=f"{key}_sub", format_func=lambda path: labels.get(path, path))
         category = category if sub == "All" else sub
     else:
         sub_col.selectbox("Sub-category", ["All"], key=f"{key}_sub_disabled", disabled=True)
@@ -123,8 +121,13 @@ def label_fix(product: ProductView) -> None:
         name_col.text_input("Your name (recorded with the change)", key="reviewer_name", max_chars=100)
         st.text_input("Why (optional)", key="label_fix_reason", max_chars=300)
         # Arguments are fixed when the button is drawn: the version and category the person sees.
-        button_col.button("Save the category", key="label_fix_save", type="primary", on_click=_save_label_fix,
-                          args=(product.id, product.label_version, new_category))
+        button_col.button(
+            "Save the category",
+            key="label_fix_save",
+            type="primary",
+            on_click=_save_label_fix,
+            args=(product.id, product.label_version, new_category),
+        )
     kind, message = st.session_state.pop("label_fix_message", (None, ""))
     if kind == "success":
         st.success(message)
@@ -134,8 +137,14 @@ def label_fix(product: ProductView) -> None:
 
 def _save_label_fix(product_id: str, seen_version: int, new_category: str) -> None:
     try:
-        review.fix_label(data.engine(), product_id, new_category=new_category, changed_by=st.session_state.get("reviewer_name", "").strip(),
-                         seen_version=seen_version, reason=st.session_state.get("label_fix_reason", "").strip())
+        review.fix_label(
+            data.engine(),
+            product_id,
+            new_category=new_category,
+            changed_by=st.session_state.get("reviewer_name", "").strip(),
+            seen_version=seen_version,
+            reason=st.session_state.get("label_fix_reason", "").strip(),
+        )
     except review.StaleLabelError as error:
         data.invalidate()  # the page then shows the label as it is now
         st.session_state["label_fix_message"] = ("error", f"Not saved: {escape_markdown(str(error))}")
@@ -143,7 +152,10 @@ def _save_label_fix(product_id: str, seen_version: int, new_category: str) -> No
         st.session_state["label_fix_message"] = ("error", f"Not saved: {escape_markdown(str(error))}")
     else:
         data.invalidate()
-        st.session_state["label_fix_message"] = ("success", f"Category changed to {escape_markdown(new_category)}; the change is in the label history.")
+        st.session_state["label_fix_message"] = (
+            "success",
+            f"Category changed to {escape_markdown(new_category)}; the change is in the label history.",
+        )
 
 
 def category_picker(*, key: str, default_top: str | None = None) -> str:
@@ -156,8 +168,12 @@ def category_picker(*, key: str, default_top: str | None = None) -> str:
         children = data.category_paths(data.database_url(), path)
         if not children:
             break
-        choice = column.selectbox(f"Sub-category (level {depth + 1})", ["(none)", *children], key=f"{key}_level{depth}",
-                                  format_func=lambda option: option.split(" / ")[-1])
+        choice = column.selectbox(
+            f"Sub-category (level {depth + 1})",
+            ["(none)", *children],
+            key=f"{key}_level{depth}",
+            format_func=lambda option: option.split(" / ")[-1],
+        )
         if choice == "(none)":
             break
         path = choice

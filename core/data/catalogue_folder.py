@@ -14,14 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from core.data.catalogue import Catalogue, ImageRecord, ProductRecord
-from core.data.cleaning import (
-    CATEGORY_SEPARATOR,
-    clean_description,
-    clean_product_name,
-    parse_price,
-    price_to_pence,
-    split_category,
-)
+from core.data.cleaning import CATEGORY_SEPARATOR, clean_description, clean_product_name, parse_price, price_to_pence, split_category
 
 PRODUCT_COLUMNS = ("id", "product_name", "category", "product_description", "price", "location")
 
@@ -73,8 +66,7 @@ class ImportReport:
         lines = [
             f"products: {self.products_imported} in the catalogue from this folder "
             f"({self.products_added} added, {self.products_updated} updated, {self.products_unchanged} unchanged)",
-            f"images: {self.images_imported} ({self.images_added} added, {self.images_updated} updated, "
-            f"{self.images_unchanged} unchanged)",
+            f"images: {self.images_imported} ({self.images_added} added, {self.images_updated} updated, {self.images_unchanged} unchanged)",
             f"skipped rows: {len(self.skipped)}",
         ]
         lines += [f"  {count} x {reason}" for reason, count in self.skipped_by_reason().most_common()]
@@ -189,9 +181,17 @@ def _product_row(record: dict[str, str], line: int, product_id: str) -> ProductR
     except ValueError as error:
         raise RowError(f"bad price: {error}") from error
     raw_description = _checked("description", record["product_description"])
-    return ProductRow(line=line, id=product_id, raw_name=_checked("raw name", record["product_name"]), name=name,
-                       category_path=category_path, raw_description=raw_description, description=clean_description(raw_description),
-                       price_pence=price_pence, location=_checked("location", " ".join(record["location"].split())))
+    return ProductRow(
+        line=line,
+        id=product_id,
+        raw_name=_checked("raw name", record["product_name"]),
+        name=name,
+        category_path=category_path,
+        raw_description=raw_description,
+        description=clean_description(raw_description),
+        price_pence=price_pence,
+        location=_checked("location", " ".join(record["location"].split())),
+    )
 
 
 def parse_products(frame: pd.DataFrame, report: ImportReport) -> dict[str, ProductRow]:
@@ -226,9 +226,7 @@ def _find_image_file(images_dir: Path, image_id: str) -> Path | None:
     return None
 
 
-def parse_images(
-    frame: pd.DataFrame, images_dir: Path, known_products: set[str], report: ImportReport
-) -> list[ImageRow]:
+def parse_images(frame: pd.DataFrame, images_dir: Path, known_products: set[str], report: ImportReport) -> list[ImageRow]:
     rows: list[ImageRow] = []
     seen: set[str] = set()
     positions: Counter[str] = Counter()

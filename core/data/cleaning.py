@@ -77,13 +77,7 @@ def top_level_category(path: str) -> str:
     return parts[0]
 
 
-def normalise_for_model(
-    text: str,
-    *,
-    lowercase: bool = True,
-    lemmatise: bool = False,
-    remove_stopwords: bool = False,
-) -> str:
+def normalise_for_model(text: str, *, lowercase: bool = True, lemmatise: bool = False, remove_stopwords: bool = False) -> str:
     """The text form models see: NFKC, lower case, punctuation and symbols removed.
 
     Lemmatisation (simplemma, offline) and English stop-word removal (scikit-learn's list) are

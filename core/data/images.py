@@ -24,8 +24,13 @@ class ImageError(ValueError):
     """A file that cannot be used as a photo; the message says why, for a user to read."""
 
 
-def open_image(source: str | Path | bytes | BinaryIO, *, max_pixels: int = MAX_IMAGE_PIXELS, max_bytes: int = MAX_PHOTO_FILE_BYTES,
-               name: str | None = None) -> Image.Image:
+def open_image(
+    source: str | Path | bytes | BinaryIO,
+    *,
+    max_pixels: int = MAX_IMAGE_PIXELS,
+    max_bytes: int = MAX_PHOTO_FILE_BYTES,
+    name: str | None = None,
+) -> Image.Image:
     """Open, check size, fully decode, fix EXIF orientation and convert to RGB.
 
     A path is read only if it is a regular file of at most `max_bytes` (a FIFO would block, a huge
@@ -48,9 +53,7 @@ def open_image(source: str | Path | bytes | BinaryIO, *, max_pixels: int = MAX_I
             image = Image.open(source)
             width, height = image.size
             if width * height > max_pixels:
-                raise ImageError(
-                    f"{label}: {width}x{height} pixels is over the limit of {max_pixels:,} pixels"
-                )
+                raise ImageError(f"{label}: {width}x{height} pixels is over the limit of {max_pixels:,} pixels")
             image.seek(0)  # first frame of an animation
             image.load()
     except ImageError:

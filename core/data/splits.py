@@ -18,12 +18,7 @@ TRAIN, VALIDATION, TEST = "train", "val", "test"
 
 
 def split_products(
-    product_ids: Sequence[str],
-    labels: Sequence[str],
-    *,
-    test_fraction: float = 0.2,
-    val_fraction: float = 0.2,
-    seed: int = 42,
+    product_ids: Sequence[str], labels: Sequence[str], *, test_fraction: float = 0.2, val_fraction: float = 0.2, seed: int = 42
 ) -> dict[str, str]:
     """product id -> 'train' | 'val' | 'test'. `val_fraction` is a fraction of what is left after test.
 
@@ -32,6 +27,7 @@ def split_products(
     if len(product_ids) != len(labels):
         raise ValueError("product_ids and labels differ in length")
     from sklearn.model_selection import train_test_split  # a second to import: pages that only read TEST need none
+
     if len(set(product_ids)) != len(product_ids):
         raise ValueError("product ids must be unique: split products, not photos")
     ids, ys = list(product_ids), list(labels)

@@ -23,7 +23,9 @@ class ReadPhotos:
     problems: list[str]  # one sentence per refused file
 
 
-def read_uploaded_photos(files: Sequence[tuple[str, bytes]], *, max_bytes: int = MAX_UPLOAD_BYTES, max_photos: int = MAX_PHOTOS) -> ReadPhotos:
+def read_uploaded_photos(
+    files: Sequence[tuple[str, bytes]], *, max_bytes: int = MAX_UPLOAD_BYTES, max_photos: int = MAX_PHOTOS
+) -> ReadPhotos:
     photos: list[Image.Image] = []
     kept: list[tuple[str, bytes]] = []
     problems: list[str] = []

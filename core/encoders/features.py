@@ -66,13 +66,22 @@ def image_maps(
 
     def forward(pixels: np.ndarray) -> np.ndarray:
         with torch.inference_mode(), autocast():
-            return model.lower(torch.from_numpy(pixels).contiguous(memory_format=torch.channels_last), tail_blocks=tail_blocks).float().numpy()
+            return (
+                model.lower(torch.from_numpy(pixels).contiguous(memory_format=torch.channels_last), tail_blocks=tail_blocks).float().numpy()
+            )
 
     return _run_on_photos(backbone, sources, forward, batch_size=batch_size, progress=progress, problems=problems)
 
 
-def _run_on_photos(backbone: ImageBackbone, sources: Sequence[ImageSource], forward: Callable[[np.ndarray], np.ndarray], *,
-                   batch_size: int, progress: Progress | None, problems: list[str] | None = None) -> np.ndarray:
+def _run_on_photos(
+    backbone: ImageBackbone,
+    sources: Sequence[ImageSource],
+    forward: Callable[[np.ndarray], np.ndarray],
+    *,
+    batch_size: int,
+    progress: Progress | None,
+    problems: list[str] | None = None,
+) -> np.ndarray:
     blank = np.zeros((3, backbone.input_size, backbone.input_size), np.uint8)
 
     def decode(source: ImageSource) -> tuple[np.ndarray, str | None]:
@@ -105,8 +114,9 @@ def _run_on_photos(backbone: ImageBackbone, sources: Sequence[ImageSource], forw
     return np.concatenate(outputs) if outputs else np.empty((0, backbone.feature_dim), np.float32)
 
 
-def _prefetched(batches: Sequence[Sequence[ImageSource]], decode: Callable[[Sequence[ImageSource]], Decoded],
-                *, depth: int = 2) -> Iterator[Decoded]:
+def _prefetched(
+    batches: Sequence[Sequence[ImageSource]], decode: Callable[[Sequence[ImageSource]], Decoded], *, depth: int = 2
+) -> Iterator[Decoded]:
     """Decoded batches in order, at most `depth` decoded ahead of the model (memory stays bounded).
     A single batch (one listing's photos) is decoded here: a thread would only add its start-up."""
     if len(batches) == 1:
@@ -123,12 +133,7 @@ def _prefetched(batches: Sequence[Sequence[ImageSource]], decode: Callable[[Sequ
 
 
 def text_states(
-    texts: Sequence[str],
-    *,
-    layer: int,
-    max_tokens: int = 128,
-    batch_size: int = 32,
-    progress: Progress | None = None,
+    texts: Sequence[str], *, layer: int, max_tokens: int = 128, batch_size: int = 32, progress: Progress | None = None
 ) -> np.ndarray:
     """(N, max_tokens, 384) float16 token states after `layer` encoder layers, zero-padded."""
     encoder = load_text_encoder(max_tokens)
@@ -163,28 +168,31 @@ def cached_image_features(
     progress: Progress | None = None,
 ) -> np.ndarray:
     path_of = dict(zip(image_ids, paths))
-    return image_feature_store(backbone, cache_dir).get(
-        image_ids, checksums, lambda ids: image_features(backbone, [path_of[item] for item in ids]).astype(np.float16),
-        batch_size=512, progress=progress,
-    ).astype(np.float32)
+    return (
+        image_feature_store(backbone, cache_dir)
+        .get(
+            image_ids,
+            checksums,
+            lambda ids: image_features(backbone, [path_of[item] for item in ids]).astype(np.float16),
+            batch_size=512,
+            progress=progress,
+        )
+        .astype(np.float32)
+    )
 
 
 def cached_text_states(
-    product_ids: Sequence[str],
-    texts: Sequence[str],
-    *,
-    layer: int,
-    max_tokens: int,
-    cache_dir: Path,
-    progress: Progress | None = None,
+    product_ids: Sequence[str], texts: Sequence[str], *, layer: int, max_tokens: int, cache_dir: Path, progress: Progress | None = None
 ) -> np.ndarray:
     text_of = dict(zip(product_ids, texts))
     encoder_id = f"{TextEncoder.id}-layer{layer}-tokens{max_tokens}"
     store = EmbeddingStore(cache_dir, kind="text-states", encoder_id=encoder_id)
     return store.get(
-        product_ids, [text_hash(text) for text in texts],
+        product_ids,
+        [text_hash(text) for text in texts],
         lambda ids: text_states([text_of[item] for item in ids], layer=layer, max_tokens=max_tokens),
-        batch_size=512, progress=progress,
+        batch_size=512,
+        progress=progress,
     )
 
 
@@ -201,7 +209,9 @@ def cached_image_maps(
     path_of = dict(zip(image_ids, paths))
     store = EmbeddingStore(cache_dir, kind="image-maps", encoder_id=f"{backbone.id}-tail{tail_blocks}")
     return store.get(
-        image_ids, checksums,
+        image_ids,
+        checksums,
         lambda ids: image_maps(backbone, [path_of[item] for item in ids], tail_blocks=tail_blocks).astype(np.float16),
-        batch_size=512, progress=progress,
+        batch_size=512,
+        progress=progress,
     )

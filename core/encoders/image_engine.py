@@ -77,5 +77,11 @@ def export_onnx(backbone_id: str, path: Path) -> None:
     """The torch backbone as an ONNX graph with a dynamic batch axis."""
     backbone = get_backbone(backbone_id)
     example = torch.zeros(2, 3, backbone.input_size, backbone.input_size)
-    export_graph(backbone.load(), (example,), path, input_names=["images"], output_names=["features"],
-                 dynamic_axes={"images": {0: "batch"}, "features": {0: "batch"}})
+    export_graph(
+        backbone.load(),
+        (example,),
+        path,
+        input_names=["images"],
+        output_names=["features"],
+        dynamic_axes={"images": {0: "batch"}, "features": {0: "batch"}},
+    )

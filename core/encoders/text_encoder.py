@@ -43,8 +43,9 @@ def load_tokenizer():  # type: ignore[no-untyped-def]  # a transformers BertToke
 
 def tokenize(texts: Sequence[str], *, max_tokens: int, return_tensors: str):  # type: ignore[no-untyped-def]
     """Token ids and attention masks, padded to the batch's longest text (`return_tensors`: "pt" or "np")."""
-    return load_tokenizer()([text or "" for text in texts], padding=True, truncation=True, max_length=max_tokens,
-                            return_tensors=return_tensors)
+    return load_tokenizer()(
+        [text or "" for text in texts], padding=True, truncation=True, max_length=max_tokens, return_tensors=return_tensors
+    )
 
 
 def batches_by_length(texts: Sequence[str], batch_size: int) -> Iterator[list[int]]:
@@ -109,8 +110,9 @@ class TextEncoder:
         running the layers above (a text model that fine-tuned all 6 needs the embeddings alone)."""
         from transformers.masking_utils import create_bidirectional_mask
 
-        hidden = self.model.embeddings(input_ids=inputs.get("input_ids"), token_type_ids=inputs.get("token_type_ids"),
-                                       inputs_embeds=inputs.get("inputs_embeds"))
+        hidden = self.model.embeddings(
+            input_ids=inputs.get("input_ids"), token_type_ids=inputs.get("token_type_ids"), inputs_embeds=inputs.get("inputs_embeds")
+        )
         if layer:
             attention = create_bidirectional_mask(config=self.model.config, inputs_embeds=hidden, attention_mask=inputs["attention_mask"])
             for block in self.model.encoder.layer[:layer]:

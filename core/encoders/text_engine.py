@@ -124,9 +124,11 @@ def onnx_text_model(model_file: Path, *, checksum: str, max_tokens: int, n_class
     """The text model of `model_file` (with the encoder layers below it) on ONNX Runtime, or None
     where the torch one must run (the override, or an engine that did not load: remembered). Keyed by
     the file's `checksum` too: a model activated under the same path is a new model."""
-    return onnx_unless_torch(ENGINE_VARIABLE, lambda: _onnx_text_model(model_file, checksum=checksum, max_tokens=max_tokens,
-                                                                        n_classes=n_classes, feature_dim=feature_dim),
-                             on_torch="the text model runs")
+    return onnx_unless_torch(
+        ENGINE_VARIABLE,
+        lambda: _onnx_text_model(model_file, checksum=checksum, max_tokens=max_tokens, n_classes=n_classes, feature_dim=feature_dim),
+        on_torch="the text model runs",
+    )
 
 
 def _onnx_text_model(model_file: Path, *, checksum: str, max_tokens: int, n_classes: int, feature_dim: int) -> TextModelPass:
@@ -190,8 +192,14 @@ def export_sentence_encoder(path: Path) -> None:
     temporary = table.with_suffix(f".{os.getpid()}.tmp.npy")
     np.save(temporary, encoder.model.embeddings.word_embeddings.weight.detach().numpy())
     os.replace(temporary, table)
-    export_graph(_LastHidden(encoder.model), _example(encoder), path, input_names=["word_vectors", "attention_mask"],
-                 output_names=["hidden"], dynamic_axes={**GRAPH_AXES, "hidden": {0: "batch", 1: "tokens"}})
+    export_graph(
+        _LastHidden(encoder.model),
+        _example(encoder),
+        path,
+        input_names=["word_vectors", "attention_mask"],
+        output_names=["hidden"],
+        dynamic_axes={**GRAPH_AXES, "hidden": {0: "batch", 1: "tokens"}},
+    )
 
 
 def export_text_model(model_file: Path, path: Path) -> None:
@@ -200,6 +208,11 @@ def export_text_model(model_file: Path, path: Path) -> None:
 
     loaded = load_checkpoint(model_file)
     encoder = load_text_encoder(int(loaded.config.get("max_tokens", DEFAULT_MAX_TOKENS)))
-    export_graph(_TextModelGraph(encoder, loaded.text_layer, loaded.model), _example(encoder), path,
-                 input_names=["word_vectors", "attention_mask"], output_names=["logits", "features"],
-                 dynamic_axes={**GRAPH_AXES, "logits": {0: "batch"}, "features": {0: "batch"}})
+    export_graph(
+        _TextModelGraph(encoder, loaded.text_layer, loaded.model),
+        _example(encoder),
+        path,
+        input_names=["word_vectors", "attention_mask"],
+        output_names=["logits", "features"],
+        dynamic_axes={**GRAPH_AXES, "logits": {0: "batch"}, "features": {0: "batch"}},
+    )

@@ -18,8 +18,15 @@ from core.inference.category_classifier import CategoryClassifier
 from core.runtime.progress import StageProgress, for_stage
 
 
-def predict_catalogue(classifier: CategoryClassifier, catalogue: Catalogue, *, cache_dir: Path | None = None,
-                      progress: StageProgress | None = None, part: str = "all", problems: list[str] | None = None) -> dict[str, PredictionSet]:
+def predict_catalogue(
+    classifier: CategoryClassifier,
+    catalogue: Catalogue,
+    *,
+    cache_dir: Path | None = None,
+    progress: StageProgress | None = None,
+    part: str = "all",
+    problems: list[str] | None = None,
+) -> dict[str, PredictionSet]:
     """Predictions of the image (per photo), text and combined (per product) models.
 
     Products whose category the models do not know are left out. With `cache_dir`, encoder
@@ -34,21 +41,37 @@ def predict_catalogue(classifier: CategoryClassifier, catalogue: Catalogue, *, c
     label_of = {product.id: label_index[product.label] for product in products}
 
     if cache_dir is not None and not classifier.tail_blocks and images:
-        photo_features = cached_image_features(classifier.backbone, [image.id for image in images], [image.checksum for image in images],
-                                               [image.path for image in images], cache_dir=cache_dir, progress=for_stage(progress, "photos"))
+        photo_features = cached_image_features(
+            classifier.backbone,
+            [image.id for image in images],
+            [image.checksum for image in images],
+            [image.path for image in images],
+            cache_dir=cache_dir,
+            progress=for_stage(progress, "photos"),
+        )
         model_inputs = photo_features
     else:
-        model_inputs, photo_features = classifier.photo_inputs([image.path for image in images], progress=for_stage(progress, "photos"), problems=problems)
+        model_inputs, photo_features = classifier.photo_inputs(
+            [image.path for image in images], progress=for_stage(progress, "photos"), problems=problems
+        )
         readable = ~np.isnan(photo_features.reshape(len(images), -1)).any(axis=1) if len(images) else np.ones(0, bool)
         if not readable.all():
             images = [image for image, keep in zip(images, readable) if keep]
             model_inputs, photo_features = model_inputs[readable], photo_features[readable]
     texts = [product.text for product in products]
     if cache_dir is not None and products:
-        states_array = cached_text_states([product.id for product in products], texts, layer=classifier.text_layer,
-                                          max_tokens=classifier.max_tokens, cache_dir=cache_dir, progress=for_stage(progress, "texts"))
+        states_array = cached_text_states(
+            [product.id for product in products],
+            texts,
+            layer=classifier.text_layer,
+            max_tokens=classifier.max_tokens,
+            cache_dir=cache_dir,
+            progress=for_stage(progress, "texts"),
+        )
     else:
-        states_array = text_states(texts, layer=classifier.text_layer, max_tokens=classifier.max_tokens, progress=for_stage(progress, "texts"))
+        states_array = text_states(
+            texts, layer=classifier.text_layer, max_tokens=classifier.max_tokens, progress=for_stage(progress, "texts")
+        )
     states = torch.from_numpy(states_array)
 
     n_labels = len(label_index)
@@ -56,20 +79,46 @@ def predict_catalogue(classifier: CategoryClassifier, catalogue: Catalogue, *, c
     text_probabilities, text_vectors = classifier.text_outputs(states)
 
     image_mean, has_image = Catalogue(products, images).photo_means(photo_features)
-    combined = (classifier.combined_probabilities(image_mean, has_image, text_vectors, np.ones(len(products), bool), texts)
-                if products else np.empty((0, n_labels)))
+    combined = (
+        classifier.combined_probabilities(image_mean, has_image, text_vectors, np.ones(len(products), bool), texts)
+        if products
+        else np.empty((0, n_labels))
+    )
 
     labels = classifier.labels
     product_ids = [product.id for product in products]
     product_y = [label_of[product.id] for product in products]
     return {
-        "image": PredictionSet.from_arrays("image model", "image", labels, item_ids=[image.id for image in images],
-                                           product_ids=[image.product_id for image in images],
-                                           y_true=[label_of[image.product_id] for image in images], probabilities=image_probabilities, part=part),
-        "text": PredictionSet.from_arrays("text model", "text", labels, item_ids=product_ids, product_ids=product_ids, y_true=product_y,
-                                          probabilities=text_probabilities, part=part),
-        "combined": PredictionSet.from_arrays("combined model", "combined", labels, item_ids=product_ids, product_ids=product_ids,
-                                              y_true=product_y, probabilities=combined, part=part),
+        "image": PredictionSet.from_arrays(
+            "image model",
+            "image",
+            labels,
+            item_ids=[image.id for image in images],
+            product_ids=[image.product_id for image in images],
+            y_true=[label_of[image.product_id] for image in images],
+            probabilities=image_probabilities,
+            part=part,
+        ),
+        "text": PredictionSet.from_arrays(
+            "text model",
+            "text",
+            labels,
+            item_ids=product_ids,
+            product_ids=product_ids,
+            y_true=product_y,
+            probabilities=text_probabilities,
+            part=part,
+        ),
+        "combined": PredictionSet.from_arrays(
+            "combined model",
+            "combined",
+            labels,
+            item_ids=product_ids,
+            product_ids=product_ids,
+            y_true=product_y,
+            probabilities=combined,
+            part=part,
+        ),
     }
 
 
@@ -78,27 +127,38 @@ def evaluate_catalogue(classifier: CategoryClassifier, catalogue: Catalogue, *, 
     problems: list[str] = []
     predictions = predict_catalogue(classifier, catalogue, progress=progress, problems=problems)
     known = set(classifier.labels)
-    return {**{kind: prediction.metrics() for kind, prediction in predictions.items()},
-            "skipped_products_with_unknown_category": sum(product.label not in known for product in catalogue.products),
-            "skipped_photos": problems}
+    return {
+        **{kind: prediction.metrics() for kind, prediction in predictions.items()},
+        "skipped_products_with_unknown_category": sum(product.label not in known for product in catalogue.products),
+        "skipped_photos": problems,
+    }
 
 
-def held_out_predictions(classifier: CategoryClassifier, catalogue: Catalogue, *, cache_dir: Path,
-                         progress: StageProgress | None = None) -> dict[str, PredictionSet]:
+def held_out_predictions(
+    classifier: CategoryClassifier, catalogue: Catalogue, *, cache_dir: Path, progress: StageProgress | None = None
+) -> dict[str, PredictionSet]:
     """The active models on the test part of the split they were trained with, recomputed from
     their seed and fractions. On the catalogue they were trained on, these products influenced
     neither training nor model selection; on a changed catalogue the note says so."""
     hyper = classifier.models["combined"].info.get("hyperparameters", {})
-    split = split_products([product.id for product in catalogue.products], [product.label for product in catalogue.products],
-                           test_fraction=float(hyper.get("test_fraction", 0.2)), val_fraction=float(hyper.get("val_fraction", 0.2)),
-                           seed=int(hyper.get("seed", 42)))
+    split = split_products(
+        [product.id for product in catalogue.products],
+        [product.label for product in catalogue.products],
+        test_fraction=float(hyper.get("test_fraction", 0.2)),
+        val_fraction=float(hyper.get("val_fraction", 0.2)),
+        seed=int(hyper.get("seed", 42)),
+    )
     test_ids = {product_id for product_id, part in split.items() if part == TEST}
-    held_out = Catalogue([product for product in catalogue.products if product.id in test_ids],
-                         [image for image in catalogue.images if image.product_id in test_ids])
+    held_out = Catalogue(
+        [product for product in catalogue.products if product.id in test_ids],
+        [image for image in catalogue.images if image.product_id in test_ids],
+    )
     trained_on = {model.info.get("data_fingerprint") for model in classifier.models.values()}
-    note = ("held-out test products of the catalogue the models were trained on" if trained_on == {catalogue.fingerprint()} else
-            "the catalogue has changed since these models were trained (labels reviewed or items added): the test part is "
-            "recomputed with the same seed, and some of its products may have been on the training side")
+    note = (
+        "held-out test products of the catalogue the models were trained on"
+        if trained_on == {catalogue.fingerprint()}
+        else "the catalogue has changed since these models were trained (labels reviewed or items added): the test part is "
+        "recomputed with the same seed, and some of its products may have been on the training side"
+    )
     predictions = predict_catalogue(classifier, held_out, cache_dir=cache_dir, progress=progress, part=TEST)
     return {kind: replace(prediction, name=f"active {kind} model", note=note) for kind, prediction in predictions.items()}
-

@@ -43,7 +43,9 @@ def category_bar(summary: pd.DataFrame, *, title: str) -> go.Figure:
 def category_treemap(products: pd.DataFrame) -> go.Figure:
     """Click a top level to drill into its sub-categories."""
     counts = products.groupby(["top", "sub"]).size().reset_index(name="products")
-    figure = px.treemap(counts, path=[px.Constant("All"), "top", "sub"], values="products", title="Products per category (click to drill down)")
+    figure = px.treemap(
+        counts, path=[px.Constant("All"), "top", "sub"], values="products", title="Products per category (click to drill down)"
+    )
     figure.update_traces(root_color="lightgrey")
     figure.update_layout(margin={"t": 50, "l": 10, "r": 10, "b": 10}, height=520)
     return figure
@@ -53,7 +55,16 @@ def price_box(products: pd.DataFrame) -> go.Figure:
     """Price distribution per top-level category on a log scale (free items shown at £0.01)."""
     frame = products.assign(price_shown=products["price"].clip(lower=0.01))
     order = frame.groupby("top")["price"].median().sort_values().index.tolist()
-    figure = px.box(frame, x="price_shown", y="top", log_x=True, points=False, category_orders={"top": order}, title="Price per category (log scale)", labels={"price_shown": "price (£)", "top": ""})
+    figure = px.box(
+        frame,
+        x="price_shown",
+        y="top",
+        log_x=True,
+        points=False,
+        category_orders={"top": order},
+        title="Price per category (log scale)",
+        labels={"price_shown": "price (£)", "top": ""},
+    )
     figure.update_layout(height=max(360, 34 * len(order)))
     return figure
 

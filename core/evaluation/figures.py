@@ -32,10 +32,23 @@ def confusion_figure(metrics: Mapping[str, object], *, normalise: bool = False, 
     short = {label: short_label(label) for label in labels}
     figure = go.Figure(
         go.Scatter(
-            x=cells["predicted"].map(short), y=cells["true"].map(short), mode="markers+text", text=text,
-            textfont={"size": 10, "color": ["white" if share > 0.5 else "#333" for share in colour]}, customdata=np.stack([cells["true"], cells["predicted"], cells["count"]], axis=1),
-            marker={"symbol": "square", "size": CELL_PIXELS - 4, "color": colour, "colorscale": "Blues", "cmin": 0, "cmax": 1,
-                    "showscale": True, "colorbar": {"title": "share of row"}, "line": {"width": 0}},
+            x=cells["predicted"].map(short),
+            y=cells["true"].map(short),
+            mode="markers+text",
+            text=text,
+            textfont={"size": 10, "color": ["white" if share > 0.5 else "#333" for share in colour]},
+            customdata=np.stack([cells["true"], cells["predicted"], cells["count"]], axis=1),
+            marker={
+                "symbol": "square",
+                "size": CELL_PIXELS - 4,
+                "color": colour,
+                "colorscale": "Blues",
+                "cmin": 0,
+                "cmax": 1,
+                "showscale": True,
+                "colorbar": {"title": "share of row"},
+                "line": {"width": 0},
+            },
             hovertemplate="true: %{customdata[0]}<br>predicted: %{customdata[1]}<br>items: %{customdata[2]}<extra></extra>",
         )
     )
@@ -45,7 +58,11 @@ def confusion_figure(metrics: Mapping[str, object], *, normalise: bool = False, 
         title=title or ("Confusion matrix (share of each true category)" if normalise else "Confusion matrix (counts)"),
         xaxis={"title": "predicted category", "categoryorder": "array", "categoryarray": ordered, "tickangle": -40, "side": "bottom"},
         yaxis={"title": "true category", "categoryorder": "array", "categoryarray": ordered[::-1]},
-        width=size + 120, height=size, plot_bgcolor="white", margin={"l": 10, "r": 10, "t": 50, "b": 10}, clickmode="event+select",
+        width=size + 120,
+        height=size,
+        plot_bgcolor="white",
+        margin={"l": 10, "r": 10, "t": 50, "b": 10},
+        clickmode="event+select",
     )
     return figure
 
@@ -65,10 +82,21 @@ def selected_cell(selection: Mapping[str, object] | None) -> tuple[str, str] | N
 def probability_bar(labels: Sequence[str], probabilities: Sequence[float], *, top: int = 5, title: str = "") -> go.Figure:
     """The `top` most likely categories, most likely on top."""
     order = np.argsort(-np.asarray(probabilities))[:top][::-1]
-    figure = go.Figure(go.Bar(x=[probabilities[i] for i in order], y=[labels[i] for i in order], orientation="h",
-                              text=[f"{probabilities[i]:.1%}" for i in order], textposition="auto"))
-    figure.update_layout(title=title, xaxis={"range": [0, 1], "tickformat": ".0%", "title": "probability"}, height=80 + 45 * len(order),
-                         margin={"l": 10, "r": 10, "t": 40 if title else 10, "b": 10})
+    figure = go.Figure(
+        go.Bar(
+            x=[probabilities[i] for i in order],
+            y=[labels[i] for i in order],
+            orientation="h",
+            text=[f"{probabilities[i]:.1%}" for i in order],
+            textposition="auto",
+        )
+    )
+    figure.update_layout(
+        title=title,
+        xaxis={"range": [0, 1], "tickformat": ".0%", "title": "probability"},
+        height=80 + 45 * len(order),
+        margin={"l": 10, "r": 10, "t": 40 if title else 10, "b": 10},
+    )
     return figure
 
 
@@ -76,11 +104,19 @@ def model_comparison_bar(labels: Sequence[str], probabilities: Mapping[str, Sequ
     """Each model's probabilities side by side, for the categories any of them ranks highly."""
     stacked = np.array([list(values) for values in probabilities.values()])
     order = np.argsort(-stacked.max(axis=0))[:top][::-1]
-    figure = go.Figure([go.Bar(name=model, x=[values[i] for i in order], y=[labels[i] for i in order], orientation="h")
-                        for model, values in probabilities.items()])
-    figure.update_layout(barmode="group", xaxis={"range": [0, 1], "tickformat": ".0%", "title": "probability"},
-                         height=120 + 28 * len(order) * len(probabilities), margin={"l": 10, "r": 10, "t": 30, "b": 10},
-                         title="Each model's answer")
+    figure = go.Figure(
+        [
+            go.Bar(name=model, x=[values[i] for i in order], y=[labels[i] for i in order], orientation="h")
+            for model, values in probabilities.items()
+        ]
+    )
+    figure.update_layout(
+        barmode="group",
+        xaxis={"range": [0, 1], "tickformat": ".0%", "title": "probability"},
+        height=120 + 28 * len(order) * len(probabilities),
+        margin={"l": 10, "r": 10, "t": 30, "b": 10},
+        title="Each model's answer",
+    )
     return figure
 
 
@@ -101,20 +137,44 @@ def training_curves(epochs: pd.DataFrame, *, metric: str, smoothing: float = 0.0
         name = (run_names or {}).get(int(run_id), f"run {run_id}")
         colour = palette[position % len(palette)]
         for part, dash in (("train", "dot"), ("val", "solid")):
-            figure.add_trace(go.Scatter(x=run_epochs["epoch"], y=smooth(run_epochs[f"{part}_{metric}"].tolist(), weight=smoothing),
-                                        mode="lines+markers", name=f"{name} · {'validation' if part == 'val' else 'train'}",
-                                        line={"color": colour, "dash": dash}))
-    figure.update_layout(title=f"{metric.capitalize()} per epoch" + (f" (smoothed {smoothing:.1f})" if smoothing else ""),
-                         xaxis_title="epoch", yaxis_title=metric, height=380, margin={"l": 10, "r": 10, "t": 50, "b": 10},
-                         yaxis={"tickformat": ".0%"} if metric == "accuracy" else {})
+            figure.add_trace(
+                go.Scatter(
+                    x=run_epochs["epoch"],
+                    y=smooth(run_epochs[f"{part}_{metric}"].tolist(), weight=smoothing),
+                    mode="lines+markers",
+                    name=f"{name} · {'validation' if part == 'val' else 'train'}",
+                    line={"color": colour, "dash": dash},
+                )
+            )
+    figure.update_layout(
+        title=f"{metric.capitalize()} per epoch" + (f" (smoothed {smoothing:.1f})" if smoothing else ""),
+        xaxis_title="epoch",
+        yaxis_title=metric,
+        height=380,
+        margin={"l": 10, "r": 10, "t": 50, "b": 10},
+        yaxis={"tickformat": ".0%"} if metric == "accuracy" else {},
+    )
     return figure
 
 
 def per_class_bar(per_class: pd.DataFrame, *, value: str = "recall", title: str = "") -> go.Figure:
     """One bar per category (e.g. the active model's recall: its accuracy on that category)."""
     ordered = per_class.sort_values(value)
-    figure = go.Figure(go.Bar(x=ordered[value], y=ordered["category"], orientation="h", text=[f"{v:.0%}" for v in ordered[value]],
-                              textposition="auto", customdata=ordered["support"], hovertemplate="%{y}: %{x:.1%} of %{customdata} items<extra></extra>"))
-    figure.update_layout(title=title, xaxis={"range": [0, 1], "tickformat": ".0%"}, height=80 + 30 * len(ordered),
-                         margin={"l": 10, "r": 10, "t": 50, "b": 10})
+    figure = go.Figure(
+        go.Bar(
+            x=ordered[value],
+            y=ordered["category"],
+            orientation="h",
+            text=[f"{v:.0%}" for v in ordered[value]],
+            textposition="auto",
+            customdata=ordered["support"],
+            hovertemplate="%{y}: %{x:.1%} of %{customdata} items<extra></extra>",
+        )
+    )
+    figure.update_layout(
+        title=title,
+        xaxis={"range": [0, 1], "tickformat": ".0%"},
+        height=80 + 30 * len(ordered),
+        margin={"l": 10, "r": 10, "t": 50, "b": 10},
+    )
     return figure

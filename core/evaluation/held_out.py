@@ -15,7 +15,9 @@ from core.evaluation.metrics import PredictionSet
 from core.models.manifest import HELD_OUT, ModelFileError, file_sha256, read_manifest, write_manifest
 
 HELD_OUT_FILE = "held_out.npz"
-STORED_NOTE = "held-out test products of the catalogue the models were trained on (predictions stored with the models when they were shipped)"
+STORED_NOTE = (
+    "held-out test products of the catalogue the models were trained on (predictions stored with the models when they were shipped)"
+)
 
 
 def store_held_out_predictions(models_dir: Path, predictions: dict[str, PredictionSet], *, catalogue_fingerprint: str) -> Path:
@@ -27,8 +29,11 @@ def store_held_out_predictions(models_dir: Path, predictions: dict[str, Predicti
         arrays[f"{kind}.item_id"] = frame["item_id"].to_numpy(dtype=str)
         arrays[f"{kind}.product_id"] = frame["product_id"].to_numpy(dtype=str)
         arrays[f"{kind}.true"] = frame["true"].to_numpy(dtype=np.int16)
-        arrays[f"{kind}.probabilities"] = (np.stack(frame["probabilities"].to_list()).astype(np.float32) if len(frame)
-                                          else np.empty((0, len(prediction.labels)), np.float32))
+        arrays[f"{kind}.probabilities"] = (
+            np.stack(frame["probabilities"].to_list()).astype(np.float32)
+            if len(frame)
+            else np.empty((0, len(prediction.labels)), np.float32)
+        )
         # The figures too: a page showing them then needs neither the models nor scikit-learn.
         arrays[f"{kind}.metrics"] = np.array(json.dumps(prediction.metrics()))
     target = models_dir / HELD_OUT_FILE
@@ -36,8 +41,13 @@ def store_held_out_predictions(models_dir: Path, predictions: dict[str, Predicti
     np.savez_compressed(temporary, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds oddly
     os.replace(temporary, target)
     manifest = read_manifest(models_dir)
-    manifest[HELD_OUT] = {"file": HELD_OUT_FILE, "sha256": file_sha256(target), "bytes": target.stat().st_size,
-                          "catalogue_fingerprint": catalogue_fingerprint, "kinds": sorted(predictions)}
+    manifest[HELD_OUT] = {
+        "file": HELD_OUT_FILE,
+        "sha256": file_sha256(target),
+        "bytes": target.stat().st_size,
+        "catalogue_fingerprint": catalogue_fingerprint,
+        "kinds": sorted(predictions),
+    }
     write_manifest(models_dir, manifest)
     return target
 
@@ -56,9 +66,17 @@ def stored_held_out_predictions(models_dir: Path, *, catalogue_fingerprint: str)
     predictions = {}
     with np.load(path, allow_pickle=False) as arrays:
         for kind in entry["kinds"]:
-            prediction = PredictionSet.from_arrays(f"active {kind} model", kind, labels, item_ids=arrays[f"{kind}.item_id"].tolist(),
-                                                   product_ids=arrays[f"{kind}.product_id"].tolist(), y_true=arrays[f"{kind}.true"],
-                                                   probabilities=arrays[f"{kind}.probabilities"], part=TEST, note=STORED_NOTE)
+            prediction = PredictionSet.from_arrays(
+                f"active {kind} model",
+                kind,
+                labels,
+                item_ids=arrays[f"{kind}.item_id"].tolist(),
+                product_ids=arrays[f"{kind}.product_id"].tolist(),
+                y_true=arrays[f"{kind}.true"],
+                probabilities=arrays[f"{kind}.probabilities"],
+                part=TEST,
+                note=STORED_NOTE,
+            )
             if f"{kind}.metrics" in arrays:
                 prediction.stored_metrics = json.loads(str(arrays[f"{kind}.metrics"]))
             predictions[kind] = prediction

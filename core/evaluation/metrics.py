@@ -12,20 +12,21 @@ import pandas as pd
 def classification_metrics(y_true: Sequence[int], probabilities: np.ndarray, labels: Sequence[str]) -> dict[str, object]:
     """accuracy, top-3 accuracy, macro-F1, n, labels, confusion matrix (rows = true) and per-class scores."""
     # scikit-learn takes over a second to import: pages showing stored figures never pay it.
-    from sklearn.metrics import (
-        accuracy_score,
-        confusion_matrix,
-        f1_score,
-        precision_recall_fscore_support,
-        top_k_accuracy_score,
-    )
+    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support, top_k_accuracy_score
 
     y = np.asarray(y_true, dtype=int)
     probabilities = np.asarray(probabilities, dtype=float)
     classes = list(range(len(labels)))
     if len(y) == 0:
-        return {"accuracy": None, "top3_accuracy": None, "macro_f1": None, "n": 0, "labels": list(labels),
-                "confusion_matrix": [[0] * len(labels) for _ in labels], "per_class": {}}
+        return {
+            "accuracy": None,
+            "top3_accuracy": None,
+            "macro_f1": None,
+            "n": 0,
+            "labels": list(labels),
+            "confusion_matrix": [[0] * len(labels) for _ in labels],
+            "per_class": {},
+        }
     predicted = probabilities.argmax(axis=1)
     precision, recall, f1, support = precision_recall_fscore_support(y, predicted, labels=classes, zero_division=0)
     return {
@@ -60,14 +61,31 @@ class PredictionSet:
     stored_metrics: dict[str, object] | None = None  # computed from this very frame when it was stored
 
     @classmethod
-    def from_arrays(cls, name: str, kind: str, labels: Sequence[str], *, item_ids: Sequence[str], product_ids: Sequence[str],
-                    y_true: Sequence[int], probabilities: np.ndarray, part: str = "test", note: str = "") -> PredictionSet:
+    def from_arrays(
+        cls,
+        name: str,
+        kind: str,
+        labels: Sequence[str],
+        *,
+        item_ids: Sequence[str],
+        product_ids: Sequence[str],
+        y_true: Sequence[int],
+        probabilities: np.ndarray,
+        part: str = "test",
+        note: str = "",
+    ) -> PredictionSet:
         probabilities = np.asarray(probabilities, dtype=float).reshape(len(item_ids), len(labels))
         predicted = probabilities.argmax(axis=1) if len(item_ids) else np.empty(0, int)
-        frame = pd.DataFrame({
-            "item_id": list(item_ids), "product_id": list(product_ids), "true": np.asarray(y_true, dtype=int), "predicted": predicted,
-            "confidence": probabilities.max(axis=1) if len(item_ids) else np.empty(0), "probabilities": list(probabilities),
-        })
+        frame = pd.DataFrame(
+            {
+                "item_id": list(item_ids),
+                "product_id": list(product_ids),
+                "true": np.asarray(y_true, dtype=int),
+                "predicted": predicted,
+                "confidence": probabilities.max(axis=1) if len(item_ids) else np.empty(0),
+                "probabilities": list(probabilities),
+            }
+        )
         return cls(name, kind, list(labels), frame, part, note)
 
     def metrics(self) -> dict[str, object]:
@@ -81,8 +99,9 @@ def per_class_frame(metrics: dict[str, object]) -> pd.DataFrame:
     """Per-class precision, recall, F1 and support, one row per category."""
     per_class = metrics["per_class"]
     assert isinstance(per_class, dict)
-    return pd.DataFrame([{"category": label, **scores} for label, scores in per_class.items()],
-                        columns=["category", "precision", "recall", "f1", "support"])
+    return pd.DataFrame(
+        [{"category": label, **scores} for label, scores in per_class.items()], columns=["category", "precision", "recall", "f1", "support"]
+    )
 
 
 def confusion_frame(metrics: dict[str, object]) -> pd.DataFrame:
@@ -92,8 +111,18 @@ def confusion_frame(metrics: dict[str, object]) -> pd.DataFrame:
     matrix = np.asarray(metrics["confusion_matrix"], dtype=int)
     totals = matrix.sum(axis=1, keepdims=True)
     shares = np.divide(matrix, totals, out=np.zeros(matrix.shape, float), where=totals > 0)
-    rows = [{"true": labels[t], "predicted": labels[p], "true_index": t, "predicted_index": p, "count": int(matrix[t, p]),
-             "share": float(shares[t, p])} for t in range(len(labels)) for p in range(len(labels))]
+    rows = [
+        {
+            "true": labels[t],
+            "predicted": labels[p],
+            "true_index": t,
+            "predicted_index": p,
+            "count": int(matrix[t, p]),
+            "share": float(shares[t, p]),
+        }
+        for t in range(len(labels))
+        for p in range(len(labels))
+    ]
     return pd.DataFrame(rows)
 
 
@@ -111,8 +140,13 @@ SUMMARY_METRICS = ("accuracy", "top3_accuracy", "macro_f1", "n")
 
 def compare_metrics(left: dict[str, object], right: dict[str, object], *, names: tuple[str, str]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Two evaluations side by side: the summary figures, and per-class F1 with the difference."""
-    summary = pd.DataFrame({"metric": list(SUMMARY_METRICS), names[0]: [left[key] for key in SUMMARY_METRICS],
-                            names[1]: [right[key] for key in SUMMARY_METRICS]})
+    summary = pd.DataFrame(
+        {
+            "metric": list(SUMMARY_METRICS),
+            names[0]: [left[key] for key in SUMMARY_METRICS],
+            names[1]: [right[key] for key in SUMMARY_METRICS],
+        }
+    )
     left_f1, right_f1 = per_class_frame(left).set_index("category")["f1"], per_class_frame(right).set_index("category")["f1"]
     per_class = pd.DataFrame({names[0]: left_f1, names[1]: right_f1})
     per_class["difference"] = per_class[names[1]] - per_class[names[0]]
@@ -130,6 +164,11 @@ def review_candidates(items: pd.DataFrame, labels: Sequence[str]) -> list[dict[s
         if row.product_id in candidates and float(candidates[row.product_id]["score"]) <= score:  # type: ignore[arg-type]
             continue
         order = np.argsort(-probabilities)[:3]
-        candidates[str(row.product_id)] = {"product_id": str(row.product_id), "score": score, "given_label": labels[int(row.true)],
-                                            "suggested_label": labels[int(order[0])], "top": [(labels[i], float(probabilities[i])) for i in order]}
+        candidates[str(row.product_id)] = {
+            "product_id": str(row.product_id),
+            "score": score,
+            "given_label": labels[int(row.true)],
+            "suggested_label": labels[int(order[0])],
+            "top": [(labels[i], float(probabilities[i])) for i in order],
+        }
     return list(candidates.values())

@@ -38,8 +38,11 @@ class Prediction:
     labels: list[str] = field(default_factory=list)
 
     def as_json(self) -> dict[str, object]:
-        return {"category": self.category, "model": self.model,
-                "top": [{"category": category, "probability": round(probability, 4)} for category, probability in self.top]}
+        return {
+            "category": self.category,
+            "model": self.model,
+            "top": [{"category": category, "probability": round(probability, 4)} for category, probability in self.top],
+        }
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -71,7 +74,9 @@ class CategoryClassifier:
         if len(labels) != 1:
             raise ModelFileError(f"{models_dir}: the models disagree on their categories; retrain them together")
         if self.models["combined"].info["encoders"].get("text_model_run") != self.models["text"].info.get("run_id"):
-            raise ModelFileError(f"{models_dir}: the combined model was trained on another text model than the one here; ship them together")
+            raise ModelFileError(
+                f"{models_dir}: the combined model was trained on another text model than the one here; ship them together"
+            )
         self.labels = list(self.models["image"].labels)
         self.backbone = get_backbone(self.models["image"].info["encoders"]["image_backbone"])
         self.tail_blocks = int(self.models["image"].config.get("finetune_blocks", 0))
@@ -84,8 +89,13 @@ class CategoryClassifier:
 
     # ----- encoders
 
-    def photo_inputs(self, images: Sequence[Image.Image | Path], *, progress=None,  # type: ignore[no-untyped-def]
-                     problems: list[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def photo_inputs(
+        self,
+        images: Sequence[Image.Image | Path],
+        *,
+        progress=None,  # type: ignore[no-untyped-def]
+        problems: list[str] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(image model input, pooled backbone features): the same array unless the image model
         fine-tuned the backbone's last blocks, whose input is then the frozen blocks' maps. With
         `problems`, unreadable photos give NaN rows and their reasons (see image_features)."""
@@ -106,8 +116,13 @@ class CategoryClassifier:
     def text_outputs_of(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """`text_outputs` from texts: on ONNX Runtime where it loads (core.encoders.text_engine), else on torch."""
         text_model = self.models["text"]
-        onnx_pass = onnx_text_model(self.text_file, checksum=self.text_checksum, max_tokens=self.max_tokens,
-                                    n_classes=len(self.labels), feature_dim=int(text_model.config["channels"]))
+        onnx_pass = onnx_text_model(
+            self.text_file,
+            checksum=self.text_checksum,
+            max_tokens=self.max_tokens,
+            n_classes=len(self.labels),
+            feature_dim=int(text_model.config["channels"]),
+        )
         if onnx_pass is None:
             return self.text_outputs(self.text_states(texts))
         logits, features = onnx_pass(texts)
@@ -135,12 +150,18 @@ class CategoryClassifier:
         return softmax(logits), branch
 
     @torch.no_grad()
-    def combined_probabilities(self, image: np.ndarray, has_image: np.ndarray, text: np.ndarray, has_text: np.ndarray,
-                               texts: Sequence[str]) -> np.ndarray:
+    def combined_probabilities(
+        self, image: np.ndarray, has_image: np.ndarray, text: np.ndarray, has_text: np.ndarray, texts: Sequence[str]
+    ) -> np.ndarray:
         """`texts` are the model texts the text features came from (for the keyword branch)."""
         keywords = () if self.keyword_scorer is None else (torch.from_numpy(self.keyword_scorer.scores(list(texts))),)
-        logits = self.models["combined"].model(torch.from_numpy(image).float(), torch.from_numpy(text).float(),
-                                               torch.from_numpy(has_image), torch.from_numpy(has_text), *keywords)
+        logits = self.models["combined"].model(
+            torch.from_numpy(image).float(),
+            torch.from_numpy(text).float(),
+            torch.from_numpy(has_image),
+            torch.from_numpy(has_text),
+            *keywords,
+        )
         return torch.softmax(logits, dim=-1).numpy()
 
     # ----- one listing
@@ -160,9 +181,12 @@ class CategoryClassifier:
             text_probabilities, text_vector = self.text_outputs_of([words])
             probabilities["text"] = text_probabilities[0].tolist()
         if images and words:
-            probabilities["combined"] = self.combined_probabilities(image_mean, np.array([True]), text_vector, np.array([True]), [words])[0].tolist()
+            probabilities["combined"] = self.combined_probabilities(image_mean, np.array([True]), text_vector, np.array([True]), [words])[
+                0
+            ].tolist()
         answering = "combined" if "combined" in probabilities else next(iter(probabilities))
         chosen = np.array(probabilities[answering])
         order = np.argsort(-chosen)[:TOP_K]
-        return Prediction(self.labels[order[0]], answering, [(self.labels[index], float(chosen[index])) for index in order],
-                          probabilities, self.labels)
+        return Prediction(
+            self.labels[order[0]], answering, [(self.labels[index], float(chosen[index])) for index in order], probabilities, self.labels
+        )

@@ -24,9 +24,11 @@ MIN_LISTINGS = 20  # fewer priced listings than this give no meaningful model
 def price_pipeline(*, name_ngrams: tuple[int, int] = (1, 2), alpha: float = 3.0) -> Pipeline:
     """TF-IDF of name, description and location -> Ridge regression (on log price)."""
     columns = ColumnTransformer(
-        [("name", TfidfVectorizer(sublinear_tf=True, min_df=2, ngram_range=name_ngrams), "name"),
-         ("description", TfidfVectorizer(sublinear_tf=True, min_df=2, max_features=20000), "description"),
-         ("location", TfidfVectorizer(min_df=2), "location")]
+        [
+            ("name", TfidfVectorizer(sublinear_tf=True, min_df=2, ngram_range=name_ngrams), "name"),
+            ("description", TfidfVectorizer(sublinear_tf=True, min_df=2, max_features=20000), "description"),
+            ("location", TfidfVectorizer(min_df=2), "location"),
+        ]
     )
     return Pipeline([("features", columns), ("regression", Ridge(alpha=alpha))])
 

@@ -57,11 +57,19 @@ def build_model(kind: str, config: dict[str, Any]) -> nn.Module:
             encoder = load_text_encoder(config.get("max_tokens", 128)).model
             top_layers = list(encoder.encoder.layer[config["text_layer"] :])
             encoder_config = encoder.config
-        return TextCNN(n_classes, channels=config["channels"], kernel_size=config["kernel_size"], conv_layers=config["conv_layers"],
-                       dropout=config["dropout"], top_layers=top_layers, encoder_config=encoder_config)
+        return TextCNN(
+            n_classes,
+            channels=config["channels"],
+            kernel_size=config["kernel_size"],
+            conv_layers=config["conv_layers"],
+            dropout=config["dropout"],
+            top_layers=top_layers,
+            encoder_config=encoder_config,
+        )
     if kind == "combined":
-        return CombinedClassifier(config["image_dim"], config["text_dim"], n_classes, keyword_dim=config.get("keyword_dim", 0),
-                                  dropout=config["dropout"])
+        return CombinedClassifier(
+            config["image_dim"], config["text_dim"], n_classes, keyword_dim=config.get("keyword_dim", 0), dropout=config["dropout"]
+        )
     raise ValueError(f"unknown model kind {kind!r}")
 
 
@@ -79,8 +87,17 @@ def _dequantise(packed: dict[str, torch.Tensor]) -> torch.Tensor:
     return (packed["int8"].float() * packed["scale"][:, None]).reshape(tuple(packed["shape"].tolist()))
 
 
-def save_checkpoint(path: Path, *, kind: str, model: nn.Module, labels: list[str], config: dict[str, Any], info: dict[str, Any],
-                    half: bool = False, int8: bool = False) -> None:
+def save_checkpoint(
+    path: Path,
+    *,
+    kind: str,
+    model: nn.Module,
+    labels: list[str],
+    config: dict[str, Any],
+    info: dict[str, Any],
+    half: bool = False,
+    int8: bool = False,
+) -> None:
     """`half=True` stores float weights as float16; `int8=True` stores big weight matrices as int8 with
     per-row scales (shipped models: a quarter of the size; the README gives the accuracy measured after)."""
     state: dict[str, Any] = {}
@@ -90,8 +107,15 @@ def save_checkpoint(path: Path, *, kind: str, model: nn.Module, labels: list[str
             quantised[key] = _quantise(value)
         else:
             state[key] = (value.half() if (half or int8) and value.is_floating_point() else value).clone()
-    payload = {"format": CHECKPOINT_FORMAT, "kind": str(kind), "labels": labels, "config": config, "info": info, "state_dict": state,
-               "int8_state": quantised}
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "kind": str(kind),
+        "labels": labels,
+        "config": config,
+        "info": info,
+        "state_dict": state,
+        "int8_state": quantised,
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     torch.save(payload, temporary)

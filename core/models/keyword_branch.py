@@ -57,24 +57,37 @@ class KeywordScorer:
         return np.asarray(self._fitted_vectorizer.transform(texts) @ self.coef.T + self.intercept, dtype=np.float32)
 
     def to_state(self) -> dict[str, object]:
-        return {"vocabulary": self.vocabulary, "idf": torch.from_numpy(self.idf), "coef": torch.from_numpy(self.coef).half(),
-                "intercept": torch.from_numpy(self.intercept)}
+        return {
+            "vocabulary": self.vocabulary,
+            "idf": torch.from_numpy(self.idf),
+            "coef": torch.from_numpy(self.coef).half(),
+            "intercept": torch.from_numpy(self.intercept),
+        }
 
     @classmethod
     def from_state(cls, state: dict[str, object]) -> KeywordScorer:
-        return cls(dict(state["vocabulary"]), state["idf"].float().numpy(), state["coef"].float().numpy(),  # type: ignore[union-attr,arg-type]
-                   state["intercept"].float().numpy())  # type: ignore[union-attr]
+        return cls(
+            dict(state["vocabulary"]),
+            state["idf"].float().numpy(),
+            state["coef"].float().numpy(),  # type: ignore[union-attr,arg-type]
+            state["intercept"].float().numpy(),
+        )  # type: ignore[union-attr]
 
 
 def cross_fitted_scores(texts: Sequence[str], labels: Sequence[int], *, folds: int = 5, seed: int = 42) -> np.ndarray:
     """Each text scored by a scorer fitted on the other folds."""
     texts, labels = np.asarray(texts, dtype=object), np.asarray(labels)
-    return cross_fit(partial(_fit_and_score, texts, labels, n_classes=int(labels.max()) + 1),
-                     stratified_folds(labels, folds=folds, seed=seed), n_rows=len(texts), width=int(labels.max()) + 1)
+    return cross_fit(
+        partial(_fit_and_score, texts, labels, n_classes=int(labels.max()) + 1),
+        stratified_folds(labels, folds=folds, seed=seed),
+        n_rows=len(texts),
+        width=int(labels.max()) + 1,
+    )
 
 
-def stacked_scores(texts: Sequence[str], labels: Sequence[int] | np.ndarray, fit_rows: np.ndarray, *, n_classes: int,
-                   seed: int = 42) -> tuple[KeywordScorer, np.ndarray]:
+def stacked_scores(
+    texts: Sequence[str], labels: Sequence[int] | np.ndarray, fit_rows: np.ndarray, *, n_classes: int, seed: int = 42
+) -> tuple[KeywordScorer, np.ndarray]:
     """(N, n_classes) keyword scores for stacking: the rows in `fit_rows` cross-fitted (from scorers
     that never saw them), every other row from the scorer fitted on all of `fit_rows`, which is returned."""
     texts, labels = np.asarray(texts, dtype=object), np.asarray(labels)
@@ -87,8 +100,9 @@ def stacked_scores(texts: Sequence[str], labels: Sequence[int] | np.ndarray, fit
     return scorer, scores
 
 
-def _fit_and_score(texts: np.ndarray, labels: np.ndarray, _fold: int, fit_rows: np.ndarray, score_rows: np.ndarray, *,
-                   n_classes: int) -> np.ndarray:
+def _fit_and_score(
+    texts: np.ndarray, labels: np.ndarray, _fold: int, fit_rows: np.ndarray, score_rows: np.ndarray, *, n_classes: int
+) -> np.ndarray:
     scorer = KeywordScorer.fit(list(texts[fit_rows]), labels[fit_rows])
     return _widened(scorer.scores(list(texts[score_rows])), np.unique(labels[fit_rows]), n_classes)
 

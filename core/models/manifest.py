@@ -51,5 +51,7 @@ def verify_model_file(path: Path) -> str | None:
         return None
     actual = file_sha256(path)
     if actual != expected:
-        raise ModelFileError(f"{path}: damaged or changed since it was shipped (checksum differs from {MANIFEST}); ship or activate the models again")
+        raise ModelFileError(
+            f"{path}: damaged or changed since it was shipped (checksum differs from {MANIFEST}); ship or activate the models again"
+        )
     return actual

@@ -163,8 +163,9 @@ class CombinedClassifier(nn.Module):
             self.keyword_mean.copy_(keywords.mean(0))
             self.keyword_std.copy_(robust_std(keywords))
 
-    def forward(self, image: torch.Tensor, text: torch.Tensor, has_image: torch.Tensor, has_text: torch.Tensor,
-                keywords: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, image: torch.Tensor, text: torch.Tensor, has_image: torch.Tensor, has_text: torch.Tensor, keywords: torch.Tensor | None = None
+    ) -> torch.Tensor:
         image_part = self.image_branch((image - self.image_mean) / self.image_std)
         text_part = self.text_branch((text - self.text_mean) / self.text_std)
         image_part = torch.where(has_image.unsqueeze(-1), image_part, self.missing_image.expand_as(image_part))

@@ -17,14 +17,21 @@ def ship_models(checkpoints: dict[str, Path], models_dir: Path, *, catalogue_fin
     loaded_models = {kind: load_checkpoint(checkpoint) for kind, checkpoint in checkpoints.items()}
     # The combined model reads the text model's features: the two must come from the same text run.
     text_run = loaded_models["text"].info.get("run_id") if "text" in loaded_models else manifest["models"].get("text", {}).get("run_id")
-    combined_encoders = (loaded_models["combined"].info["encoders"] if "combined" in loaded_models
-                         else manifest["models"].get("combined", {}).get("encoders") or {})
+    combined_encoders = (
+        loaded_models["combined"].info["encoders"]
+        if "combined" in loaded_models
+        else manifest["models"].get("combined", {}).get("encoders") or {}
+    )
     if combined_encoders and text_run is not None and combined_encoders.get("text_model_run") != text_run:
-        raise ModelFileError(f"the combined model was trained on text run {combined_encoders.get('text_model_run')}, "
-                             f"not on text run {text_run}: ship a text run with the combined run built on it")
+        raise ModelFileError(
+            f"the combined model was trained on text run {combined_encoders.get('text_model_run')}, "
+            f"not on text run {text_run}: ship a text run with the combined run built on it"
+        )
     for kind, loaded in loaded_models.items():
         target = models_dir / f"{kind}.pt"
-        save_checkpoint(target, kind=kind, model=loaded.model, labels=loaded.labels, config=loaded.config, info=loaded.info, half=True, int8=int8)
+        save_checkpoint(
+            target, kind=kind, model=loaded.model, labels=loaded.labels, config=loaded.config, info=loaded.info, half=True, int8=int8
+        )
         manifest["models"][kind] = {
             "file": target.name,
             "sha256": file_sha256(target),
@@ -32,7 +39,19 @@ def ship_models(checkpoints: dict[str, Path], models_dir: Path, *, catalogue_fin
             "labels": loaded.labels,
             "config": loaded.config,
             "weights": "int8 (big matrices, per-row scales) + float16" if int8 else "float16",
-            **{key: loaded.info.get(key) for key in ("run_id", "encoders", "preprocessing", "hyperparameters", "best_epoch", "val_accuracy", "test_metrics", "data_fingerprint")},
+            **{
+                key: loaded.info.get(key)
+                for key in (
+                    "run_id",
+                    "encoders",
+                    "preprocessing",
+                    "hyperparameters",
+                    "best_epoch",
+                    "val_accuracy",
+                    "test_metrics",
+                    "data_fingerprint",
+                )
+            },
         }
     manifest["labels"] = next(iter(manifest["models"].values()))["labels"]
     manifest["training_data_fingerprint"] = catalogue_fingerprint

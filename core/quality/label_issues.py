@@ -49,8 +49,9 @@ class LabelIssue:
     probabilities: np.ndarray
 
 
-def _train_fold(features: ProductFeatures, keywords: np.ndarray, labels: np.ndarray, rows: np.ndarray, n_classes: int, *,
-                epochs: int, seed: int) -> CombinedClassifier:
+def _train_fold(
+    features: ProductFeatures, keywords: np.ndarray, labels: np.ndarray, rows: np.ndarray, n_classes: int, *, epochs: int, seed: int
+) -> CombinedClassifier:
     torch.manual_seed(seed)
     model = CombinedClassifier(features.image.shape[1], features.text.shape[1], n_classes, keyword_dim=n_classes, dropout=0.3)
     image, text, keyword = (torch.from_numpy(array[rows]).float() for array in (features.image, features.text, keywords))
@@ -62,13 +63,26 @@ def _train_fold(features: ProductFeatures, keywords: np.ndarray, labels: np.ndar
     model.train()
     for _ in range(epochs):
         for batch in torch.randperm(len(rows), generator=generator).split(64):
-            train_step(model, optimizer, (image[batch], text[batch], has_image[batch], has_text[batch], keyword[batch]), targets[batch],
-                       label_smoothing=0.1)
+            train_step(
+                model,
+                optimizer,
+                (image[batch], text[batch], has_image[batch], has_text[batch], keyword[batch]),
+                targets[batch],
+                label_smoothing=0.1,
+            )
     return model.eval()
 
 
-def out_of_sample_probabilities(features: ProductFeatures, labels: Sequence[int] | np.ndarray, *, n_classes: int | None = None, folds: int = 5,
-                                epochs: int = 12, seed: int = 42, progress: Progress | None = None) -> np.ndarray:
+def out_of_sample_probabilities(
+    features: ProductFeatures,
+    labels: Sequence[int] | np.ndarray,
+    *,
+    n_classes: int | None = None,
+    folds: int = 5,
+    epochs: int = 12,
+    seed: int = 42,
+    progress: Progress | None = None,
+) -> np.ndarray:
     """(N, n_classes) probabilities, each row from the fold model that did not train on it."""
     y = np.asarray(labels, dtype=int)
     n_classes = n_classes or int(y.max()) + 1
@@ -77,9 +91,13 @@ def out_of_sample_probabilities(features: ProductFeatures, labels: Sequence[int]
         _, keywords = stacked_scores(list(features.texts), y, fit_rows, n_classes=n_classes, seed=seed)
         model = _train_fold(features, keywords, y, fit_rows, n_classes, epochs=epochs, seed=seed + fold + 1)
         with torch.no_grad():
-            logits = model(torch.from_numpy(features.image[score_rows]).float(), torch.from_numpy(features.text[score_rows]).float(),
-                           torch.from_numpy(features.has_image[score_rows]), torch.ones(len(score_rows), dtype=torch.bool),
-                           torch.from_numpy(keywords[score_rows]))
+            logits = model(
+                torch.from_numpy(features.image[score_rows]).float(),
+                torch.from_numpy(features.text[score_rows]).float(),
+                torch.from_numpy(features.has_image[score_rows]),
+                torch.ones(len(score_rows), dtype=torch.bool),
+                torch.from_numpy(keywords[score_rows]),
+            )
         return torch.softmax(logits, dim=-1).numpy()
 
     return cross_fit(fit_and_score, stratified_folds(y, folds=folds, seed=seed), n_rows=len(y), width=n_classes, progress=progress)
@@ -95,25 +113,36 @@ def rank_label_issues(labels: Sequence[int] | np.ndarray, probabilities: np.ndar
     if len(np.unique(y)) > 1:
         flagged = find_label_issues(y, probabilities, filter_by="prune_by_noise_rate")
     order = np.argsort(scores, kind="stable")
-    return [LabelIssue(int(row), int(y[row]), int(probabilities[row].argmax()), float(scores[row]), bool(flagged[row]), probabilities[row])
-            for row in order]
+    return [
+        LabelIssue(int(row), int(y[row]), int(probabilities[row].argmax()), float(scores[row]), bool(flagged[row]), probabilities[row])
+        for row in order
+    ]
 
 
 def catalogue_features(catalogue: Catalogue, *, cache_dir: Path, backbone_id: str = DEFAULT_BACKBONE) -> ProductFeatures:
     """The cached features of every product of a catalogue (computed for new or changed items only)."""
     products, images = catalogue.products, catalogue.images
     backbone = get_backbone(backbone_id)
-    photo_features = (cached_image_features(backbone, [image.id for image in images], [image.checksum for image in images],
-                                            [image.path for image in images], cache_dir=cache_dir)
-                      if images else np.empty((0, backbone.feature_dim), np.float32))
+    photo_features = (
+        cached_image_features(
+            backbone,
+            [image.id for image in images],
+            [image.checksum for image in images],
+            [image.path for image in images],
+            cache_dir=cache_dir,
+        )
+        if images
+        else np.empty((0, backbone.feature_dim), np.float32)
+    )
     image, has_image = catalogue.photo_means(photo_features)
     texts = [product.text for product in products]
     text = cached_sentence_embeddings([product.id for product in products], texts, cache_dir=cache_dir)
     return ProductFeatures(image, has_image, np.asarray(text, np.float32), texts)
 
 
-def catalogue_label_issues(catalogue: Catalogue, *, cache_dir: Path, folds: int = 5, seed: int = 42,
-                           progress: Progress | None = None) -> list[tuple[str, LabelIssue]]:
+def catalogue_label_issues(
+    catalogue: Catalogue, *, cache_dir: Path, folds: int = 5, seed: int = 42, progress: Progress | None = None
+) -> list[tuple[str, LabelIssue]]:
     """(product id, issue) for every product of the catalogue, worst label first."""
     labels = catalogue.labels
     index = {label: position for position, label in enumerate(labels)}

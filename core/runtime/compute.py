@@ -59,8 +59,13 @@ def cpu_info() -> CpuInfo:
         except RuntimeError:
             return False
 
-    return CpuInfo(torch.backends.cpu.get_cpu_capability(), _cpu_model(), available_cores(),
-                   flag("_is_avx512_bf16_supported"), flag("_is_amx_tile_supported"))
+    return CpuInfo(
+        torch.backends.cpu.get_cpu_capability(),
+        _cpu_model(),
+        available_cores(),
+        flag("_is_avx512_bf16_supported"),
+        flag("_is_amx_tile_supported"),
+    )
 
 
 def available_cores() -> int:

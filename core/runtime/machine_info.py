@@ -34,14 +34,19 @@ def models_info(models_dir: Path) -> dict[str, Any]:
     kinds = {}
     for kind, entry in manifest.get("models", {}).items():
         path = models_dir / entry.get("file", f"{kind}.pt")
-        kinds[kind] = {"run_id": entry.get("run_id"), "file": path.name, "present": path.is_file(),
-                       "checksum_ok": path.is_file() and file_sha256(path) == entry.get("sha256"),
-                       "test_accuracy": (entry.get("test_metrics") or {}).get("accuracy")}
+        kinds[kind] = {
+            "run_id": entry.get("run_id"),
+            "file": path.name,
+            "present": path.is_file(),
+            "checksum_ok": path.is_file() and file_sha256(path) == entry.get("sha256"),
+            "test_accuracy": (entry.get("test_metrics") or {}).get("accuracy"),
+        }
     return {"dir": str(models_dir), "kinds": kinds, "held_out_stored": HELD_OUT in manifest}
 
 
-def gather(settings: Settings, *, database: dict[str, str], catalogue_counts: tuple[int, int] | None,
-           embeddings: dict[str, int] | None) -> dict[str, Any]:
+def gather(
+    settings: Settings, *, database: dict[str, str], catalogue_counts: tuple[int, int] | None, embeddings: dict[str, int] | None
+) -> dict[str, Any]:
     """`database` comes from the database layer (db.session.database_facts): this layer has no SQLAlchemy."""
     cpu = cpu_info()
     cache_dir = settings.cache_dir
@@ -52,20 +57,39 @@ def gather(settings: Settings, *, database: dict[str, str], catalogue_counts: tu
     except (PackageNotFoundError, ImportError):
         onnxruntime_version, exported, sentences_exported = None, False, False
     return {
-        "cpu": {"capability": cpu.capability, "bf16": cpu.bf16, "avx512_bf16": cpu.avx512_bf16, "amx": cpu.amx,
-                "model": cpu.model, "cores": cpu.cores, "machine": platform.machine()},
+        "cpu": {
+            "capability": cpu.capability,
+            "bf16": cpu.bf16,
+            "avx512_bf16": cpu.avx512_bf16,
+            "amx": cpu.amx,
+            "model": cpu.model,
+            "cores": cpu.cores,
+            "machine": platform.machine(),
+        },
         "precision": str(precision()),
         "threads": {"intra_op": torch.get_num_threads(), "decode": decode_workers(), "cores_available": available_cores()},
         "torch": torch.__version__,
-        "image_engine": {"requested": image_engine.requested_image_engine(), "variable": image_engine.ENGINE_VARIABLE,
-                         "onnxruntime": onnxruntime_version, "exported": exported},
-        "text_engine": {"requested": text_engine.requested_text_engine(), "variable": text_engine.ENGINE_VARIABLE,
-                        "onnxruntime": onnxruntime_version, "sentence_encoder_exported": sentences_exported},
+        "image_engine": {
+            "requested": image_engine.requested_image_engine(),
+            "variable": image_engine.ENGINE_VARIABLE,
+            "onnxruntime": onnxruntime_version,
+            "exported": exported,
+        },
+        "text_engine": {
+            "requested": text_engine.requested_text_engine(),
+            "variable": text_engine.ENGINE_VARIABLE,
+            "onnxruntime": onnxruntime_version,
+            "sentence_encoder_exported": sentences_exported,
+        },
         "python": platform.python_version(),
         "database": database,
         "models": models_info(settings.models_dir),
         "catalogue": {"products": catalogue_counts[0], "images": catalogue_counts[1]} if catalogue_counts else None,
-        "caches": {"features_dir": str(cache_dir), "features_bytes": folder_bytes(cache_dir),
-                   "machine_dir": str(machine_cache_dir()), "machine_bytes": folder_bytes(machine_cache_dir()),
-                   "embeddings": embeddings},
+        "caches": {
+            "features_dir": str(cache_dir),
+            "features_bytes": folder_bytes(cache_dir),
+            "machine_dir": str(machine_cache_dir()),
+            "machine_bytes": folder_bytes(machine_cache_dir()),
+            "embeddings": embeddings,
+        },
     }

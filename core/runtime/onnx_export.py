@@ -1,6 +1,6 @@
 """`python -m core.runtime.onnx_export GRAPH ...`: one ONNX export, in its own process (see core.runtime.onnx_runtime).
 
-    backbone BACKBONE_ID OUT | sentence-encoder OUT | text-model MODEL_FILE OUT
+backbone BACKBONE_ID OUT | sentence-encoder OUT | text-model MODEL_FILE OUT
 """
 
 from __future__ import annotations

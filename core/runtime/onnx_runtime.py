@@ -94,25 +94,45 @@ def open_session(path: Path):  # type: ignore[no-untyped-def]  # onnxruntime has
     return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def export_graph(module: torch.nn.Module, example: tuple[torch.Tensor, ...], path: Path, *, input_names: Sequence[str],
-                 output_names: Sequence[str], dynamic_axes: Mapping[str, Mapping[int, str]]) -> None:
+def export_graph(
+    module: torch.nn.Module,
+    example: tuple[torch.Tensor, ...],
+    path: Path,
+    *,
+    input_names: Sequence[str],
+    output_names: Sequence[str],
+    dynamic_axes: Mapping[str, Mapping[int, str]],
+) -> None:
     """`module` as an ONNX graph (the TorchScript exporter: it handles these models' dynamic shapes),
     written atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(f".{os.getpid()}.tmp")
     with warnings.catch_warnings(), torch.inference_mode():
         warnings.simplefilter("ignore")  # the exporter's deprecation and tracer notes are not the user's business
-        torch.onnx.export(module.eval(), example, str(temporary), input_names=list(input_names), output_names=list(output_names),
-                          dynamic_axes={name: dict(axes) for name, axes in dynamic_axes.items()}, opset_version=ONNX_OPSET,
-                          dynamo=False)
+        torch.onnx.export(
+            module.eval(),
+            example,
+            str(temporary),
+            input_names=list(input_names),
+            output_names=list(output_names),
+            dynamic_axes={name: dict(axes) for name, axes in dynamic_axes.items()},
+            opset_version=ONNX_OPSET,
+            dynamo=False,
+        )
     os.replace(temporary, path)
 
 
 def export_in_child(graph: str, *arguments: str) -> None:
     """Run `python -m core.runtime.onnx_export GRAPH ARGUMENTS...`; its error, if any, as a RuntimeError."""
     try:
-        subprocess.run([sys.executable, "-m", "core.runtime.onnx_export", graph, *arguments], cwd=REPOSITORY_ROOT, check=True,
-                       capture_output=True, text=True, timeout=EXPORT_TIMEOUT_SECONDS)
+        subprocess.run(
+            [sys.executable, "-m", "core.runtime.onnx_export", graph, *arguments],
+            cwd=REPOSITORY_ROOT,
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=EXPORT_TIMEOUT_SECONDS,
+        )
     except subprocess.CalledProcessError as error:
         last_line = (error.stderr or "").strip().splitlines()[-1:] or [f"exit status {error.returncode}"]
         raise RuntimeError(f"exporting the {graph} graph failed: {last_line[0]}") from error

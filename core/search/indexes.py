@@ -34,14 +34,18 @@ def sentence_store(cache_dir: Path) -> EmbeddingStore:
     return EmbeddingStore(cache_dir, kind=SENTENCE_KIND, encoder_id=f"{TEXT_ENCODER_ID}-tokens{DEFAULT_MAX_TOKENS}")
 
 
-def cached_sentence_embeddings(product_ids: Sequence[str], texts: Sequence[str], *, cache_dir: Path,
-                               progress: Progress | None = None) -> np.ndarray:
+def cached_sentence_embeddings(
+    product_ids: Sequence[str], texts: Sequence[str], *, cache_dir: Path, progress: Progress | None = None
+) -> np.ndarray:
     """(N, 384) sentence embeddings of model texts, computed once per text and cached."""
     text_of = dict(zip(product_ids, texts))
     return sentence_store(cache_dir).get(
-        product_ids, [text_hash(text) for text in texts],
+        product_ids,
+        [text_hash(text) for text in texts],
         lambda ids: sentence_embeddings([text_of[item] for item in ids]),
-        batch_size=512, progress=progress)
+        batch_size=512,
+        progress=progress,
+    )
 
 
 @dataclass(frozen=True)
@@ -64,14 +68,18 @@ class EmbeddingProgress:
         return (self.texts_done + self.photos_done) / total if total else 1.0
 
     def describe(self) -> str:
-        return (f"{self.texts_done:,} of {self.texts_total:,} texts and {self.photos_done:,} of {self.photos_total:,} photos "
-                f"embedded ({self.fraction:.0%})")
+        return (
+            f"{self.texts_done:,} of {self.texts_total:,} texts and {self.photos_done:,} of {self.photos_total:,} photos "
+            f"embedded ({self.fraction:.0%})"
+        )
 
 
 def embedding_progress(catalogue: Catalogue, *, cache_dir: Path, backbone_id: str = DEFAULT_BACKBONE) -> EmbeddingProgress:
     """Read from the cache's indexes only: cheap enough for every page run."""
     products, images = catalogue.products, catalogue.images
-    missing_texts = sentence_store(cache_dir).missing([product.id for product in products], [text_hash(product.text) for product in products])
+    missing_texts = sentence_store(cache_dir).missing(
+        [product.id for product in products], [text_hash(product.text) for product in products]
+    )
     photo_store = image_feature_store(get_backbone(backbone_id), cache_dir)
     missing_photos = photo_store.missing([image.id for image in images], [image.checksum for image in images])
     return EmbeddingProgress(len(products) - missing_texts, len(products), len(images) - missing_photos, len(images))
@@ -97,23 +105,41 @@ class SearchIndexes:
         return image_features(get_backbone(self.backbone_id), list(photos)) - self.photo_mean
 
 
-def embed_catalogue(catalogue: Catalogue, *, cache_dir: Path, backbone_id: str = DEFAULT_BACKBONE,
-                    progress: StageProgress | None = None) -> tuple[np.ndarray, np.ndarray]:
+def embed_catalogue(
+    catalogue: Catalogue, *, cache_dir: Path, backbone_id: str = DEFAULT_BACKBONE, progress: StageProgress | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Every product's sentence embedding and every photo's features, from the cache where it holds
     them and computed (and cached, resumably) where it does not: (texts, photos), in catalogue order."""
     products, images = catalogue.products, catalogue.images
-    texts = (cached_sentence_embeddings([product.id for product in products], [product.text for product in products],
-                                        cache_dir=cache_dir, progress=for_stage(progress, "text embeddings"))
-             if products else np.empty((0, EMBEDDING_DIM), np.float32))
+    texts = (
+        cached_sentence_embeddings(
+            [product.id for product in products],
+            [product.text for product in products],
+            cache_dir=cache_dir,
+            progress=for_stage(progress, "text embeddings"),
+        )
+        if products
+        else np.empty((0, EMBEDDING_DIM), np.float32)
+    )
     backbone = get_backbone(backbone_id)
-    photos = (cached_image_features(backbone, [image.id for image in images], [image.checksum for image in images],
-                                    [image.path for image in images], cache_dir=cache_dir, progress=for_stage(progress, "photo embeddings"))
-              if images else np.empty((0, backbone.feature_dim), np.float32))
+    photos = (
+        cached_image_features(
+            backbone,
+            [image.id for image in images],
+            [image.checksum for image in images],
+            [image.path for image in images],
+            cache_dir=cache_dir,
+            progress=for_stage(progress, "photo embeddings"),
+        )
+        if images
+        else np.empty((0, backbone.feature_dim), np.float32)
+    )
     return texts, photos
 
 
-def build_search_indexes(catalogue: Catalogue, *, cache_dir: Path, backbone_id: str = DEFAULT_BACKBONE,
-                         progress: StageProgress | None = None) -> SearchIndexes:
+def build_search_indexes(
+    catalogue: Catalogue, *, cache_dir: Path, backbone_id: str = DEFAULT_BACKBONE, progress: StageProgress | None = None
+) -> SearchIndexes:
     products, images = catalogue.products, catalogue.images
     texts, features = embed_catalogue(catalogue, cache_dir=cache_dir, backbone_id=backbone_id, progress=progress)
     backbone = get_backbone(backbone_id)
@@ -125,4 +151,3 @@ def build_search_indexes(catalogue: Catalogue, *, cache_dir: Path, backbone_id: 
         backbone_id=backbone.id,
         photo_mean=mean.astype(np.float32),
     )
-

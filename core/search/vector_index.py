@@ -52,7 +52,11 @@ class ExactIndex:
         if len(keys) != len(vectors):
             raise ValueError("one key per vector")
         self.keys = np.asarray(list(keys), dtype=object)
-        self.vectors = normalise_rows(vectors, in_place=take_ownership) if len(keys) else np.empty((0, vectors.shape[-1] if vectors.ndim == 2 else 0), np.float32)
+        self.vectors = (
+            normalise_rows(vectors, in_place=take_ownership)
+            if len(keys)
+            else np.empty((0, vectors.shape[-1] if vectors.ndim == 2 else 0), np.float32)
+        )
         self.dim = int(self.vectors.shape[1])
         unique_keys, codes = np.unique(self.keys.astype(str), return_inverse=True)
         # Grouping costs a scatter per query: only done when some key has several vectors.

@@ -63,8 +63,9 @@ def small_images(paths: Sequence[Path], *, size: int = 64) -> torch.Tensor:
     return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
 
 
-def train_scratch_cnn(images: torch.Tensor, labels: torch.Tensor, n_classes: int, *, epochs: int = 10, lr: float = 0.1,
-                      batch_size: int = 64, seed: int = 0) -> ScratchCNN:
+def train_scratch_cnn(
+    images: torch.Tensor, labels: torch.Tensor, n_classes: int, *, epochs: int = 10, lr: float = 0.1, batch_size: int = 64, seed: int = 0
+) -> ScratchCNN:
     """SGD with the seed's learning rate of 0.1."""
     torch.manual_seed(seed)
     model = ScratchCNN(n_classes, size=images.shape[-1])
@@ -79,13 +80,24 @@ def train_scratch_cnn(images: torch.Tensor, labels: torch.Tensor, n_classes: int
 
 def price_model() -> GridSearchCV:
     """The price pipeline (core.inference.pricing) with its regression and name n-grams tuned by GridSearchCV."""
-    grid = {"regression": [LinearRegression(), Ridge(alpha=1.0), Ridge(alpha=3.0), Ridge(alpha=10.0)],
-            "features__name__ngram_range": [(1, 1), (1, 2)]}
+    grid = {
+        "regression": [LinearRegression(), Ridge(alpha=1.0), Ridge(alpha=3.0), Ridge(alpha=10.0)],
+        "features__name__ngram_range": [(1, 1), (1, 2)],
+    }
     return GridSearchCV(price_pipeline(), grid, cv=3, scoring="neg_mean_absolute_error", n_jobs=1)
 
 
-def run_baselines(catalogue: Catalogue, split: dict[str, str], image_features: np.ndarray, *, prices: dict[str, float],
-                  names: dict[str, str], descriptions: dict[str, str], locations: dict[str, str], scratch_epochs: int = 10) -> dict[str, dict]:
+def run_baselines(
+    catalogue: Catalogue,
+    split: dict[str, str],
+    image_features: np.ndarray,
+    *,
+    prices: dict[str, float],
+    names: dict[str, str],
+    descriptions: dict[str, str],
+    locations: dict[str, str],
+    scratch_epochs: int = 10,
+) -> dict[str, dict]:
     """Each baseline trained on the non-test products and measured on the held-out test products."""
     labels = catalogue.labels
     index = {label: position for position, label in enumerate(labels)}
@@ -117,21 +129,32 @@ def run_baselines(catalogue: Catalogue, split: dict[str, str], image_features: n
     results["scratch_cnn_64px"] = _scores(image_y[image_test], predicted, started)
 
     started = time.perf_counter()
-    frame = pd.DataFrame({"name": [names[product.id] for product in products],
-                          "description": [descriptions[product.id] for product in products],
-                          "location": [locations[product.id] for product in products]})
+    frame = pd.DataFrame(
+        {
+            "name": [names[product.id] for product in products],
+            "description": [descriptions[product.id] for product in products],
+            "location": [locations[product.id] for product in products],
+        }
+    )
     price = np.array([prices[product.id] for product in products])
     search = price_model().fit(frame[~product_test], log_price(price[~product_test]))
     predicted_price = np.expm1(search.predict(frame[product_test]))
     median_by_category = pd.Series(price[~product_test]).groupby(product_y[~product_test]).median()
     naive = median_by_category.reindex(product_y[product_test]).fillna(float(np.median(price[~product_test]))).to_numpy()
-    results["price_tfidf_linear"] = {"median_absolute_error": float(np.median(np.abs(predicted_price - price[product_test]))),
-                                     "median_absolute_error_category_median": float(np.median(np.abs(naive - price[product_test]))),
-                                     "best_params": {key: str(value) for key, value in search.best_params_.items()},
-                                     "n": int(product_test.sum()), "seconds": time.perf_counter() - started}
+    results["price_tfidf_linear"] = {
+        "median_absolute_error": float(np.median(np.abs(predicted_price - price[product_test]))),
+        "median_absolute_error_category_median": float(np.median(np.abs(naive - price[product_test]))),
+        "best_params": {key: str(value) for key, value in search.best_params_.items()},
+        "n": int(product_test.sum()),
+        "seconds": time.perf_counter() - started,
+    }
     return results
 
 
 def _scores(truth: np.ndarray, predicted: np.ndarray, started: float) -> dict[str, float | int]:
-    return {"accuracy": float(accuracy_score(truth, predicted)), "macro_f1": float(f1_score(truth, predicted, average="macro")),
-            "n": int(len(truth)), "seconds": time.perf_counter() - started}
+    return {
+        "accuracy": float(accuracy_score(truth, predicted)),
+        "macro_f1": float(f1_score(truth, predicted, average="macro")),
+        "n": int(len(truth)),
+        "seconds": time.perf_counter() - started,
+    }

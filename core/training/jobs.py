@@ -69,8 +69,9 @@ def start_training_job(kind: str, options: dict[str, object], *, jobs_dir: Path)
     log_path = jobs_dir / f"{stamp}-{kind}.log"
     command = train_command(kind, options)
     with open(log_path, "wb") as log:
-        child = subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                 start_new_session=True)  # Ctrl-C in the app's terminal does not kill the run
+        child = subprocess.Popen(
+            command, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )  # Ctrl-C in the app's terminal does not kill the run
     _children[child.pid] = child
     job = TrainingJob(child.pid, kind, command, str(log_path), time.time())
     (jobs_dir / f"{stamp}-{kind}-{child.pid}.json").write_text(json.dumps(asdict(job)))

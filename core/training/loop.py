@@ -37,8 +37,16 @@ def make_scheduler(optimizer: torch.optim.Optimizer, hyper: HyperParameters) -> 
     return torch.optim.lr_scheduler.StepLR(optimizer, hyper.step_size, hyper.gamma) if hyper.step_size else None
 
 
-def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, inputs: tuple[torch.Tensor, ...], targets: torch.Tensor, *,
-               label_smoothing: float = 0.0, max_grad_norm: float | None = None, bf16: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+def train_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    inputs: tuple[torch.Tensor, ...],
+    targets: torch.Tensor,
+    *,
+    label_smoothing: float = 0.0,
+    max_grad_norm: float | None = None,
+    bf16: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """One optimiser step on one batch (cross-entropy); returns the batch's loss and logits."""
     optimizer.zero_grad()
     with autocast(enabled=bf16):
@@ -75,8 +83,9 @@ def fit(
         loss_sum = correct = count = 0.0
         for inputs, targets in train_batches(generator):
             # Clipped: one bad batch must not wreck pretrained layers.
-            loss, logits = train_step(model, optimizer, inputs, targets, label_smoothing=label_smoothing, max_grad_norm=MAX_GRAD_NORM,
-                                      bf16=bf16)
+            loss, logits = train_step(
+                model, optimizer, inputs, targets, label_smoothing=label_smoothing, max_grad_norm=MAX_GRAD_NORM, bf16=bf16
+            )
             loss_sum += loss.item() * len(targets)
             correct += (logits.argmax(-1) == targets).sum().item()
             count += len(targets)
@@ -84,8 +93,9 @@ def fit(
         if scheduler is not None:
             scheduler.step()
         val_loss, val_accuracy = evaluate_loss(model, val_batches(), bf16=bf16) if val_batches else (float("nan"), float("nan"))
-        result = EpochResult(epoch, loss_sum / max(count, 1), correct / max(count, 1), val_loss, val_accuracy, learning_rate,
-                             time.perf_counter() - started)
+        result = EpochResult(
+            epoch, loss_sum / max(count, 1), correct / max(count, 1), val_loss, val_accuracy, learning_rate, time.perf_counter() - started
+        )
         is_best = best is None or val_batches is None or result.val_accuracy > best.val_accuracy
         if is_best:
             best, best_state = result, copy.deepcopy(model.state_dict())
@@ -121,7 +131,9 @@ def predict_probabilities(model: nn.Module, batches: Iterator[Batch], *, bf16: b
     return torch.softmax(torch.from_numpy(predict_logits(model, batches, bf16=bf16)), dim=-1).numpy()
 
 
-def index_batches(rows: np.ndarray, batch_size: int, make: Callable[[np.ndarray], Batch], generator: np.random.Generator | None = None) -> Iterator[Batch]:
+def index_batches(
+    rows: np.ndarray, batch_size: int, make: Callable[[np.ndarray], Batch], generator: np.random.Generator | None = None
+) -> Iterator[Batch]:
     order = generator.permutation(rows) if generator is not None else rows
     for start in range(0, len(order), batch_size):
         yield make(order[start : start + batch_size])

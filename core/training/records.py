@@ -36,15 +36,31 @@ class ItemPrediction:
 class RunRecorder(Protocol):
     """Where a run is recorded as it goes (db.runs.DatabaseRunRecorder keeps it in the catalogue's database)."""
 
-    def create_run(self, *, model_kind: str, encoder_ids: dict[str, Any], hyperparameters: dict[str, Any], split_seed: int,
-                   labels: list[str], data_fingerprint: str, split: dict[str, str]) -> int: ...
+    def create_run(
+        self,
+        *,
+        model_kind: str,
+        encoder_ids: dict[str, Any],
+        hyperparameters: dict[str, Any],
+        split_seed: int,
+        labels: list[str],
+        data_fingerprint: str,
+        split: dict[str, str],
+    ) -> int: ...
 
     def record_epoch(self, run_id: int, result: EpochResult) -> None: ...
 
     def record_best(self, run_id: int, *, epoch: int, val_accuracy: float, checkpoint_path: str) -> None: ...
 
-    def finish_run(self, run_id: int, *, status: RunStatus, test_metrics: dict[str, Any] | None = None, note: str = "",
-                   predictions: Sequence[ItemPrediction] = ()) -> None: ...
+    def finish_run(
+        self,
+        run_id: int,
+        *,
+        status: RunStatus,
+        test_metrics: dict[str, Any] | None = None,
+        note: str = "",
+        predictions: Sequence[ItemPrediction] = (),
+    ) -> None: ...
 
 
 class TrainingError(RuntimeError):

@@ -40,8 +40,9 @@ class StackedInputs:
     def keyword_scores(self, train_rows: np.ndarray, *, seed: int) -> tuple[dict[str, object], np.ndarray]:
         """Keyword scores of every product: cross-fitted on the training side, from the scorer fitted
         on all of it elsewhere; and that scorer's state, for the checkpoint."""
-        scorer, scores = stacked_scores([product.text for product in self.catalogue.products], self.product_y, train_rows,
-                                        n_classes=len(self.labels), seed=seed)
+        scorer, scores = stacked_scores(
+            [product.text for product in self.catalogue.products], self.product_y, train_rows, n_classes=len(self.labels), seed=seed
+        )
         return scorer.to_state(), scores
 
     def text_model_features(self, text: LoadedModel, *, max_tokens: int, logits: bool = False) -> np.ndarray:
@@ -56,7 +57,9 @@ class StackedInputs:
         than anywhere else: a combined model trained on them would trust the text too much.
         """
         known = {item.name for item in fields(HyperParameters)}
-        text_hyper = replace(HyperParameters(**{key: value for key, value in text.info["hyperparameters"].items() if key in known}), seed=seed)
+        text_hyper = replace(
+            HyperParameters(**{key: value for key, value in text.info["hyperparameters"].items() if key in known}), seed=seed
+        )
         epochs = int(text.info.get("best_epoch") or text_hyper.epochs)
         if self.text_layer(text_hyper) != text.text_layer:
             raise TrainingError("the text run's checkpoint does not match its hyper-parameters (encoder layer)")
@@ -70,8 +73,15 @@ class StackedInputs:
         """The encoder layer whose output a text model by `hyper` reads."""
         return load_text_encoder(hyper.max_tokens).n_layers - hyper.finetune_layers
 
-    def fold_text_logits(self, hyper: HyperParameters, splits: Sequence[tuple[np.ndarray, np.ndarray]], *, epochs: int, seed: int,
-                         also: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    def fold_text_logits(
+        self,
+        hyper: HyperParameters,
+        splits: Sequence[tuple[np.ndarray, np.ndarray]],
+        *,
+        epochs: int,
+        seed: int,
+        also: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray | None]:
         """Out-of-fold text logits: per (fit rows, score rows), a text model by `hyper`'s recipe trained on
         the fit rows for `epochs` (no validation) scores the score rows; the rest of the (N, classes)
         array stays zero. With `also`, the mean of every fold model's logits for those rows too."""
@@ -83,15 +93,29 @@ class StackedInputs:
             set_seed(seed + fold)
             model, groups = self._new_text_model(encoder, layer, hyper)
             optimizer = make_optimizer(groups, hyper)
-            fit(model, optimizer=optimizer, scheduler=make_scheduler(optimizer, hyper), val_batches=None, epochs=epochs,
-                label_smoothing=hyper.label_smoothing, seed=seed + fold, on_epoch=lambda *_: None, bf16=True,
-                train_batches=lambda generator: index_batches(fit_rows, hyper.batch_size, make, generator))
+            fit(
+                model,
+                optimizer=optimizer,
+                scheduler=make_scheduler(optimizer, hyper),
+                val_batches=None,
+                epochs=epochs,
+                label_smoothing=hyper.label_smoothing,
+                seed=seed + fold,
+                on_epoch=lambda *_: None,
+                bf16=True,
+                train_batches=lambda generator: index_batches(fit_rows, hyper.batch_size, make, generator),
+            )
             if also is not None and also_sum is not None:
                 also_sum += predict_logits(model, index_batches(also, 128, make), bf16=True)
             return predict_logits(model, index_batches(score_rows, 128, make), bf16=True)
 
-        logits = cross_fit(fit_and_score, list(splits), n_rows=len(self.product_ids), width=len(self.labels),
-                           progress=for_stage(self.feature_progress, "text fold models"))
+        logits = cross_fit(
+            fit_and_score,
+            list(splits),
+            n_rows=len(self.product_ids),
+            width=len(self.labels),
+            progress=for_stage(self.feature_progress, "text fold models"),
+        )
         return logits, None if also_sum is None else also_sum / len(splits)
 
 

@@ -17,9 +17,24 @@ from core.settings import PROJECT_ROOT
 from tests.helpers import ImportedCatalogue, generated_photo, image_row, photo, product_row, use_home, write_catalogue
 
 APP = str(PROJECT_ROOT / "streamlit_app.py")
-PAGES = ["pages/search.py", "pages/browse.py", "pages/dashboard.py", "pages/admin.py", "pages/classify.py", "pages/evaluation.py",
-         "pages/training.py", "pages/review.py"]
-NEEDS_CATALOGUE = ["pages/search.py", "pages/browse.py", "pages/dashboard.py", "pages/evaluation.py", "pages/training.py", "pages/review.py"]
+PAGES = [
+    "pages/search.py",
+    "pages/browse.py",
+    "pages/dashboard.py",
+    "pages/admin.py",
+    "pages/classify.py",
+    "pages/evaluation.py",
+    "pages/training.py",
+    "pages/review.py",
+]
+NEEDS_CATALOGUE = [
+    "pages/search.py",
+    "pages/browse.py",
+    "pages/dashboard.py",
+    "pages/evaluation.py",
+    "pages/training.py",
+    "pages/review.py",
+]
 
 
 def open_page(page: str) -> AppTest:
@@ -46,7 +61,9 @@ def test_empty_catalogue_explains_how_to_import(app_home: Path, page: str) -> No
 
 
 def test_import_page_imports_a_folder(app_home: Path, tmp_path: Path) -> None:
-    source = write_catalogue(tmp_path / "source", [product_row("a"), product_row("b", price="n/a")], [image_row("ia", "a")], photos={"ia": photo()})
+    source = write_catalogue(
+        tmp_path / "source", [product_row("a"), product_row("b", price="n/a")], [image_row("ia", "a")], photos={"ia": photo()}
+    )
     app = open_page("pages/admin.py")
     app.text_input[0].set_value(str(source))
     app.button[0].click().run()
@@ -112,6 +129,7 @@ def test_dashboard_shows_figures(shared_app_env: ImportedCatalogue) -> None:
 
 # ----- model pages
 
+
 def _listing(marketplace_dir: Path, words: str, category: str) -> tuple[str, str, bytes]:
     """(title, description, first photo's bytes) of a shared listing whose name holds `words`."""
     products = pd.read_csv(marketplace_dir / "Products.csv", lineterminator="\n")
@@ -120,7 +138,11 @@ def _listing(marketplace_dir: Path, words: str, category: str) -> tuple[str, str
     for row in matches.itertuples():
         photo_ids = images.loc[images["product_id"] == row.id, "id"].tolist()
         if photo_ids:
-            return row.product_name.split("|")[0], str(row.product_description), (marketplace_dir / "images" / f"{photo_ids[0]}.jpg").read_bytes()
+            return (
+                row.product_name.split("|")[0],
+                str(row.product_description),
+                (marketplace_dir / "images" / f"{photo_ids[0]}.jpg").read_bytes(),
+            )
     raise AssertionError(f"no listing for {words!r}")
 
 
@@ -132,7 +154,9 @@ def test_classify_a_shared_photo_and_description(shared_app_env: ImportedCatalog
     app.text_input(key="classify_title").input(title)
     app.text_area(key="classify_description").input(description).run()
     assert not app.exception
-    assert [error.value for error in app.error] == ["Photo not used: " + escape_markdown("notes.jpg: not a readable image (unknown or unsupported format)")]
+    assert [error.value for error in app.error] == [
+        "Photo not used: " + escape_markdown("notes.jpg: not a readable image (unknown or unsupported format)")
+    ]
     metrics = {metric.label: metric.value for metric in app.metric}
     assert metrics["Predicted category"] == "Video Games & Consoles"
     assert metrics["Suggested price"].startswith("£")
@@ -226,7 +250,9 @@ def test_evaluation_shows_a_matrix_and_a_cell_s_items(shared_app_env: ImportedCa
     with session_scope(shared_app_env.engine) as session:  # leave the shared catalogue's queue empty for the other tests
         for product_id in queued["product_id"]:
             session.delete(session.get_one(ReviewItem, product_id))
-    app.selectbox(key="eval_source").set_value(next(option for option in app.selectbox(key="eval_source").options if "image" in option)).run()
+    app.selectbox(key="eval_source").set_value(
+        next(option for option in app.selectbox(key="eval_source").options if "image" in option)
+    ).run()
     assert not app.exception and {metric.label: metric.value for metric in app.metric}["Items"] == "2,153"
 
 
@@ -237,16 +263,38 @@ def recorded_run(shared_app_env: ImportedCatalogue) -> int:
     from db import runs
 
     labels = ["Appliances", "Phones, Mobile Phones & Telecoms"]
-    run_id = runs.create_run(shared_app_env.engine, model_kind="text", encoder_ids={"text_encoder": "all-minilm-l6-v2"},
-                             hyperparameters={"epochs": 3, "lr": 0.001, "optimizer": "adam"}, split_seed=42, labels=labels,
-                             data_fingerprint="recorded", split={})
+    run_id = runs.create_run(
+        shared_app_env.engine,
+        model_kind="text",
+        encoder_ids={"text_encoder": "all-minilm-l6-v2"},
+        hyperparameters={"epochs": 3, "lr": 0.001, "optimizer": "adam"},
+        split_seed=42,
+        labels=labels,
+        data_fingerprint="recorded",
+        split={},
+    )
     for epoch, (loss, accuracy) in enumerate([(1.2, 0.5), (0.8, 0.7), (0.6, 0.75)], start=1):
-        runs.record_epoch(shared_app_env.engine, run_id, epoch=epoch, train_loss=loss, train_accuracy=accuracy, val_loss=loss + 0.1,
-                          val_accuracy=accuracy - 0.05, learning_rate=0.001, seconds=1.0)
+        runs.record_epoch(
+            shared_app_env.engine,
+            run_id,
+            epoch=epoch,
+            train_loss=loss,
+            train_accuracy=accuracy,
+            val_loss=loss + 0.1,
+            val_accuracy=accuracy - 0.05,
+            learning_rate=0.001,
+            seconds=1.0,
+        )
     runs.record_best(shared_app_env.engine, run_id, epoch=3, val_accuracy=0.7, checkpoint_path="/nowhere/run.pt")
-    predictions = [ItemPrediction(item_id=f"x{index}", product_id=f"x{index}", part="test", true_label=index % 2, predicted_label=0,
-                                  probabilities=[0.8, 0.2]) for index in range(4)]
-    runs.finish_run(shared_app_env.engine, run_id, status="finished", test_metrics={"accuracy": 0.5, "macro_f1": 0.33}, predictions=predictions)
+    predictions = [
+        ItemPrediction(
+            item_id=f"x{index}", product_id=f"x{index}", part="test", true_label=index % 2, predicted_label=0, probabilities=[0.8, 0.2]
+        )
+        for index in range(4)
+    ]
+    runs.finish_run(
+        shared_app_env.engine, run_id, status="finished", test_metrics={"accuracy": 0.5, "macro_f1": 0.33}, predictions=predictions
+    )
     return run_id
 
 
@@ -290,6 +338,7 @@ def test_dashboard_shows_model_health(shared_app_env: ImportedCatalogue) -> None
 
 # ----- no page waits on a whole-catalogue job
 
+
 def _wait_for_background_jobs(prefix: str) -> None:
     from core.runtime import background
 
@@ -304,8 +353,11 @@ def test_a_fresh_catalogue_searches_by_keyword_before_any_embedding(app_home: Pa
     from db.session import make_engine
     from tests.helpers import generated_catalogue
 
-    import_catalogue(generated_catalogue(tmp_path / "source", per_class=6), engine=make_engine(f"sqlite:///{app_home / 'catalogue.db'}"),
-                     media_dir=app_home / "images")
+    import_catalogue(
+        generated_catalogue(tmp_path / "source", per_class=6),
+        engine=make_engine(f"sqlite:///{app_home / 'catalogue.db'}"),
+        media_dir=app_home / "images",
+    )
     app = open_page("pages/search.py")
     app.text_input(key="search_query").input("pram").run()
     assert not app.exception
@@ -328,8 +380,11 @@ def test_evaluation_of_a_changed_catalogue_runs_in_the_background(app_home: Path
     from db.session import make_engine
     from tests.helpers import generated_catalogue
 
-    import_catalogue(generated_catalogue(tmp_path / "source", per_class=10), engine=make_engine(f"sqlite:///{app_home / 'catalogue.db'}"),
-                     media_dir=app_home / "images")
+    import_catalogue(
+        generated_catalogue(tmp_path / "source", per_class=10),
+        engine=make_engine(f"sqlite:///{app_home / 'catalogue.db'}"),
+        media_dir=app_home / "images",
+    )
     app = open_page("pages/evaluation.py")
     assert "The active models' figures when the background job is done" in app.get("progress")[0].proto.text
     assert not app.metric

@@ -24,8 +24,15 @@ pytestmark = pytest.mark.browser
 CHROMIUM = Path("/usr/bin/chromium")
 REQUIRE_BROWSER_FLAG = "MARKETPLACE_REQUIRE_BROWSER"
 ARTIFACTS = PROJECT_ROOT / "test-artifacts"
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync"]
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 WAIT_MS = 180_000  # first renders load models and embeddings on 2 cores
 
 
@@ -176,9 +183,18 @@ def test_keyboard_driven_review(page, shared_catalogue: ImportedCatalogue) -> No
 
     with session_scope(shared_catalogue.engine) as session:
         products = session.scalars(select(Product).order_by(Product.pk).limit(3)).all()
-        entries = [review_queue.QueueEntry(product.id, 0.01 * (rank + 1), product.category.path.split(" / ")[0], "Other Goods",
-                                     [("Other Goods", 0.9), (product.category.path.split(" / ")[0], 0.05)], False, "evaluation")
-                   for rank, product in enumerate(products)]
+        entries = [
+            review_queue.QueueEntry(
+                product.id,
+                0.01 * (rank + 1),
+                product.category.path.split(" / ")[0],
+                "Other Goods",
+                [("Other Goods", 0.9), (product.category.path.split(" / ")[0], 0.05)],
+                False,
+                "evaluation",
+            )
+            for rank, product in enumerate(products)
+        ]
         names = [product.name for product in products]
     review_queue.add_to_queue(shared_catalogue.engine, entries)
     try:

@@ -22,8 +22,9 @@ def prediction_set() -> PredictionSet:
         row[predicted] = confidence
         probabilities.append(row)
     ids = [f"item{index}" for index in range(len(items))]
-    return PredictionSet.from_arrays("test", "text", LABELS, item_ids=ids, product_ids=ids, y_true=[true for true, _, _ in items],
-                                     probabilities=np.array(probabilities))
+    return PredictionSet.from_arrays(
+        "test", "text", LABELS, item_ids=ids, product_ids=ids, y_true=[true for true, _, _ in items], probabilities=np.array(probabilities)
+    )
 
 
 def test_cell_items_are_exactly_the_cell_most_confident_first() -> None:
@@ -66,8 +67,9 @@ def test_per_class_table_and_comparison() -> None:
     metrics = prediction_set().metrics()
     table = per_class_frame(metrics)
     assert table["category"].tolist() == LABELS and table["support"].tolist() == [4, 1, 3]
-    better = PredictionSet.from_arrays("all right", "text", LABELS, item_ids=["a", "b", "c"], product_ids=["a", "b", "c"], y_true=[0, 1, 2],
-                                       probabilities=np.eye(3)).metrics()
+    better = PredictionSet.from_arrays(
+        "all right", "text", LABELS, item_ids=["a", "b", "c"], product_ids=["a", "b", "c"], y_true=[0, 1, 2], probabilities=np.eye(3)
+    ).metrics()
     summary, per_class = compare_metrics(metrics, better, names=("before", "after"))
     assert summary.set_index("metric").loc["accuracy"].tolist() == pytest.approx([5 / 8, 1.0])
     assert (per_class["difference"] >= 0).all() and per_class["after"].tolist() == [1.0, 1.0, 1.0]
@@ -76,8 +78,16 @@ def test_per_class_table_and_comparison() -> None:
 def test_smoothing_and_training_curves() -> None:
     assert smooth([1.0, 0.0, 0.0], weight=0.0) == [1.0, 0.0, 0.0]
     assert smooth([1.0, 0.0, 0.0], weight=0.5) == [1.0, 0.5, 0.25]
-    epochs = pd.DataFrame({"run_id": [1, 1, 2], "epoch": [1, 2, 1], "train_loss": [1.0, 0.5, 0.9], "val_loss": [1.1, 0.7, 1.0],
-                           "train_accuracy": [0.5, 0.7, 0.6], "val_accuracy": [0.4, 0.6, 0.5]})
+    epochs = pd.DataFrame(
+        {
+            "run_id": [1, 1, 2],
+            "epoch": [1, 2, 1],
+            "train_loss": [1.0, 0.5, 0.9],
+            "val_loss": [1.1, 0.7, 1.0],
+            "train_accuracy": [0.5, 0.7, 0.6],
+            "val_accuracy": [0.4, 0.6, 0.5],
+        }
+    )
     figure = training_curves(epochs, metric="loss")
     assert [trace.name for trace in figure.data] == ["run 1 · train", "run 1 · validation", "run 2 · train", "run 2 · validation"]
     assert list(figure.data[1].y) == [1.1, 0.7]

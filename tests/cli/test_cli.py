@@ -39,8 +39,16 @@ def test_import_then_search_json(app_home: Path, catalogue: Path, capsys: pytest
     payload = json.loads(capsys.readouterr().out)
     assert set(payload) == {"mode", "hits", "took_ms"} and payload["mode"] == "keyword"
     score = payload["hits"][0]["score"]
-    assert payload["hits"] == [{"id": "b", "name": "Pine table", "category": "Home & Garden / Kitchen", "price": 30.0, "score": score,
-                                "why": f"keyword score {score:.2f}"}]
+    assert payload["hits"] == [
+        {
+            "id": "b",
+            "name": "Pine table",
+            "category": "Home & Garden / Kitchen",
+            "price": 30.0,
+            "score": score,
+            "why": f"keyword score {score:.2f}",
+        }
+    ]
     assert payload["hits"][0]["score"] >= 0 and payload["took_ms"] >= 0  # bm25 of a word in every row is ~0
 
     assert main(["search", "table", "--category", "Home & Garden", "--limit", "1"]) == 0
@@ -64,7 +72,11 @@ def test_bad_arguments_exit_with_usage(app_home: Path, capsys: pytest.CaptureFix
 def test_module_entry_point_prints_no_traceback(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "core", "import", str(tmp_path / "absent")],
-        cwd=PROJECT_ROOT, capture_output=True, text=True, env={"MARKETPLACE_HOME": str(tmp_path), "PATH": ""}, timeout=120,
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        env={"MARKETPLACE_HOME": str(tmp_path), "PATH": ""},
+        timeout=120,
     )
     assert result.returncode == 1
     assert "Traceback" not in result.stderr and "is not a folder" in result.stderr
@@ -79,7 +91,9 @@ def test_info_json_has_what_a_bug_report_needs(app_home: Path, catalogue: Path, 
     capsys.readouterr()
     assert main(["info", "--json"]) == 0
     facts = json.loads(capsys.readouterr().out)
-    assert {"cpu", "precision", "threads", "torch", "image_engine", "text_engine", "database", "models", "catalogue", "caches"} <= set(facts)
+    assert {"cpu", "precision", "threads", "torch", "image_engine", "text_engine", "database", "models", "catalogue", "caches"} <= set(
+        facts
+    )
     assert facts["text_engine"]["variable"] == "MARKETPLACE_TEXT_ENGINE" and facts["text_engine"]["requested"] == "auto"
     assert facts["cpu"]["capability"] == torch.backends.cpu.get_cpu_capability() and facts["cpu"]["bf16"] == cpu_info().bf16
     assert facts["precision"] == str(precision()) and facts["threads"]["intra_op"] == torch.get_num_threads()
@@ -93,7 +107,10 @@ def test_info_json_has_what_a_bug_report_needs(app_home: Path, catalogue: Path, 
 def test_info_hides_the_database_password() -> None:
     from db.session import safe_database_url
 
-    assert safe_database_url("postgresql+psycopg://ana:s3cret@db.example:5432/catalogue") == "postgresql+psycopg://ana:***@db.example:5432/catalogue"
+    assert (
+        safe_database_url("postgresql+psycopg://ana:s3cret@db.example:5432/catalogue")
+        == "postgresql+psycopg://ana:***@db.example:5432/catalogue"
+    )
 
 
 def test_import_embed_fills_the_embedding_cache(app_home: Path, catalogue: Path, capsys: pytest.CaptureFixture[str]) -> None:

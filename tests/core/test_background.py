@@ -88,9 +88,19 @@ def prediction_sets() -> dict[str, PredictionSet]:
     rng = np.random.default_rng(0)
     probabilities = rng.dirichlet(np.ones(3), size=6)
     ids = [f"p{index}" for index in range(6)]
-    return {kind: PredictionSet.from_arrays(f"active {kind} model", kind, LABELS, item_ids=ids, product_ids=ids,
-                                            y_true=[0, 1, 2, 0, 1, 2], probabilities=probabilities, part="test")
-            for kind in ("image", "text", "combined")}
+    return {
+        kind: PredictionSet.from_arrays(
+            f"active {kind} model",
+            kind,
+            LABELS,
+            item_ids=ids,
+            product_ids=ids,
+            y_true=[0, 1, 2, 0, 1, 2],
+            probabilities=probabilities,
+            part="test",
+        )
+        for kind in ("image", "text", "combined")
+    }
 
 
 def test_held_out_predictions_round_trip_for_their_own_catalogue_only(tmp_path: Path) -> None:
@@ -120,8 +130,9 @@ def test_shipping_other_models_drops_stale_held_out_predictions(trained: dict[st
     assert HELD_OUT not in read_manifest(tmp_path) and not (tmp_path / HELD_OUT_FILE).exists()
 
 
-def test_ship_stores_the_held_out_predictions_the_app_would_compute(trained: dict[str, object], tmp_path: Path,
-                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ship_stores_the_held_out_predictions_the_app_would_compute(
+    trained: dict[str, object], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from cli.main import main
     from core.evaluation.catalogue import held_out_predictions
     from core.inference.category_classifier import CategoryClassifier

@@ -23,7 +23,10 @@ from core.data.markdown import escape_markdown, highlight_markdown
     [
         ("Mirror wall art | in Wokingham, Berkshire | Gumtree", "Mirror wall art"),
         ("ASUS TUF RTX 3080 12GB | GDDR6X | 2022 MODEL | in Ashton, Bristol | Gumtree", "ASUS TUF RTX 3080 12GB | GDDR6X | 2022 MODEL"),
-        ("NINTENDO SWITCH WITH 2 GAMES |GREAT CONDITION| | in Newton Mearns, Glasgow | Gumtree", "NINTENDO SWITCH WITH 2 GAMES |GREAT CONDITION"),
+        (
+            "NINTENDO SWITCH WITH 2 GAMES |GREAT CONDITION| | in Newton Mearns, Glasgow | Gumtree",
+            "NINTENDO SWITCH WITH 2 GAMES |GREAT CONDITION",
+        ),
         ("Plain name", "Plain name"),
         ("  spaced   out  | Gumtree", "spaced out"),
         ("", ""),
@@ -35,7 +38,15 @@ def test_clean_product_name_strips_gumtree_suffix(raw: str, expected: str) -> No
 
 @pytest.mark.parametrize(
     ("raw", "expected"),
-    [("£1,250.00", Decimal("1250.00")), ("£5.00", Decimal("5.00")), ("£0.00", Decimal("0.00")), ("20", Decimal("20.00")), (" £ 3.5 ", Decimal("3.50")), ("£10,000,000.00", Decimal("10000000.00")), (12.5, Decimal("12.50"))],
+    [
+        ("£1,250.00", Decimal("1250.00")),
+        ("£5.00", Decimal("5.00")),
+        ("£0.00", Decimal("0.00")),
+        ("20", Decimal("20.00")),
+        (" £ 3.5 ", Decimal("3.50")),
+        ("£10,000,000.00", Decimal("10000000.00")),
+        (12.5, Decimal("12.50")),
+    ],
 )
 def test_parse_price(raw: str, expected: Decimal) -> None:
     assert parse_price(raw) == expected
@@ -91,7 +102,10 @@ def test_normalise_for_model_options() -> None:
 
 
 def test_model_text_never_contains_the_label_boilerplate() -> None:
-    text = model_text("Phone case | in Laurencekirk, Aberdeenshire | Gumtree", "Used twice. Posted by sophie in Mobile Phone Accessories, Cases & Covers in Laurencekirk. 12 February 2022")
+    text = model_text(
+        "Phone case | in Laurencekirk, Aberdeenshire | Gumtree",
+        "Used twice. Posted by sophie in Mobile Phone Accessories, Cases & Covers in Laurencekirk. 12 February 2022",
+    )
     assert text == "phone case used twice"
 
 

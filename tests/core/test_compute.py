@@ -35,10 +35,13 @@ def test_fp32_where_the_cpu_has_no_native_bf16(fresh_precision: pytest.MonkeyPat
         assert not torch.is_autocast_enabled("cpu")
 
 
-@pytest.mark.parametrize(("benchmark", "expected"), [(Bf16Benchmark(fp32_ms=10, bf16_ms=4), Precision.BF16),
-                                                     (Bf16Benchmark(fp32_ms=10, bf16_ms=12), Precision.FP32)])
-def test_native_bf16_is_used_only_where_it_is_measured_faster(fresh_precision: pytest.MonkeyPatch, benchmark: Bf16Benchmark,
-                                                              expected: Precision) -> None:
+@pytest.mark.parametrize(
+    ("benchmark", "expected"),
+    [(Bf16Benchmark(fp32_ms=10, bf16_ms=4), Precision.BF16), (Bf16Benchmark(fp32_ms=10, bf16_ms=12), Precision.FP32)],
+)
+def test_native_bf16_is_used_only_where_it_is_measured_faster(
+    fresh_precision: pytest.MonkeyPatch, benchmark: Bf16Benchmark, expected: Precision
+) -> None:
     fresh_precision.setattr(compute, "cpu_info", lambda: WITH_AMX)
     fresh_precision.setattr(compute, "_measure_bf16", lambda: benchmark)
     assert compute.precision() is expected

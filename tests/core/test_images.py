@@ -11,6 +11,7 @@ from tests.hostile import jpeg_bytes, png_bytes
 
 def _png_header_only(width: int, height: int) -> bytes:
     """A PNG that claims a huge size: the header is all a bomb check may read."""
+
     def chunk(kind: bytes, body: bytes) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 

@@ -16,8 +16,14 @@ def listings(n: int = 120) -> pd.DataFrame:
     for index in range(n):
         expensive = index % 2 == 0
         word = rng.choice(["designer", "leather", "antique"]) if expensive else rng.choice(["plastic", "used", "basic"])
-        rows.append({"name": f"{word} chair {index}", "description": f"a {word} chair", "location": rng.choice(["Leeds", "York"]),
-                     "price": rng.uniform(400, 600) if expensive else rng.uniform(5, 15)})
+        rows.append(
+            {
+                "name": f"{word} chair {index}",
+                "description": f"a {word} chair",
+                "location": rng.choice(["Leeds", "York"]),
+                "price": rng.uniform(400, 600) if expensive else rng.uniform(5, 15),
+            }
+        )
     return pd.DataFrame(rows)
 
 

@@ -73,8 +73,9 @@ def test_classify_cli_refuses_bad_photos_in_one_line(tmp_path: Path, content: by
     photo = tmp_path / "photo.jpg"
     if content is not None:
         photo.write_bytes(content)
-    result = subprocess.run([sys.executable, "-m", "core", "classify", "--image", str(photo)], cwd=PROJECT_ROOT,
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "core", "classify", "--image", str(photo)], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()

@@ -15,8 +15,13 @@ from core.runtime.onnx_runtime import Engine, export_in_child
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 # Lengths from empty to past the 128-token limit, so that a batch is padded and truncated.
-TEXTS = ["", "sofa", "iPhone 12 Pro 128GB unlocked, great condition, boxed",
-         "Kids bike with 16 inch wheels, stabilisers and a bell, collection only " * 12, "garden table and four chairs"]
+TEXTS = [
+    "",
+    "sofa",
+    "iPhone 12 Pro 128GB unlocked, great condition, boxed",
+    "Kids bike with 16 inch wheels, stabilisers and a bell, collection only " * 12,
+    "garden table and four chairs",
+]
 
 
 def test_onnx_sentence_embeddings_are_the_torch_encoders(text_encoder) -> None:  # type: ignore[no-untyped-def]

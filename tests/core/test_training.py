@@ -106,15 +106,19 @@ def test_shipped_models_classify_and_evaluate(trained: dict[str, object], tmp_pa
 
 def test_image_model_with_fine_tuned_backbone_blocks(trained: dict[str, object], tmp_path: Path) -> None:
     trainer: Trainer = trained["trainer"]  # type: ignore[assignment]
-    tuned = trainer.train_image(with_overrides(DEFAULTS["image"], epochs=4, lr=0.01, finetune_blocks=1, val_fraction=0.25,
-                                               test_fraction=0.25, batch_size=8))
+    tuned = trainer.train_image(
+        with_overrides(DEFAULTS["image"], epochs=4, lr=0.01, finetune_blocks=1, val_fraction=0.25, test_fraction=0.25, batch_size=8)
+    )
     assert tuned.test_metrics["accuracy"] > 0.5
     from core.models.checkpoints import load_checkpoint
 
     loaded = load_checkpoint(tuned.checkpoint)
     assert loaded.config["finetune_blocks"] == 1 and any(name.startswith("tail.") for name, _ in loaded.model.named_parameters())
-    ship_models({"image": tuned.checkpoint, "text": trained["text"].checkpoint, "combined": trained["combined"].checkpoint},  # type: ignore[attr-defined]
-                tmp_path / "models", catalogue_fingerprint="test")
+    ship_models(
+        {"image": tuned.checkpoint, "text": trained["text"].checkpoint, "combined": trained["combined"].checkpoint},  # type: ignore[attr-defined]
+        tmp_path / "models",
+        catalogue_fingerprint="test",
+    )
     classifier = CategoryClassifier(tmp_path / "models")
     photo = generated_photo(CLASSES["Baby & Kids Stuff"][1], "triangle", random.Random(5))
     prediction = classifier.classify(images=[photo, photo], text="pram")
@@ -134,10 +138,22 @@ def test_killed_training_command_marks_the_run_stopped(tmp_path: Path) -> None:
     source = generated_catalogue(tmp_path / "source", per_class=8)
     environment = {**os.environ, "MARKETPLACE_HOME": str(tmp_path / "home")}
     environment.pop("DATABASE_URL", None)
-    subprocess.run([sys.executable, "-m", "core", "import", str(source), "--quiet"], cwd=PROJECT_ROOT, env=environment, check=True,
-                   capture_output=True, timeout=300)
-    process = subprocess.Popen([sys.executable, "-m", "core", "train", "--model", "image", "--epochs", "100000", "--quiet"],
-                               cwd=PROJECT_ROOT, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    subprocess.run(
+        [sys.executable, "-m", "core", "import", str(source), "--quiet"],
+        cwd=PROJECT_ROOT,
+        env=environment,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "core", "train", "--model", "image", "--epochs", "100000", "--quiet"],
+        cwd=PROJECT_ROOT,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     engine = make_engine(f"sqlite:///{tmp_path / 'home' / 'catalogue.db'}")
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
@@ -170,8 +186,9 @@ def test_combined_model_on_cross_fitted_text_logits(trained: dict[str, object], 
 
     trainer: Trainer = trained["trainer"]  # type: ignore[assignment]
     text: RunResult = trained["text"]  # type: ignore[assignment]
-    hyper = with_overrides(DEFAULTS["combined"], epochs=12, lr=0.01, step_size=6, text_folds=2, val_fraction=0.25, test_fraction=0.25,
-                           batch_size=8)
+    hyper = with_overrides(
+        DEFAULTS["combined"], epochs=12, lr=0.01, step_size=6, text_folds=2, val_fraction=0.25, test_fraction=0.25, batch_size=8
+    )
     split = trainer.split(hyper)
     parts = np.array([split[product_id] for product_id in trainer.product_ids])
     train_rows = np.where(parts == "train")[0]
@@ -185,8 +202,11 @@ def test_combined_model_on_cross_fitted_text_logits(trained: dict[str, object], 
 
     combined = trainer.train_combined(text.checkpoint, hyper)
     assert combined.test_metrics["accuracy"] > 0.5
-    ship_models({"image": trained["image"].checkpoint, "text": text.checkpoint, "combined": combined.checkpoint},  # type: ignore[attr-defined]
-                tmp_path / "models", catalogue_fingerprint="test")
+    ship_models(
+        {"image": trained["image"].checkpoint, "text": text.checkpoint, "combined": combined.checkpoint},  # type: ignore[attr-defined]
+        tmp_path / "models",
+        catalogue_fingerprint="test",
+    )
     classifier = CategoryClassifier(tmp_path / "models")
     assert classifier.models["combined"].config["text_input"] == "logits" and classifier.models["combined"].config["text_dim"] == 3
     photo = generated_photo(CLASSES["Baby & Kids Stuff"][1], "triangle", random.Random(5))

@@ -88,7 +88,11 @@ def test_bad_rows_are_skipped_with_reasons_and_valid_rows_kept(tmp_path: Path, e
         sizes = {image_id: width for image_id, width in session.execute(select(ImageRow.id, ImageRow.width))}
         assert sizes == {"i1": 64, "i3": 32, "i4": 1}
         paths = {category.path for category in session.scalars(select(Category))}
-        assert {"Home & Garden", "Home & Garden / Garden & Patio", "Phones, Mobile Phones & Telecoms / Mobile Phones / Apple iPhone"} <= paths
+        assert {
+            "Home & Garden",
+            "Home & Garden / Garden & Patio",
+            "Phones, Mobile Phones & Telecoms / Mobile Phones / Apple iPhone",
+        } <= paths
 
     cleaned = Image.open(tmp_path / "media" / "i3" / "i3.jpg")
     assert cleaned.size == (32, 32) and cleaned.mode == "RGB"  # squared, never upscaled to 512
@@ -122,7 +126,10 @@ def test_reimport_with_changes_updates_and_records_the_label_change(tmp_path: Pa
     with session_scope(engine) as session:
         history = session.scalars(select(LabelHistory)).one()
         assert (history.product_id, history.old_category.path, history.new_category.path) == (
-            "a", "Home & Garden / Garden & Patio / Outdoor Settings & Furniture", "Appliances / Dishwashers")
+            "a",
+            "Home & Garden / Garden & Patio / Outdoor Settings & Furniture",
+            "Appliances / Dishwashers",
+        )
         assert history.source == "import"
         assert session.scalar(select(Product.label_version).where(Product.id == "a")) == 2
     assert Image.open(tmp_path / "media" / "ia" / "ia.jpg").getpixel((20, 20))[2] > 200  # new photo cleaned

@@ -43,15 +43,46 @@ HOSTILE = [
 def engine(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     folder = tmp_path_factory.mktemp("search")
     products = [
-        product_row("sofa1", product_name="Grey corner sofa | Gumtree", product_description="Comfortable sofa, grey fabric.", price="£120.00", location="Leeds, West Yorkshire",
-                    category="Home & Garden / Dining, Living Room Furniture / Sofas"),
-        product_row("sofa2", product_name="Leather armchair | Gumtree", product_description="Matches a sofa. Posted by Ann in Sofas in Leeds. 25 February 2022", price="£60.00", location="York, North Yorkshire",
-                    category="Home & Garden / Dining, Living Room Furniture / Sofas"),
-        product_row("phone1", product_name="iPhone 12 Pro | Gumtree", product_description="Unlocked iPhone, boxed.", price="£500.00", location="Camden, London",
-                    category="Phones, Mobile Phones & Telecoms / Mobile Phones / Apple iPhone"),
-        product_row("phone2", product_name="Phone case | Gumtree", product_description="Case for iPhone 12.", price="£5.00", location="Croydon, London",
-                    category="Phones, Mobile Phones & Telecoms / Mobile Phone Accessories"),
-        product_row("kettle", product_name="Kettle | Gumtree", product_description="Électrique, runs fine", price="£8.00", location="Leeds, West Yorkshire", category="Appliances"),
+        product_row(
+            "sofa1",
+            product_name="Grey corner sofa | Gumtree",
+            product_description="Comfortable sofa, grey fabric.",
+            price="£120.00",
+            location="Leeds, West Yorkshire",
+            category="Home & Garden / Dining, Living Room Furniture / Sofas",
+        ),
+        product_row(
+            "sofa2",
+            product_name="Leather armchair | Gumtree",
+            product_description="Matches a sofa. Posted by Ann in Sofas in Leeds. 25 February 2022",
+            price="£60.00",
+            location="York, North Yorkshire",
+            category="Home & Garden / Dining, Living Room Furniture / Sofas",
+        ),
+        product_row(
+            "phone1",
+            product_name="iPhone 12 Pro | Gumtree",
+            product_description="Unlocked iPhone, boxed.",
+            price="£500.00",
+            location="Camden, London",
+            category="Phones, Mobile Phones & Telecoms / Mobile Phones / Apple iPhone",
+        ),
+        product_row(
+            "phone2",
+            product_name="Phone case | Gumtree",
+            product_description="Case for iPhone 12.",
+            price="£5.00",
+            location="Croydon, London",
+            category="Phones, Mobile Phones & Telecoms / Mobile Phone Accessories",
+        ),
+        product_row(
+            "kettle",
+            product_name="Kettle | Gumtree",
+            product_description="Électrique, runs fine",
+            price="£8.00",
+            location="Leeds, West Yorkshire",
+            category="Appliances",
+        ),
     ]
     write_catalogue(folder / "source", products, [])
     engine = make_engine(f"sqlite:///{folder / 'catalogue.db'}")

@@ -81,7 +81,9 @@ def test_a_run_started_from_the_app_trains_and_can_be_stopped(trained: dict, tmp
     engine = make_engine(f"sqlite:///{home / 'catalogue.db'}")
     with session_scope(engine) as session:
         known = set(session.scalars(select(TrainingRun.id)))
-    job = start_training_job("image", {"epochs": 100000, "lr": 0.01, "batch_size": 8, "val_fraction": 0.25, "test_fraction": 0.25}, jobs_dir=jobs_dir)
+    job = start_training_job(
+        "image", {"epochs": 100000, "lr": 0.01, "batch_size": 8, "val_fraction": 0.25, "test_fraction": 0.25}, jobs_dir=jobs_dir
+    )
     assert [listed.pid for listed in list_jobs(jobs_dir)] == [job.pid]
 
     def new_run() -> tuple[int, str, str, int] | None:

@@ -114,7 +114,9 @@ def test_undo_restores_the_label_and_records_itself(small) -> None:  # type: ign
     assert product_id
     with session_scope(engine) as session:
         old_path = session.scalar(select(Product).where(Product.id == product_id)).category.path  # type: ignore[union-attr]
-    review.decide(engine, product_id, action="relabel", reviewer="ana", seen_version=_version(engine, product_id), new_category="Appliances")
+    review.decide(
+        engine, product_id, action="relabel", reviewer="ana", seen_version=_version(engine, product_id), new_category="Appliances"
+    )
     assert review_queue.progress(engine)["relabelled"] == 1
     assert review.undo_last(engine, "ana") == product_id
     with session_scope(engine) as session:
@@ -136,7 +138,9 @@ def test_fixes_feed_training_and_spam_is_left_out(small) -> None:  # type: ignor
     engine, home = small
     queue = review_queue.queue_frame(engine)
     relabelled, spam = queue["product_id"].iloc[0], queue["product_id"].iloc[1]
-    review.decide(engine, relabelled, action="relabel", reviewer="ana", seen_version=_version(engine, relabelled), new_category="Appliances")
+    review.decide(
+        engine, relabelled, action="relabel", reviewer="ana", seen_version=_version(engine, relabelled), new_category="Appliances"
+    )
     review.decide(engine, spam, action="not_a_product", reviewer="ana", seen_version=_version(engine, spam))
     with session_scope(engine) as session:
         catalogue = training_catalogue(session, media_dir=home / "images")
@@ -146,7 +150,9 @@ def test_fixes_feed_training_and_spam_is_left_out(small) -> None:  # type: ignor
     changes = review.changes_per_category(engine)
     assert changes.set_index("category").loc["Appliances", "changed to"] == 1
     # A new scoring keeps the decided items' decisions and queues the rest again.
-    assert review_queue.refresh_queue(engine, cache_dir=home / "cache", media_dir=home / "images") == 22  # 23 left in training, minus the relabelled one
+    assert (
+        review_queue.refresh_queue(engine, cache_dir=home / "cache", media_dir=home / "images") == 22
+    )  # 23 left in training, minus the relabelled one
     assert review_queue.queue_counts_per_category(engine)["in the queue"].sum() == 22
     assert review_queue.progress(engine) == {"reviewed": 2, "remaining": 22, "kept": 0, "relabelled": 1, "not_a_product": 1}
 
@@ -154,8 +160,15 @@ def test_fixes_feed_training_and_spam_is_left_out(small) -> None:  # type: ignor
 def test_history_exports_as_csv(small) -> None:  # type: ignore[no-untyped-def]
     engine, _ = small
     product_id = review_queue.queue_frame(engine)["product_id"].iloc[0]
-    review.decide(engine, product_id, action="relabel", reviewer="ana, the reviewer", seen_version=_version(engine, product_id),
-                  new_category="Appliances", reason='said "fridge"\nin the text')
+    review.decide(
+        engine,
+        product_id,
+        action="relabel",
+        reviewer="ana, the reviewer",
+        seen_version=_version(engine, product_id),
+        new_category="Appliances",
+        reason='said "fridge"\nin the text',
+    )
     frame = review.history_frame(engine, source="review")
     back = pd.read_csv(io.StringIO(frame.to_csv(index=False)))
     assert back.columns.tolist() == review.HISTORY_COLUMNS
@@ -197,7 +210,9 @@ def test_review_page_reviews_three_items(small, monkeypatch: pytest.MonkeyPatch)
     metrics = {metric.label: metric.value for metric in app.metric}
     assert metrics["Reviewed"] == "3" and metrics["Remaining"] == "21"
     with session_scope(engine) as session:
-        decided = dict(session.execute(select(ReviewItem.product_id, ReviewItem.status).where(ReviewItem.status != review_queue.PENDING)).all())
+        decided = dict(
+            session.execute(select(ReviewItem.product_id, ReviewItem.status).where(ReviewItem.status != review_queue.PENDING)).all()
+        )
         assert set(decided) == set(worst[:3])
         history = session.scalars(select(LabelHistory).where(LabelHistory.source == "review")).all()
         assert {row.changed_by for row in history} == {"ana"} and len(history) == 2  # keep changes no label

@@ -33,7 +33,9 @@ def test_semantic_search_finds_meaning_without_shared_words(shared_catalogue: Im
     assert [hit.score for hit in result.hits] == sorted((hit.score for hit in result.hits), reverse=True)
 
 
-def test_photo_search_puts_the_photographed_product_first(shared_catalogue: ImportedCatalogue, shared_indexes, marketplace_dir: Path) -> None:  # type: ignore[no-untyped-def]
+def test_photo_search_puts_the_photographed_product_first(
+    shared_catalogue: ImportedCatalogue, shared_indexes, marketplace_dir: Path
+) -> None:  # type: ignore[no-untyped-def]
     with session_scope(shared_catalogue.engine) as session:
         image = session.scalars(select(Image).order_by(Image.id).limit(1)).one()
         photo = open_image(marketplace_dir / "images" / f"{image.id}.jpg")
@@ -76,8 +78,13 @@ def test_similar_items_of_a_listing(shared_catalogue: ImportedCatalogue, shared_
     assert len(similar) == 8 and Counter(hit.product.top_level for hit in similar)["Video Games & Consoles"] >= 6
 
 
-def test_cli_search_modes(shared_catalogue: ImportedCatalogue, shared_indexes, marketplace_dir: Path, monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
-                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_search_modes(
+    shared_catalogue: ImportedCatalogue,
+    shared_indexes,
+    marketplace_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     use_home(monkeypatch, shared_catalogue.home, database_url=shared_catalogue.database_url)
     assert main(["search", "something to sleep on", "--mode", "semantic", "--json", "--limit", "5"]) == 0
     payload = json.loads(capsys.readouterr().out)

@@ -27,8 +27,10 @@ def jpeg(colour: tuple[int, int, int] = (10, 200, 30), size: tuple[int, int] = (
 
 
 def test_bad_uploads_are_explained_and_good_ones_kept() -> None:
-    read = read_uploaded_photos([("good.jpg", jpeg()), ("empty.jpg", b""), ("text.jpg", b"hello"), ("big.jpg", b"x" * 2000),
-                                 ("also good.jpg", jpeg((1, 2, 3)))], max_bytes=1500)
+    read = read_uploaded_photos(
+        [("good.jpg", jpeg()), ("empty.jpg", b""), ("text.jpg", b"hello"), ("big.jpg", b"x" * 2000), ("also good.jpg", jpeg((1, 2, 3)))],
+        max_bytes=1500,
+    )
     assert [name for name, _ in read.files] == ["good.jpg", "also good.jpg"] and len(read.photos) == 2
     assert len(read.problems) == 3
     assert read.problems[0].startswith("empty.jpg") and "empty" in read.problems[0]
@@ -40,17 +42,26 @@ def test_bad_uploads_are_explained_and_good_ones_kept() -> None:
 @pytest.fixture
 def catalogue(tmp_path: Path):  # type: ignore[no-untyped-def]
     engine = make_engine(f"sqlite:///{tmp_path / 'catalogue.db'}")
-    source = write_catalogue(tmp_path / "source", [product_row("a", category="Home & Garden / Garden & Patio / Outdoor Settings & Furniture")], [])
+    source = write_catalogue(
+        tmp_path / "source", [product_row("a", category="Home & Garden / Garden & Patio / Outdoor Settings & Furniture")], []
+    )
     import_catalogue(source, engine=engine, media_dir=tmp_path / "media")
     return engine, tmp_path / "media"
 
 
 def test_an_uploaded_listing_is_saved_with_photos_and_history(catalogue) -> None:  # type: ignore[no-untyped-def]
     engine, media = catalogue
-    listing = NewListing(name="Teak bench | in York, North Yorkshire | Gumtree", description="Solid teak.\r\nSeats three.", price=Decimal("85.50"),
-                         location="York,  North Yorkshire", category="Home & Garden / Garden & Patio",
-                         photos=[UploadedPhoto("bench.jpg", jpeg()), UploadedPhoto("side.jpg", jpeg((200, 0, 0), (30, 90)))],
-                         predicted_category="Home & Garden", confidence=0.91, model="combined")
+    listing = NewListing(
+        name="Teak bench | in York, North Yorkshire | Gumtree",
+        description="Solid teak.\r\nSeats three.",
+        price=Decimal("85.50"),
+        location="York,  North Yorkshire",
+        category="Home & Garden / Garden & Patio",
+        photos=[UploadedPhoto("bench.jpg", jpeg()), UploadedPhoto("side.jpg", jpeg((200, 0, 0), (30, 90)))],
+        predicted_category="Home & Garden",
+        confidence=0.91,
+        model="combined",
+    )
     product_id = add_listing(engine, listing, media_dir=media, added_by="ana")
     with session_scope(engine) as session:
         product = session.scalar(select(Product).where(Product.id == product_id))
@@ -66,18 +77,28 @@ def test_an_uploaded_listing_is_saved_with_photos_and_history(catalogue) -> None
         assert "combined model predicted Home & Garden" in history[0].reason
 
 
-@pytest.mark.parametrize(("change", "error"), [
-    ({"category": "Nowhere / Else"}, ListingError),
-    ({"name": "   "}, ListingError),
-    ({"price": Decimal("-1")}, ListingError),
-    ({"photos": [UploadedPhoto("ok.jpg", jpeg()), UploadedPhoto("broken.jpg", jpeg()[:40])]}, ImageError),
-])
+@pytest.mark.parametrize(
+    ("change", "error"),
+    [
+        ({"category": "Nowhere / Else"}, ListingError),
+        ({"name": "   "}, ListingError),
+        ({"price": Decimal("-1")}, ListingError),
+        ({"photos": [UploadedPhoto("ok.jpg", jpeg()), UploadedPhoto("broken.jpg", jpeg()[:40])]}, ImageError),
+    ],
+)
 def test_a_refused_listing_writes_nothing(catalogue, change: dict, error: type) -> None:  # type: ignore[no-untyped-def]
     engine, media = catalogue
     before = row_counts(engine)
     files_before = sorted(media.rglob("*"))
-    fields = {"name": "Bench", "description": "", "price": Decimal("5"), "location": "", "category": "Home & Garden",
-              "photos": [UploadedPhoto("ok.jpg", jpeg())], **change}
+    fields = {
+        "name": "Bench",
+        "description": "",
+        "price": Decimal("5"),
+        "location": "",
+        "category": "Home & Garden",
+        "photos": [UploadedPhoto("ok.jpg", jpeg())],
+        **change,
+    }
     with pytest.raises(error):
         add_listing(engine, NewListing(**fields), media_dir=media, added_by="ana")
     assert row_counts(engine) == before
@@ -86,14 +107,33 @@ def test_a_refused_listing_writes_nothing(catalogue, change: dict, error: type) 
 
 def test_a_low_confidence_upload_joins_the_review_queue(catalogue) -> None:  # type: ignore[no-untyped-def]
     engine, media = catalogue
-    unsure = NewListing(name="Mystery item", description="", price=Decimal("3"), location="", category="Home & Garden", confidence=0.2,
-                        predicted_category="Appliances", model="text", top=[("Appliances", 0.6), ("Home & Garden", 0.2), ("Other Goods", 0.1)])
-    sure = NewListing(name="Garden bench", description="", price=Decimal("3"), location="", category="Home & Garden", confidence=0.9,
-                      predicted_category="Home & Garden", model="text", top=[("Home & Garden", 0.9)])
+    unsure = NewListing(
+        name="Mystery item",
+        description="",
+        price=Decimal("3"),
+        location="",
+        category="Home & Garden",
+        confidence=0.2,
+        predicted_category="Appliances",
+        model="text",
+        top=[("Appliances", 0.6), ("Home & Garden", 0.2), ("Other Goods", 0.1)],
+    )
+    sure = NewListing(
+        name="Garden bench",
+        description="",
+        price=Decimal("3"),
+        location="",
+        category="Home & Garden",
+        confidence=0.9,
+        predicted_category="Home & Garden",
+        model="text",
+        top=[("Home & Garden", 0.9)],
+    )
     unsure_id = add_listing(engine, unsure, media_dir=media, added_by="ana")
     add_listing(engine, sure, media_dir=media, added_by="ana")
     with session_scope(engine) as session:
         queued = session.scalars(select(ReviewItem)).all()
         assert [(item.product_id, item.source, item.suggested_label, item.given_label) for item in queued] == [
-            (unsure_id, "upload", "Appliances", "Home & Garden")]
+            (unsure_id, "upload", "Appliances", "Home & Garden")
+        ]
         assert queued[0].score == pytest.approx(0.2) and len(queued[0].top) == 3

@@ -20,15 +20,7 @@ from core.models.checkpoints import load_checkpoint
 from core.settings import PROJECT_ROOT, home_environment
 from db.session import make_engine, session_scope
 from db.tables import RunEpoch, TrainingRun
-from tests.helpers import (
-    generated_catalogue,
-    generated_photo,
-    image_row,
-    product_row,
-    row_counts,
-    use_home,
-    write_catalogue,
-)
+from tests.helpers import generated_catalogue, generated_photo, image_row, product_row, row_counts, use_home, write_catalogue
 
 
 def _large_catalogue(folder: Path, products: int) -> Path:
@@ -55,8 +47,14 @@ def _environment(home: Path) -> dict[str, str]:
 
 
 def _import(source: Path, environment: dict[str, str]) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "core", "import", str(source), "--quiet"], cwd=PROJECT_ROOT, env=environment,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "core", "import", str(source), "--quiet"],
+        cwd=PROJECT_ROOT,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 @pytest.mark.slow
@@ -64,7 +62,9 @@ def test_an_import_killed_part_way_leaves_before_or_after_and_a_rerun_completes_
     home = tmp_path / "home"
     environment = _environment(home)
     full = _large_catalogue(tmp_path / "full", 300)
-    first_half = write_catalogue(tmp_path / "half", [product_row(f"p{index}", product_description=f"item {index} " * 20) for index in range(150)], [])
+    first_half = write_catalogue(
+        tmp_path / "half", [product_row(f"p{index}", product_description=f"item {index} " * 20) for index in range(150)], []
+    )
     assert _import(first_half, environment).wait(timeout=300) == 0
     engine = make_engine(environment["DATABASE_URL"])
     before = _counts(engine)
@@ -109,8 +109,14 @@ def test_a_training_run_killed_part_way_is_marked_died_and_leaves_whole_files(tm
     environment = _environment(home)
     source = generated_catalogue(tmp_path / "source", per_class=8)
     assert _import(source, environment).wait(timeout=300) == 0
-    process = subprocess.Popen([sys.executable, "-m", "core", "train", "--model", "image", "--epochs", "100000", "--quiet"],
-                               cwd=PROJECT_ROOT, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "core", "train", "--model", "image", "--epochs", "100000", "--quiet"],
+        cwd=PROJECT_ROOT,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     engine = make_engine(environment["DATABASE_URL"])
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:

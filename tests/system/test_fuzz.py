@@ -50,8 +50,12 @@ def _hostile_folder(folder: Path, case: int, rng: random.Random) -> Path:
     return folder
 
 
-def test_500_hostile_inputs_never_crash_and_every_refusal_is_explained(shared_catalogue: ImportedCatalogue, shared_indexes,  # type: ignore[no-untyped-def]
-                                                                       shipped_classifier, tmp_path: Path) -> None:
+def test_500_hostile_inputs_never_crash_and_every_refusal_is_explained(
+    shared_catalogue: ImportedCatalogue,
+    shared_indexes,  # type: ignore[no-untyped-def]
+    shipped_classifier,
+    tmp_path: Path,
+) -> None:
     rng = random.Random(20261125)
     shared_before = row_counts(shared_catalogue.engine)
     import_engine = make_engine(f"sqlite:///{tmp_path / 'fuzz.db'}")
@@ -85,8 +89,11 @@ def test_500_hostile_inputs_never_crash_and_every_refusal_is_explained(shared_ca
         elif kind == "search":
             text = random_text(rng)
             mode = rng.choice(["keyword", "semantic", "hybrid"])
-            filters = ProductFilters(category=rng.choice([None, "Home & Garden", random_text(rng)[:30]]),
-                                     min_price=rng.choice([None, 0.0, 50.0]), location=rng.choice([None, random_text(rng)[:40]]))
+            filters = ProductFilters(
+                category=rng.choice([None, "Home & Garden", random_text(rng)[:30]]),
+                min_price=rng.choice([None, 0.0, 50.0]),
+                location=rng.choice([None, random_text(rng)[:40]]),
+            )
             with session_scope(shared_catalogue.engine) as session:
                 try:
                     result = search_catalogue(session, mode=mode, query=text, indexes=shared_indexes, filters=filters, limit=10)

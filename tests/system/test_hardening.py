@@ -27,11 +27,18 @@ from tests.hostile import damaged_metadata_photo, hostile_field, jpeg_bytes, ori
 
 
 def run_cli(*arguments: str, environment: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "core", *arguments], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(environment or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "core", *arguments],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(environment or {})},
+    )
 
 
 # ----- 1. one damaged photo is that photo's refusal, named; the rest goes on
+
 
 def test_damaged_metadata_is_a_named_refusal_or_a_photo(tmp_path: Path) -> None:
     rng = random.Random(13)
@@ -61,8 +68,9 @@ def test_the_classify_page_names_the_damaged_photo_and_classifies_the_good_one(a
     app = AppTest.from_file(str(PROJECT_ROOT / "streamlit_app.py"), default_timeout=120)
     app.run()
     app.switch_page("pages/classify.py").run()
-    app.file_uploader(key="classify_photos").set_value([("exif.jpg", orientation_with_a_text_tag(), "image/jpeg"),
-                                                        ("good.jpg", jpeg_bytes(), "image/jpeg")]).run()
+    app.file_uploader(key="classify_photos").set_value(
+        [("exif.jpg", orientation_with_a_text_tag(), "image/jpeg"), ("good.jpg", jpeg_bytes(), "image/jpeg")]
+    ).run()
     assert not app.exception, [error.value for error in app.exception]
     errors = [error.value.replace("\\", "") for error in app.error]
     assert len(errors) == 1 and errors[0].startswith("Photo not used: exif.jpg: unreadable photo metadata")
@@ -110,6 +118,7 @@ def test_classify_and_photo_search_name_the_damaged_photo(app_home: Path, tmp_pa
 
 # ----- 2. one bad row never stops an import
 
+
 def test_hostile_fields_are_skipped_row_by_row(tmp_path: Path) -> None:
     rng = random.Random(7)
     good = [product_row(f"good{index}") for index in range(60)]
@@ -131,12 +140,15 @@ def test_hostile_fields_are_skipped_row_by_row(tmp_path: Path) -> None:
     assert all(row.reason for row in report.skipped)
 
 
-@pytest.mark.parametrize(("column", "value", "reason"), [
-    ("price", "£99999999999999999999", "bad price: over the limit of £100,000,000"),
-    ("category", " / ".join(f"level{index}" for index in range(1000)), "category too deep: 1,000 levels, the limit is 8"),
-    ("category", "A / " + "x" * 1000, "category level too long: 1,000 characters, the limit is 200"),
-    ("product_name", "x" * 2000, "name too long: 2,000 characters, the limit is 500"),
-])
+@pytest.mark.parametrize(
+    ("column", "value", "reason"),
+    [
+        ("price", "£99999999999999999999", "bad price: over the limit of £100,000,000"),
+        ("category", " / ".join(f"level{index}" for index in range(1000)), "category too deep: 1,000 levels, the limit is 8"),
+        ("category", "A / " + "x" * 1000, "category level too long: 1,000 characters, the limit is 200"),
+        ("product_name", "x" * 2000, "name too long: 2,000 characters, the limit is 500"),
+    ],
+)
 def test_the_found_rows_are_skipped_with_their_reason(tmp_path: Path, column: str, value: str, reason: str) -> None:
     source = write_catalogue(tmp_path / "source", [product_row("ok"), product_row("bad", **{column: value})], [])
     engine = make_engine(f"sqlite:///{tmp_path / 'catalogue.db'}")
@@ -146,6 +158,7 @@ def test_the_found_rows_are_skipped_with_their_reason(tmp_path: Path, column: st
 
 
 # ----- 3. limits outside the app
+
 
 def test_classify_refuses_more_photos_than_the_app_takes(app_home: Path, tmp_path: Path) -> None:
     paths = []
@@ -178,14 +191,17 @@ def test_an_oversized_photo_in_an_import_is_skipped_before_reading(tmp_path: Pat
     assert report.skipped[0].reason == "image unreadable: ia.jpg: 2048.0 MB is over the 50 MB limit per photo"
 
 
-@pytest.mark.parametrize(("arguments", "message"), [
-    (["search", "x", "--limit", "99999999999999999999"], "must be between 1 and 1000"),
-    (["search", "x", "--max-price", "£99999999999999999999"], "over the limit of £100,000,000"),
-    # 12,000 distinct words (a command-line argument holds at most 128 KB; in-process, 40,000 were refused as fast)
-    (["search", " ".join(f"w{index}" for index in range(12_000))], "the query is 72,889 characters long; the limit is 1,000"),
-    (["classify", "--text", "sofa " * 10_000], "the text is 50,000 characters long; the limit is 20,000"),
-    (["review-queue", "--limit", "10000000000000000000000"], "must be between 1 and 100000"),
-])
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["search", "x", "--limit", "99999999999999999999"], "must be between 1 and 1000"),
+        (["search", "x", "--max-price", "£99999999999999999999"], "over the limit of £100,000,000"),
+        # 12,000 distinct words (a command-line argument holds at most 128 KB; in-process, 40,000 were refused as fast)
+        (["search", " ".join(f"w{index}" for index in range(12_000))], "the query is 72,889 characters long; the limit is 1,000"),
+        (["classify", "--text", "sofa " * 10_000], "the text is 50,000 characters long; the limit is 20,000"),
+        (["review-queue", "--limit", "10000000000000000000000"], "must be between 1 and 100000"),
+    ],
+)
 def test_options_past_their_limits_are_one_line(app_home: Path, arguments: list[str], message: str) -> None:
     result = run_cli(*arguments, timeout=60)
     assert result.returncode in (1, 2), result.stderr  # 2: argparse's own refusal, after its usage line
@@ -202,16 +218,25 @@ def test_query_terms_stop_at_the_limit() -> None:
 
 # ----- 4. category paths split on the separator only
 
+
 def test_a_slash_inside_a_level_is_part_of_its_name() -> None:
-    assert split_category("Music, Films, Books & Games / Music / Ham/Amateur Radios") == ["Music, Films, Books & Games", "Music", "Ham/Amateur Radios"]
+    assert split_category("Music, Films, Books & Games / Music / Ham/Amateur Radios") == [
+        "Music, Films, Books & Games",
+        "Music",
+        "Ham/Amateur Radios",
+    ]
     assert split_category(" A  /  B / ") == ["A", "B"]
     assert split_category("A/B") == ["A/B"]
 
 
 def test_the_shared_category_tree_is_exactly_what_its_paths_describe(shared_catalogue, marketplace_dir: Path) -> None:  # type: ignore[no-untyped-def]
     paths = pd.read_csv(marketplace_dir / "Products.csv", lineterminator="\n")["category"].dropna()
-    nodes = {" / ".join(parts[:depth]) for path in paths for parts in [[part.strip() for part in path.split(" / ")]]
-             for depth in range(1, len(parts) + 1)}
+    nodes = {
+        " / ".join(parts[:depth])
+        for path in paths
+        for parts in [[part.strip() for part in path.split(" / ")]]
+        for depth in range(1, len(parts) + 1)
+    }
     with session_scope(shared_catalogue.engine) as session:
         stored = set(session.scalars(select(Category.path)))
     assert stored == nodes
@@ -220,19 +245,30 @@ def test_the_shared_category_tree_is_exactly_what_its_paths_describe(shared_cata
 
 # ----- 5. two imports at once
 
+
 def test_two_imports_at_once_both_finish_with_the_same_counts(tmp_path: Path) -> None:
     products = [product_row(f"p{index}") for index in range(150)]
     images = [image_row(f"i{index}", f"p{index}") for index in range(150)]
     source = write_catalogue(tmp_path / "source", products, images, photos={f"i{index}": photo((index, 80, 80)) for index in range(150)})
     environment = {"MARKETPLACE_HOME": str(tmp_path / "home"), "DATABASE_URL": f"sqlite:///{tmp_path / 'home' / 'catalogue.db'}"}
-    runs = [subprocess.Popen([sys.executable, "-m", "core", "import", str(source), "--quiet"], cwd=PROJECT_ROOT, env={**os.environ, **environment},
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "core", "import", str(source), "--quiet"],
+            cwd=PROJECT_ROOT,
+            env={**os.environ, **environment},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     outcomes = [run.communicate(timeout=300) for run in runs]
     assert [run.returncode for run in runs] == [0, 0], outcomes
     assert row_counts(make_engine(environment["DATABASE_URL"]))[:2] == (150, 150)
 
 
 # ----- 6. error output
+
 
 def test_control_characters_in_file_names_are_escaped(tmp_path: Path) -> None:
     name = "fake\x1b[2J\rOK: all good\x07.jpg"

@@ -32,14 +32,7 @@ from db.tables import Product
 from services.review_queue import QueueEntry, add_to_queue
 from services.search import SearchInputError, search_catalogue
 from tests.helpers import ImportedCatalogue, image_row, photo, product_row, row_counts, use_home, write_catalogue
-from tests.hostile import (
-    HOSTILE_TEXTS,
-    HOSTILE_UPLOADS,
-    HostileUpload,
-    is_top_of_a_distribution,
-    jpeg_bytes,
-    write_markup_catalogue,
-)
+from tests.hostile import HOSTILE_TEXTS, HOSTILE_UPLOADS, HostileUpload, is_top_of_a_distribution, jpeg_bytes, write_markup_catalogue
 
 APP = str(PROJECT_ROOT / "streamlit_app.py")
 
@@ -102,7 +95,9 @@ def test_every_hostile_upload_at_once_on_the_classify_page(app_home: Path) -> No
 
 
 @pytest.mark.parametrize("case", [case for case in HOSTILE_UPLOADS if case.refusal and case.name != "huge.jpg"], ids=lambda case: case.name)
-def test_classify_cli_refuses_each_broken_photo_in_one_line(case: HostileUpload, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_classify_cli_refuses_each_broken_photo_in_one_line(
+    case: HostileUpload, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = tmp_path / case.name
     path.write_bytes(case.make())
     assert main(["classify", "--image", str(path), "--text", "a sofa"]) == 1
@@ -122,8 +117,14 @@ def test_a_hostile_photo_in_an_upload_saves_nothing(tmp_path: Path) -> None:
     import_catalogue(write_catalogue(tmp_path / "source", [product_row("a")], []), engine=engine, media_dir=tmp_path / "media")
     for case in HOSTILE_UPLOADS:
         if case.refusal and case.name != "huge.jpg":
-            listing = NewListing(name="Garden bench", description="", price=Decimal("20"), location="Leeds", category="Home & Garden",
-                                 photos=[UploadedPhoto("good.jpg", jpeg_bytes()), UploadedPhoto(case.name, case.make())])
+            listing = NewListing(
+                name="Garden bench",
+                description="",
+                price=Decimal("20"),
+                location="Leeds",
+                category="Home & Garden",
+                photos=[UploadedPhoto("good.jpg", jpeg_bytes()), UploadedPhoto(case.name, case.make())],
+            )
             with pytest.raises(ImageError, match=re.escape(case.name)):
                 add_listing(engine, listing, media_dir=tmp_path / "media", added_by="ana")
     assert row_counts(engine) == (1, 0, 0)
@@ -134,8 +135,12 @@ def test_a_hostile_photo_in_an_upload_saves_nothing(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("name", list(HOSTILE_TEXTS))
-def test_hostile_text_in_every_search_mode_and_in_classify(name: str, shared_catalogue: ImportedCatalogue, shared_indexes,  # type: ignore[no-untyped-def]
-                                                           shipped_classifier) -> None:
+def test_hostile_text_in_every_search_mode_and_in_classify(
+    name: str,
+    shared_catalogue: ImportedCatalogue,
+    shared_indexes,  # type: ignore[no-untyped-def]
+    shipped_classifier,
+) -> None:
     text = HOSTILE_TEXTS[name]
     with session_scope(shared_catalogue.engine) as session:
         before = session.scalar(select(func.count()).select_from(Product))
@@ -149,7 +154,9 @@ def test_hostile_text_in_every_search_mode_and_in_classify(name: str, shared_cat
             if mode != "keyword":
                 assert len(result.hits) == 5  # meaning search always finds the closest items
         # The location filter is a search box too: matched literally (LIKE wildcards escaped).
-        filtered = search_catalogue(session, mode="keyword", query="sofa", filters=ProductFilters(location=text[:100] or None), indexes=shared_indexes)
+        filtered = search_catalogue(
+            session, mode="keyword", query="sofa", filters=ProductFilters(location=text[:100] or None), indexes=shared_indexes
+        )
         assert all(text[:100].strip().lower() in hit.product.location.lower() for hit in filtered.hits)
         assert session.scalar(select(func.count()).select_from(Product)) == before
     if model_text("", text):
@@ -160,8 +167,11 @@ def test_hostile_text_in_every_search_mode_and_in_classify(name: str, shared_cat
             shipped_classifier.classify(text=text)
 
 
-def test_hostile_text_in_the_app_search_and_classify_boxes(shared_catalogue: ImportedCatalogue, shared_indexes,  # type: ignore[no-untyped-def]
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_hostile_text_in_the_app_search_and_classify_boxes(
+    shared_catalogue: ImportedCatalogue,
+    shared_indexes,  # type: ignore[no-untyped-def]
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     use_home(monkeypatch, shared_catalogue.home, database_url=shared_catalogue.database_url)
     search = AppTest.from_file(APP, default_timeout=120)
     search.run()
@@ -176,7 +186,12 @@ def test_hostile_text_in_the_app_search_and_classify_boxes(shared_catalogue: Imp
             assert_no_live_markup(search)
             captions = " ".join(caption.value for caption in search.caption)
             infos = " ".join(info.value for info in search.info)
-            assert "results in" in captions or "Type words to search" in captions or "Type some words" in infos, (name, mode, captions, infos)
+            assert "results in" in captions or "Type words to search" in captions or "Type some words" in infos, (
+                name,
+                mode,
+                captions,
+                infos,
+            )
         search.text_input(key="search_location").set_value(text[:100]).run()
         assert not search.exception, (name, [error.value for error in search.exception])
         search.text_input(key="search_location").set_value("").run()
@@ -215,7 +230,10 @@ def hostile_catalogue(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     use_home(monkeypatch, tmp_path / "home")
     engine = make_engine(f"sqlite:///{tmp_path / 'home' / 'catalogue.db'}")
     import_catalogue(source, engine=engine, media_dir=tmp_path / "home" / "images")
-    add_to_queue(engine, [QueueEntry("h0", 0.01, "Home & Garden", "Music, Films, Books & Games", [("Music, Films, Books & Games", 0.9)], True, "upload")])
+    add_to_queue(
+        engine,
+        [QueueEntry("h0", 0.01, "Home & Garden", "Music, Films, Books & Games", [("Music, Films, Books & Games", 0.9)], True, "upload")],
+    )
     return tmp_path
 
 
@@ -266,7 +284,9 @@ def test_markup_in_listings_is_shown_as_text_on_every_page(hostile_catalogue: Pa
 @pytest.mark.parametrize("image_id", ["../outside", "..", "a/b", "a\\b", "/etc/passwd", "C:evil", "~root", ".hidden", "a b"])
 def test_image_ids_never_reach_outside_the_images_folder(tmp_path: Path, image_id: str) -> None:
     (tmp_path / "outside.jpg").write_bytes(jpeg_bytes())
-    source = write_catalogue(tmp_path / "source", [product_row("p1")], [image_row(image_id, "p1"), image_row("ok", "p1")], photos={"ok": photo()})
+    source = write_catalogue(
+        tmp_path / "source", [product_row("p1")], [image_row(image_id, "p1"), image_row("ok", "p1")], photos={"ok": photo()}
+    )
     engine = make_engine(f"sqlite:///{tmp_path / 'catalogue.db'}")
     report = import_catalogue(source, engine=engine, media_dir=tmp_path / "media")
     assert [(row.row_id, row.reason.split(":")[0]) for row in report.skipped] == [(image_id, "bad image id")]
@@ -287,8 +307,12 @@ def test_a_photo_that_links_out_of_the_images_folder_is_not_read(tmp_path: Path)
 
 
 def test_an_image_listed_twice_is_imported_once(tmp_path: Path) -> None:
-    source = write_catalogue(tmp_path / "source", [product_row("p1"), product_row("p2")],
-                             [image_row("i1", "p1"), image_row("i1", "p1"), image_row("i1", "p2")], photos={"i1": photo()})
+    source = write_catalogue(
+        tmp_path / "source",
+        [product_row("p1"), product_row("p2")],
+        [image_row("i1", "p1"), image_row("i1", "p1"), image_row("i1", "p2")],
+        photos={"i1": photo()},
+    )
     engine = make_engine(f"sqlite:///{tmp_path / 'catalogue.db'}")
     report = import_catalogue(source, engine=engine, media_dir=tmp_path / "media")
     assert report.images_added == 1
@@ -318,8 +342,13 @@ def _damaged_models(tmp_path: Path, damage: str) -> Path:
 
 
 DAMAGES = ["missing", "truncated", "changed", "not a model", "manifest"]
-DAMAGE_MESSAGES = {"missing": "model file not found", "truncated": "checksum differs", "changed": "checksum differs",
-                   "not a model": "checksum differs", "manifest": "not a readable manifest"}
+DAMAGE_MESSAGES = {
+    "missing": "model file not found",
+    "truncated": "checksum differs",
+    "changed": "checksum differs",
+    "not a model": "checksum differs",
+    "manifest": "not a readable manifest",
+}
 
 
 @pytest.mark.parametrize("damage", DAMAGES)
