@@ -6,10 +6,14 @@ from __future__ import annotations
 import argparse
 from decimal import Decimal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from core.enums import RunStatus
 from core.runtime.terminal import printable
 from core.settings import get_settings
+
+if TYPE_CHECKING:
+    from core.inference.category_classifier import CategoryClassifier
 
 MAX_QUERY_CHARS = 1_000
 
@@ -163,3 +167,14 @@ def bounded_float(low: float, high: float):  # type: ignore[no-untyped-def]
 
 
 positive_int = bounded_int(1, 100_000)
+
+
+def load_classifier(models_dir: str | None) -> CategoryClassifier:
+    """The category classifier of `models_dir` (default: the shipped models); a bad model file is a CommandError."""
+    from core.inference.category_classifier import CategoryClassifier
+    from core.models.checkpoints import ModelFileError
+
+    try:
+        return CategoryClassifier(Path(models_dir) if models_dir else get_settings().models_dir)
+    except ModelFileError as error:
+        raise CommandError(str(error)) from error

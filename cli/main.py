@@ -7,7 +7,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from cli import catalogue_commands, model_commands, review_commands
+from cli import catalogue_commands, inference_commands, review_commands, training_commands
 from cli.common import CommandError
 from core.runtime.terminal import printable
 
@@ -17,9 +17,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     # The order of `--help`: import, info, search, train, ship, baselines, review-queue, classify, evaluate.
     catalogue_commands.add_commands(commands)
-    model_commands.add_training_commands(commands)
+    training_commands.add_commands(commands)
     review_commands.add_commands(commands)
-    model_commands.add_inference_commands(commands)
+    inference_commands.add_commands(commands)
     return parser
 
 

@@ -11,9 +11,11 @@ from decimal import Decimal
 from pathlib import Path
 
 from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
 
 from core.data.cleaning import CATEGORY_SEPARATOR, clean_description, clean_product_name, price_to_pence, split_category
 from core.data.images import DEFAULT_CANVAS_SIZE, media_path_for, open_image, save_cleaned
+from core.enums import LabelSource
 from db.session import session_scope
 from db.tables import Category, Image, LabelHistory, Product
 from services.review_queue import QueueEntry, queue_item
@@ -63,24 +65,11 @@ def add_listing(engine: Engine, listing: NewListing, *, media_dir: Path, added_b
             category = session.scalar(select(Category).where(Category.path == path))
             if category is None:
                 raise ListingError(f"unknown category {listing.category!r}: pick one of the catalogue's categories")
-            product = Product(
-                id=product_id,
-                name=name,
-                raw_name=listing.name[:1000],
-                description=clean_description(listing.description)[:MAX_DESCRIPTION_CHARS],
-                raw_description=listing.description[:MAX_DESCRIPTION_CHARS],
-                price_pence=price_to_pence(listing.price),
-                location=" ".join(listing.location.split())[:200],
-                category=category,
-                source="upload",
-            )
-            session.add(product)
+            session.add(_product(listing, product_id, name, category))
             for position, (photo, image) in enumerate(opened):
-                image_id = uuid.uuid4().hex
-                relative = media_path_for(image_id)
-                target = media_dir / relative
-                save_cleaned(image, target, size=image_size)
-                written.append(target)
+                relative = media_path_for(image_id := uuid.uuid4().hex)
+                save_cleaned(image, media_dir / relative, size=image_size)
+                written.append(media_dir / relative)
                 session.add(
                     Image(
                         id=image_id,
@@ -95,34 +84,50 @@ def add_listing(engine: Engine, listing: NewListing, *, media_dir: Path, added_b
                     )
                 )
             session.flush()
-            predicted = f"; the {listing.model} model predicted {listing.predicted_category}" if listing.predicted_category else ""
-            session.add(
-                LabelHistory(
-                    product_id=product_id,
-                    old_category_id=None,
-                    new_category_id=category.id,
-                    changed_by=added_by,
-                    reason=f"uploaded as {path}{predicted}",
-                    source="upload",
-                    confidence=listing.confidence,
-                )
-            )
-            if listing.confidence is not None and listing.confidence < UPLOAD_REVIEW_BELOW and listing.top:
-                session.add(
-                    queue_item(
-                        QueueEntry(
-                            product_id,
-                            listing.confidence,
-                            split_category(path)[0],
-                            listing.top[0][0],
-                            list(listing.top[:3]),
-                            is_issue=False,
-                            source="upload",
-                        )
-                    )
-                )
+            _record_upload(session, listing, product_id, category, added_by=added_by)
     except BaseException:
         for target in written:  # the transaction rolled back: its photo files go too
             target.unlink(missing_ok=True)
         raise
     return product_id
+
+
+def _product(listing: NewListing, product_id: str, name: str, category: Category) -> Product:
+    return Product(
+        id=product_id,
+        name=name,
+        raw_name=listing.name[:1000],
+        description=clean_description(listing.description)[:MAX_DESCRIPTION_CHARS],
+        raw_description=listing.description[:MAX_DESCRIPTION_CHARS],
+        price_pence=price_to_pence(listing.price),
+        location=" ".join(listing.location.split())[:200],
+        category=category,
+        source="upload",
+    )
+
+
+def _record_upload(session: Session, listing: NewListing, product_id: str, category: Category, *, added_by: str) -> None:
+    """The label-history row of the new listing; and a review-queue entry when the model doubted its category."""
+    predicted = f"; the {listing.model} model predicted {listing.predicted_category}" if listing.predicted_category else ""
+    session.add(
+        LabelHistory(
+            product_id=product_id,
+            old_category_id=None,
+            new_category_id=category.id,
+            changed_by=added_by,
+            reason=f"uploaded as {category.path}{predicted}",
+            source=LabelSource.UPLOAD,
+            confidence=listing.confidence,
+        )
+    )
+    if listing.confidence is not None and listing.confidence < UPLOAD_REVIEW_BELOW and listing.top:
+        entry = QueueEntry(
+            product_id,
+            listing.confidence,
+            split_category(category.path)[0],
+            listing.top[0][0],
+            list(listing.top[:3]),
+            is_issue=False,
+            source=LabelSource.UPLOAD,
+        )
+        session.add(queue_item(entry))

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from core.data.catalogue import Catalogue
+from core.data.catalogue import Catalogue, ImageRecord, ProductRecord
 from core.data.splits import TEST, split_products
 from core.encoders.features import cached_image_features, cached_text_states, text_states
 from core.evaluation.metrics import PredictionSet
@@ -37,9 +37,81 @@ def predict_catalogue(
     label_index = {label: index for index, label in enumerate(classifier.labels)}
     products = [product for product in catalogue.products if product.label in label_index]
     known = {product.id for product in products}
-    images = [image for image in catalogue.images if image.product_id in known]
-    label_of = {product.id: label_index[product.label] for product in products}
+    images, model_inputs, photo_features = _photo_inputs(
+        classifier,
+        [image for image in catalogue.images if image.product_id in known],
+        cache_dir=cache_dir,
+        progress=progress,
+        problems=problems,
+    )
+    texts = [product.text for product in products]
+    states = _text_states(classifier, [product.id for product in products], texts, cache_dir=cache_dir, progress=progress)
 
+    n_labels = len(label_index)
+    image_probabilities = classifier.image_probabilities(model_inputs) if images else np.empty((0, n_labels))
+    text_probabilities, text_vectors = classifier.text_outputs(states)
+    image_mean, has_image = Catalogue(products, images).photo_means(photo_features)
+    combined = (
+        classifier.combined_probabilities(image_mean, has_image, text_vectors, np.ones(len(products), bool), texts)
+        if products
+        else np.empty((0, n_labels))
+    )
+
+    return _prediction_sets(
+        classifier.labels, products, images, image=image_probabilities, text=text_probabilities, combined=combined, part=part
+    )
+
+
+def _prediction_sets(
+    labels: list[str],
+    products: list[ProductRecord],
+    images: list[ImageRecord],
+    *,
+    image: np.ndarray,
+    text: np.ndarray,
+    combined: np.ndarray,
+    part: str,
+) -> dict[str, PredictionSet]:
+    """The image model's probabilities per photo, the text and combined models' per product, with their true labels."""
+    label_index = {label: index for index, label in enumerate(labels)}
+    product_ids = [product.id for product in products]
+    product_y = [label_index[product.label] for product in products]
+    label_of = dict(zip(product_ids, product_y))
+    per_photo = PredictionSet.from_arrays(
+        "image model",
+        "image",
+        labels,
+        item_ids=[image.id for image in images],
+        product_ids=[image.product_id for image in images],
+        y_true=[label_of[image.product_id] for image in images],
+        probabilities=image,
+        part=part,
+    )
+    per_product = {
+        kind: PredictionSet.from_arrays(
+            f"{kind} model",
+            kind,
+            labels,
+            item_ids=product_ids,
+            product_ids=product_ids,
+            y_true=product_y,
+            probabilities=probabilities,
+            part=part,
+        )
+        for kind, probabilities in (("text", text), ("combined", combined))
+    }
+    return {"image": per_photo, **per_product}
+
+
+def _photo_inputs(
+    classifier: CategoryClassifier,
+    images: list[ImageRecord],
+    *,
+    cache_dir: Path | None,
+    progress: StageProgress | None,
+    problems: list[str] | None,
+) -> tuple[list[ImageRecord], np.ndarray, np.ndarray]:
+    """The photos that could be read, the image model's inputs and the pooled photo features."""
     if cache_dir is not None and not classifier.tail_blocks and images:
         photo_features = cached_image_features(
             classifier.backbone,
@@ -49,19 +121,23 @@ def predict_catalogue(
             cache_dir=cache_dir,
             progress=for_stage(progress, "photos"),
         )
-        model_inputs = photo_features
-    else:
-        model_inputs, photo_features = classifier.photo_inputs(
-            [image.path for image in images], progress=for_stage(progress, "photos"), problems=problems
-        )
-        readable = ~np.isnan(photo_features.reshape(len(images), -1)).any(axis=1) if len(images) else np.ones(0, bool)
-        if not readable.all():
-            images = [image for image, keep in zip(images, readable) if keep]
-            model_inputs, photo_features = model_inputs[readable], photo_features[readable]
-    texts = [product.text for product in products]
-    if cache_dir is not None and products:
-        states_array = cached_text_states(
-            [product.id for product in products],
+        return images, photo_features, photo_features
+    model_inputs, photo_features = classifier.photo_inputs(
+        [image.path for image in images], progress=for_stage(progress, "photos"), problems=problems
+    )
+    readable = ~np.isnan(photo_features.reshape(len(images), -1)).any(axis=1) if len(images) else np.ones(0, bool)
+    if readable.all():
+        return images, model_inputs, photo_features
+    return [image for image, keep in zip(images, readable) if keep], model_inputs[readable], photo_features[readable]
+
+
+def _text_states(
+    classifier: CategoryClassifier, product_ids: list[str], texts: list[str], *, cache_dir: Path | None, progress: StageProgress | None
+) -> torch.Tensor:
+    """The token states the text model reads: from the feature cache when there is one."""
+    if cache_dir is not None and product_ids:
+        states = cached_text_states(
+            product_ids,
             texts,
             layer=classifier.text_layer,
             max_tokens=classifier.max_tokens,
@@ -69,57 +145,8 @@ def predict_catalogue(
             progress=for_stage(progress, "texts"),
         )
     else:
-        states_array = text_states(
-            texts, layer=classifier.text_layer, max_tokens=classifier.max_tokens, progress=for_stage(progress, "texts")
-        )
-    states = torch.from_numpy(states_array)
-
-    n_labels = len(label_index)
-    image_probabilities = classifier.image_probabilities(model_inputs) if images else np.empty((0, n_labels))
-    text_probabilities, text_vectors = classifier.text_outputs(states)
-
-    image_mean, has_image = Catalogue(products, images).photo_means(photo_features)
-    combined = (
-        classifier.combined_probabilities(image_mean, has_image, text_vectors, np.ones(len(products), bool), texts)
-        if products
-        else np.empty((0, n_labels))
-    )
-
-    labels = classifier.labels
-    product_ids = [product.id for product in products]
-    product_y = [label_of[product.id] for product in products]
-    return {
-        "image": PredictionSet.from_arrays(
-            "image model",
-            "image",
-            labels,
-            item_ids=[image.id for image in images],
-            product_ids=[image.product_id for image in images],
-            y_true=[label_of[image.product_id] for image in images],
-            probabilities=image_probabilities,
-            part=part,
-        ),
-        "text": PredictionSet.from_arrays(
-            "text model",
-            "text",
-            labels,
-            item_ids=product_ids,
-            product_ids=product_ids,
-            y_true=product_y,
-            probabilities=text_probabilities,
-            part=part,
-        ),
-        "combined": PredictionSet.from_arrays(
-            "combined model",
-            "combined",
-            labels,
-            item_ids=product_ids,
-            product_ids=product_ids,
-            y_true=product_y,
-            probabilities=combined,
-            part=part,
-        ),
-    }
+        states = text_states(texts, layer=classifier.text_layer, max_tokens=classifier.max_tokens, progress=for_stage(progress, "texts"))
+    return torch.from_numpy(states)
 
 
 def evaluate_catalogue(classifier: CategoryClassifier, catalogue: Catalogue, *, progress: StageProgress | None = None) -> dict[str, Any]:

@@ -128,27 +128,27 @@ def run_baselines(
         predicted = torch.cat([scratch(chunk).argmax(-1) for chunk in pixels[image_test].split(256)]).numpy()
     results["scratch_cnn_64px"] = _scores(image_y[image_test], predicted, started)
 
-    started = time.perf_counter()
-    frame = pd.DataFrame(
-        {
-            "name": [names[product.id] for product in products],
-            "description": [descriptions[product.id] for product in products],
-            "location": [locations[product.id] for product in products],
-        }
-    )
+    columns = {"name": names, "description": descriptions, "location": locations}
+    frame = pd.DataFrame({column: [values[product.id] for product in products] for column, values in columns.items()})
     price = np.array([prices[product.id] for product in products])
-    search = price_model().fit(frame[~product_test], log_price(price[~product_test]))
-    predicted_price = np.expm1(search.predict(frame[product_test]))
-    median_by_category = pd.Series(price[~product_test]).groupby(product_y[~product_test]).median()
-    naive = median_by_category.reindex(product_y[product_test]).fillna(float(np.median(price[~product_test]))).to_numpy()
-    results["price_tfidf_linear"] = {
-        "median_absolute_error": float(np.median(np.abs(predicted_price - price[product_test]))),
-        "median_absolute_error_category_median": float(np.median(np.abs(naive - price[product_test]))),
+    results["price_tfidf_linear"] = _price_baseline(frame, price, product_y, product_test)
+    return results
+
+
+def _price_baseline(frame: pd.DataFrame, price: np.ndarray, product_y: np.ndarray, test: np.ndarray) -> dict[str, object]:
+    """The price model against the naive guess (the category's median price), by median absolute error."""
+    started = time.perf_counter()
+    search = price_model().fit(frame[~test], log_price(price[~test]))
+    predicted_price = np.expm1(search.predict(frame[test]))
+    median_by_category = pd.Series(price[~test]).groupby(product_y[~test]).median()
+    naive = median_by_category.reindex(product_y[test]).fillna(float(np.median(price[~test]))).to_numpy()
+    return {
+        "median_absolute_error": float(np.median(np.abs(predicted_price - price[test]))),
+        "median_absolute_error_category_median": float(np.median(np.abs(naive - price[test]))),
         "best_params": {key: str(value) for key, value in search.best_params_.items()},
-        "n": int(product_test.sum()),
+        "n": int(test.sum()),
         "seconds": time.perf_counter() - started,
     }
-    return results
 
 
 def _scores(truth: np.ndarray, predicted: np.ndarray, started: float) -> dict[str, float | int]:

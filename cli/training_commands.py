@@ -1,57 +1,44 @@
-"""`train`, `ship`, `baselines`, `classify` and `evaluate`: the models' commands."""
+"""`train`, `ship` and `baselines`: training the models on the catalogue and releasing them."""
 
 from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cli.common import (
-    MAX_TEXT_CHARS,
     CommandError,
     EpochBars,
     bounded_float,
     bounded_int,
     catalogue_to_train_on,
     latest_checkpoint,
+    load_classifier,
     open_engine,
     positive_int,
-    read_photo,
     run_checkpoint,
     stop_on_sigterm,
     tqdm_progress,
 )
 from core.enums import ModelKind
-from core.runtime.terminal import printable
 from core.settings import get_settings
+
+if TYPE_CHECKING:
+    from core.data.catalogue import Catalogue
+    from core.training.trainer import RunResult
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from core.training.hyperparameters import DEFAULTS, with_overrides
+    from core.training.hyperparameters import DEFAULTS, HyperParameters, with_overrides
     from core.training.trainer import Trainer, TrainingError
     from db.runs import DatabaseRunRecorder
 
     settings = get_settings()
     engine = open_engine(args.db)
     catalogue = catalogue_to_train_on(engine)
-    overrides = {
-        "epochs": args.epochs,
-        "lr": args.lr,
-        "batch_size": args.batch_size,
-        "momentum": args.momentum,
-        "step_size": args.step_size,
-        "gamma": args.gamma,
-        "seed": args.seed,
-        "val_fraction": args.val_fraction,
-        "test_fraction": args.test_fraction,
-        "backbone": args.backbone,
-        "finetune_layers": args.finetune_layers,
-        "finetune_blocks": args.finetune_blocks,
-        "dropout": args.dropout,
-        "weight_decay": args.weight_decay,
-        "text_folds": args.text_folds,
-    }
+    overrides = {field.name: getattr(args, field.name) for field in fields(HyperParameters) if hasattr(args, field.name)}
     kinds = list(ModelKind) if args.model == "all" else [ModelKind(args.model)]
     stop_on_sigterm()
     bars = EpochBars(quiet=args.quiet)
@@ -81,18 +68,7 @@ def run_train(args: argparse.Namespace) -> int:
             else:
                 results[kind] = getattr(trainer, f"train_{kind}")(hyper)
             bars.close()
-            result = results[kind]
-            metrics = result.test_metrics
-            test = (
-                f"test accuracy {metrics['accuracy']:.3f}, top-3 {metrics['top3_accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f} "
-                f"(n={metrics['n']})"
-                if metrics["n"]
-                else "no test products"
-            )
-            print(
-                f"run {result.run_id} ({kind}): best epoch {result.best_epoch}, validation accuracy {result.best_val_accuracy:.3f}, "
-                f"{test}; checkpoint {result.checkpoint}"
-            )
+            _print_run(kind, results[kind])
     except TrainingError as error:
         raise CommandError(str(error)) from error
     if args.ship:
@@ -108,59 +84,17 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_classifier(models_dir: str | None):  # type: ignore[no-untyped-def]
-    from core.inference.category_classifier import CategoryClassifier
-    from core.models.checkpoints import ModelFileError
-
-    try:
-        return CategoryClassifier(Path(models_dir) if models_dir else get_settings().models_dir)
-    except ModelFileError as error:
-        raise CommandError(str(error)) from error
-
-
-def run_classify(args: argparse.Namespace) -> int:
-    from core.data.uploads import MAX_PHOTOS
-    from core.inference.category_classifier import NothingToClassify
-
-    if not args.image and not (args.text or "").strip():
-        raise CommandError("give --image PATH (one or more) and/or --text TEXT")
-    if len(args.image or []) > MAX_PHOTOS:
-        raise CommandError(f"at most {MAX_PHOTOS} photos per listing ({len(args.image)} given)")
-    if len(args.text or "") > MAX_TEXT_CHARS:
-        raise CommandError(f"the text is {len(args.text):,} characters long; the limit is {MAX_TEXT_CHARS:,}")
-    photos = [read_photo(path) for path in args.image or []]
-    classifier = _load_classifier(args.models)
-    try:
-        prediction = classifier.classify(images=photos, text=args.text)
-    except NothingToClassify as error:
-        raise CommandError(str(error)) from error
-    print(json.dumps(prediction.as_json(), ensure_ascii=False))
-    return 0
-
-
-def run_evaluate(args: argparse.Namespace) -> int:
-    from core.data.catalogue_folder import CatalogueFormatError, read_catalogue_folder
-    from core.evaluation.catalogue import evaluate_catalogue
-
-    try:
-        catalogue, report = read_catalogue_folder(Path(args.data))
-    except CatalogueFormatError as error:
-        raise CommandError(str(error)) from error
-    classifier = _load_classifier(args.models)
-    progress = None if args.quiet else tqdm_progress()
-    results = evaluate_catalogue(classifier, catalogue, progress=progress)
-    results["skipped_rows"] = len(report.skipped)
-    for problem in results["skipped_photos"]:
-        print(printable(f"skipped photo {problem}"))
-    Path(args.out).write_text(json.dumps(results, indent=1, ensure_ascii=False))
-    for kind in ModelKind:
-        metrics = results[kind]
-        if metrics["n"]:
-            print(
-                f"{kind:>8}: accuracy {metrics['accuracy']:.3f}, top-3 {metrics['top3_accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f} (n={metrics['n']})"
-            )
-    print(f"written to {args.out}")
-    return 0
+def _print_run(kind: str, result: RunResult) -> None:
+    metrics = result.test_metrics
+    test = (
+        f"test accuracy {metrics['accuracy']:.3f}, top-3 {metrics['top3_accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f} (n={metrics['n']})"
+        if metrics["n"]
+        else "no test products"
+    )
+    print(
+        f"run {result.run_id} ({kind}): best epoch {result.best_epoch}, validation accuracy {result.best_val_accuracy:.3f}, "
+        f"{test}; checkpoint {result.checkpoint}"
+    )
 
 
 def run_baselines_command(args: argparse.Namespace) -> int:
@@ -234,20 +168,20 @@ def run_ship(args: argparse.Namespace) -> int:
     return 0
 
 
-def _store_held_out(models_dir: Path, catalogue, *, quiet: bool) -> None:  # type: ignore[no-untyped-def]
+def _store_held_out(models_dir: Path, catalogue: Catalogue, *, quiet: bool) -> None:
     """The shipped set's predictions on its held-out products, stored beside it: Evaluation and the
     dashboard then draw at once for this catalogue instead of evaluating in the background."""
     from core.evaluation.catalogue import held_out_predictions
     from core.evaluation.held_out import store_held_out_predictions
 
-    classifier = _load_classifier(str(models_dir))
+    classifier = load_classifier(str(models_dir))
     predictions = held_out_predictions(
         classifier, catalogue, cache_dir=get_settings().cache_dir, progress=None if quiet else tqdm_progress()
     )
     store_held_out_predictions(models_dir, predictions, catalogue_fingerprint=catalogue.fingerprint())
 
 
-def add_training_commands(commands: argparse._SubParsersAction) -> None:
+def add_commands(commands: argparse._SubParsersAction) -> None:
     """The `train`, `ship` and `baselines` subcommands."""
     train = commands.add_parser("train", help="train the image, text and/or combined classifier on the catalogue in the DB")
     train.add_argument("--model", choices=["image", "text", "combined", "all"], default="all")
@@ -298,19 +232,3 @@ def add_training_commands(commands: argparse._SubParsersAction) -> None:
     baselines.add_argument("--out", help="also write the figures to this JSON file")
     baselines.add_argument("--db", help="database URL")
     baselines.set_defaults(handler=run_baselines_command)
-
-
-def add_inference_commands(commands: argparse._SubParsersAction) -> None:
-    """The `classify` and `evaluate` subcommands."""
-    classify = commands.add_parser("classify", help="predict the category of a listing from photos and/or text")
-    classify.add_argument("--image", action="append", metavar="PATH", help="a photo of the item (repeat for several)")
-    classify.add_argument("--text", help="title and/or description")
-    classify.add_argument("--models", help="folder of models (default: the shipped models/)")
-    classify.set_defaults(handler=run_classify)
-
-    evaluate = commands.add_parser("evaluate", help="evaluate the models on a catalogue folder (no database involved)")
-    evaluate.add_argument("--data", required=True, help="folder in the seed format")
-    evaluate.add_argument("--out", required=True, help="JSON file for the metrics")
-    evaluate.add_argument("--models", help="folder of models (default: the shipped models/)")
-    evaluate.add_argument("--quiet", action="store_true")
-    evaluate.set_defaults(handler=run_evaluate)
