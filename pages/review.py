@@ -5,7 +5,7 @@ import streamlit as st
 
 from core.data.markdown import escape_markdown
 from core.settings import get_settings
-from services import review, review_queue
+from services import label_history, review, review_queue
 from ui import data
 from ui.widgets import category_picker, require_catalogue, show_photo
 
@@ -268,11 +268,11 @@ with history_tab:
     history_cols = st.columns(2)
     by = history_cols[0].text_input("Changed by", key="review_history_by", max_chars=100)
     source = history_cols[1].selectbox("Source", ["All", "review", "manual", "upload", "import"], key="review_history_source")
-    history = review.history_frame(engine, changed_by=by.strip() or None, source=None if source == "All" else source)
+    history = label_history.history_frame(engine, changed_by=by.strip() or None, source=None if source == "All" else source)
     st.dataframe(history, hide_index=True, width="stretch")
     st.download_button(
         "Download as CSV", history.to_csv(index=False).encode(), file_name="label_history.csv", mime="text/csv", key="review_history_csv"
     )
 with changes_tab:
     st.caption("Labels fixed in review or by hand (undone changes excluded): the next training run learns from these.")
-    st.dataframe(review.changes_per_category(engine), hide_index=True, width="stretch")
+    st.dataframe(label_history.changes_per_category(engine), hide_index=True, width="stretch")

@@ -1,10 +1,12 @@
-"""The combined model's stacked inputs: keyword scores and text-model outputs, cross-fitted on the
-training side (each training product's from a model that never saw it), as stacking requires."""
+"""The combined model's stacked inputs: photo features, keyword scores and text-model outputs, the
+last two cross-fitted on the training side (each training product's from a model that never saw
+it), as stacking requires."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import fields, replace
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,7 +31,10 @@ class StackedInputs:
     labels: list[str]
     product_ids: list[str]
     product_y: np.ndarray
+    fingerprint: str
     feature_progress: StageProgress | None
+
+    def image_features(self, backbone_id: str) -> np.ndarray: ...  # provided by Trainer
 
     def text_states(self, *, layer: int, max_tokens: int) -> np.ndarray: ...  # provided by Trainer
 
@@ -117,6 +122,45 @@ class StackedInputs:
             progress=for_stage(self.feature_progress, "text fold models"),
         )
         return logits, None if also_sum is None else also_sum / len(splits)
+
+    def _check_same_split(self, text: LoadedModel, hyper: HyperParameters) -> None:
+        text_hyper = text.info.get("hyperparameters", {})
+        if (
+            text_hyper.get("seed") != hyper.seed
+            or text_hyper.get("test_fraction") != hyper.test_fraction
+            or text.info.get("data_fingerprint") != self.fingerprint
+        ):
+            raise TrainingError(
+                "the combined model needs a text model trained on this catalogue with the same split seed and test fraction"
+            )
+
+    def _combined_inputs(
+        self, text: LoadedModel, hyper: HyperParameters, train_rows: np.ndarray
+    ) -> tuple[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None], dict[str, object] | None, dict[str, Any]]:
+        """Per product: (mean photo features, text-model features or cross-fitted logits, has a photo,
+        keyword scores or None); the keyword scorer's state; the combined model's config."""
+        product_image, has_image = self.catalogue.photo_means(self.image_features(hyper.backbone))
+        max_tokens = int(text.config.get("max_tokens", 128))
+        if hyper.text_folds:
+            text_input, text_features = "logits", self.cross_fitted_text_logits(text, train_rows, folds=hyper.text_folds, seed=hyper.seed)
+        else:
+            text_input, text_features = "features", self.text_model_features(text, max_tokens=max_tokens)
+        keyword_state, keywords = None, None
+        if hyper.keyword_branch:
+            keyword_state, keyword_scores = self.keyword_scores(train_rows, seed=hyper.seed)
+            keywords = torch.from_numpy(keyword_scores)
+        config = {
+            "image_dim": product_image.shape[1],
+            "text_dim": text_features.shape[1],
+            "n_classes": len(self.labels),
+            "dropout": hyper.dropout,
+            "text_layer": text.text_layer,
+            "max_tokens": max_tokens,
+            "keyword_dim": len(self.labels) if keywords is not None else 0,
+            "text_input": text_input,
+        }
+        inputs = (torch.from_numpy(product_image), torch.from_numpy(text_features), torch.from_numpy(has_image), keywords)
+        return inputs, keyword_state, config
 
 
 def text_features(text: LoadedModel, states: torch.Tensor, *, logits: bool = False) -> np.ndarray:

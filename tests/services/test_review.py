@@ -21,7 +21,7 @@ from db.importer import import_catalogue
 from db.queries import training_catalogue
 from db.session import make_engine, session_scope
 from db.tables import LabelHistory, Product, ReviewItem
-from services import review, review_queue
+from services import label_history, review, review_queue
 from tests.helpers import ImportedCatalogue, generated_catalogue, use_home
 
 FLIPPED = 60
@@ -147,7 +147,7 @@ def test_fixes_feed_training_and_spam_is_left_out(small) -> None:  # type: ignor
     by_id = {product.id: product for product in catalogue.products}
     assert by_id[relabelled].label == "Appliances" and spam not in by_id and len(by_id) == 23
     assert all(image.product_id != spam for image in catalogue.images)
-    changes = review.changes_per_category(engine)
+    changes = label_history.changes_per_category(engine)
     assert changes.set_index("category").loc["Appliances", "changed to"] == 1
     # A new scoring keeps the decided items' decisions and queues the rest again.
     assert (
@@ -169,9 +169,9 @@ def test_history_exports_as_csv(small) -> None:  # type: ignore[no-untyped-def]
         new_category="Appliances",
         reason='said "fridge"\nin the text',
     )
-    frame = review.history_frame(engine, source="review")
+    frame = label_history.history_frame(engine, source="review")
     back = pd.read_csv(io.StringIO(frame.to_csv(index=False)))
-    assert back.columns.tolist() == review.HISTORY_COLUMNS
+    assert back.columns.tolist() == label_history.HISTORY_COLUMNS
     assert back.loc[0, "changed_by"] == "ana, the reviewer" and back.loc[0, "reason"] == 'said "fridge"\nin the text'
     assert back.loc[0, "new_category"] == "Appliances" and back.loc[0, "action"] == "relabel"
 
@@ -251,5 +251,5 @@ def test_a_label_fixed_from_the_detail_view_is_recorded_and_a_stale_fix_refused(
         rows = session.scalars(select(LabelHistory).where(LabelHistory.product_id == product_id)).all()
         assert [(row.source, row.changed_by, row.action) for row in rows] == [("manual", "ben", "relabel")]
         assert session.get(ReviewItem, product_id).status == "relabelled"  # type: ignore[union-attr]
-    changes = review.changes_per_category(engine).set_index("category")
+    changes = label_history.changes_per_category(engine).set_index("category")
     assert changes.loc[target, "changed to"] == 1  # a fix by hand counts with review's fixes
