@@ -4,6 +4,7 @@ the catalogue and checkpoints the model commands start from."""
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -13,7 +14,13 @@ from core.runtime.terminal import printable
 from core.settings import get_settings
 
 if TYPE_CHECKING:
+    from PIL import Image
+    from sqlalchemy import Engine
+
+    from core.data.catalogue import Catalogue
     from core.inference.category_classifier import CategoryClassifier
+    from core.runtime.progress import StageProgress
+    from core.training.records import EpochResult
 
 MAX_QUERY_CHARS = 1_000
 
@@ -26,13 +33,13 @@ class CommandError(Exception):
     """An expected failure: printed as one line, exit status 1."""
 
 
-def open_engine(database_url: str | None):  # type: ignore[no-untyped-def]
+def open_engine(database_url: str | None) -> Engine:
     from db.session import make_engine
 
     return make_engine(database_url or get_settings().database_url)
 
 
-def tqdm_progress():  # type: ignore[no-untyped-def]
+def tqdm_progress() -> StageProgress:
     from tqdm import tqdm
 
     bars: dict[str, tqdm] = {}
@@ -48,7 +55,7 @@ def tqdm_progress():  # type: ignore[no-untyped-def]
     return update
 
 
-def catalogue_to_train_on(engine):  # type: ignore[no-untyped-def]
+def catalogue_to_train_on(engine: Engine) -> Catalogue:
     from services.catalogue import models_catalogue
 
     catalogue = models_catalogue(engine, settings=get_settings())
@@ -57,7 +64,7 @@ def catalogue_to_train_on(engine):  # type: ignore[no-untyped-def]
     return catalogue
 
 
-def run_checkpoint(engine, kind: str, run_id: int) -> Path:  # type: ignore[no-untyped-def]
+def run_checkpoint(engine: Engine, kind: str, run_id: int) -> Path:
     from db.session import session_scope
     from db.tables import TrainingRun
 
@@ -68,7 +75,7 @@ def run_checkpoint(engine, kind: str, run_id: int) -> Path:  # type: ignore[no-u
         return Path(run.checkpoint_path)
 
 
-def latest_checkpoint(engine, kind: str) -> Path:  # type: ignore[no-untyped-def]
+def latest_checkpoint(engine: Engine, kind: str) -> Path:
     from db.runs import latest_run
 
     run = latest_run(engine, model_kind=kind)
@@ -99,7 +106,7 @@ class EpochBars:
 
         self.bar = tqdm(total=epochs, desc=f"{kind} epochs", unit="epoch", disable=self.quiet)
 
-    def update(self, kind: str, result) -> None:  # type: ignore[no-untyped-def]
+    def update(self, kind: str, result: EpochResult) -> None:
         if self.bar is not None:
             self.bar.set_postfix(
                 loss=f"{result.train_loss:.3f}",
@@ -120,7 +127,7 @@ class EpochBars:
             self.bar = None
 
 
-def read_photo(path: str):  # type: ignore[no-untyped-def]
+def read_photo(path: str) -> Image.Image:
     """A photo named on the command line, with the app's upload limits (a regular file of at most 10 MB)."""
     from core.data.images import ImageError, open_image
     from core.data.uploads import MAX_UPLOAD_BYTES
@@ -140,7 +147,7 @@ def price_argument(text: str) -> Decimal:
         raise argparse.ArgumentTypeError(str(error)) from error
 
 
-def bounded(kind: type[int] | type[float], low: float, high: float):  # type: ignore[no-untyped-def]
+def bounded(kind: type[int] | type[float], low: float, high: float) -> Callable[[str], int | float]:
     """An argparse type: a number of `kind` from `low` to `high` (a 20-digit number or NaN is refused
     with the bounds, never overflowed)."""
     noun = "whole number" if kind is int else "number"
@@ -158,11 +165,11 @@ def bounded(kind: type[int] | type[float], low: float, high: float):  # type: ig
     return parse
 
 
-def bounded_int(low: int, high: int):  # type: ignore[no-untyped-def]
+def bounded_int(low: int, high: int) -> Callable[[str], int | float]:
     return bounded(int, low, high)
 
 
-def bounded_float(low: float, high: float):  # type: ignore[no-untyped-def]
+def bounded_float(low: float, high: float) -> Callable[[str], int | float]:
     return bounded(float, low, high)
 
 

@@ -28,6 +28,7 @@ class LabelSource(StrEnum):
     MANUAL = "manual"  # corrected by hand from a product
     CROSS_VALIDATION = "cross-validation"  # queued by out-of-fold scoring
     UPLOAD = "upload"  # a listing added from Classify
+    API = "api"  # changed or added through the HTTP API
 
 
 FIX_SOURCES: tuple[str, ...] = (LabelSource.REVIEW.value, LabelSource.MANUAL.value)  # the label changes people made

@@ -101,7 +101,7 @@ def _clean_images(
     return cleaned
 
 
-def _get_or_create_category(session, path: str, cache: dict[str, Category]) -> Category:  # type: ignore[no-untyped-def]
+def _get_or_create_category(session: Session, path: str, cache: dict[str, Category]) -> Category:
     """The category node of `path`, creating it and any missing ancestors (a loop: paths are
     bounded in depth, but no path's depth should reach the recursion limit either)."""
     parts = path.split(CATEGORY_SEPARATOR)

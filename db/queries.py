@@ -40,7 +40,7 @@ class ProductFilters:
     def is_empty(self) -> bool:
         return not self.category and self.min_price is None and self.max_price is None and not (self.location or "").strip()
 
-    def apply(self, statement: Select) -> Select:  # type: ignore[type-arg]
+    def apply(self, statement: Select[Any]) -> Select[Any]:
         if self.category:
             statement = statement.where(
                 or_(Category.path == self.category, Category.path.startswith(self.category + CATEGORY_SEPARATOR, autoescape=True))

@@ -9,6 +9,7 @@ from sqlalchemy import JSON, CheckConstraint, DateTime, Float, ForeignKey, Integ
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from core.data.cleaning import CATEGORY_SEPARATOR
+from core.enums import LabelSource, RunStatus
 
 
 def utc_now() -> datetime:
@@ -59,7 +60,7 @@ class Product(Base):
     category_id: Mapped[int] = mapped_column(ForeignKey("categories.id"), index=True)
     # Bumped on every label change: the optimistic lock reviewers update against.
     label_version: Mapped[int] = mapped_column(Integer, default=1)
-    source: Mapped[str] = mapped_column(String(20), default="import")
+    source: Mapped[str] = mapped_column(String(20), default=LabelSource.IMPORT.value)
     # "active", or "not_a_product" when a reviewer marks a listing as spam: kept, but out of training.
     status: Mapped[str] = mapped_column(String(20), default="active", server_default="active", index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
@@ -151,7 +152,7 @@ class TrainingRun(Base):
     split_seed: Mapped[int] = mapped_column(Integer)
     labels: Mapped[list] = mapped_column(JSON)  # class names, index order
     data_fingerprint: Mapped[str] = mapped_column(String(64))
-    status: Mapped[str] = mapped_column(String(20), default="running")  # running | finished | stopped | failed | died
+    status: Mapped[str] = mapped_column(String(20), default=RunStatus.RUNNING.value)  # a core.enums.RunStatus
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     best_epoch: Mapped[int | None] = mapped_column(Integer)

@@ -3,6 +3,7 @@
 import streamlit as st
 
 from core.data.markdown import escape_markdown
+from core.enums import ModelKind
 from core.evaluation import dashboard_figures
 from core.evaluation.figures import per_class_bar
 from core.evaluation.metrics import per_class_frame
@@ -54,7 +55,7 @@ except ModelFileError as error:
 if held_out_sets is None:
     job_progress(resources.held_out_job_key(), waiting="The active combined model's figures")
 elif held_out_sets:
-    held_out = held_out_sets["combined"]
+    held_out = held_out_sets[ModelKind.COMBINED]
     health = held_out.metrics()
     health_cols = st.columns(3)
     health_cols[0].metric("Combined model accuracy", f"{health['accuracy']:.1%}" if health["n"] else "–")

@@ -5,6 +5,7 @@ import streamlit as st
 
 from core.data.images import media_path_for
 from core.data.markdown import escape_markdown
+from core.enums import ModelKind, RunStatus
 from core.evaluation.figures import confusion_figure, selected_cell
 from core.evaluation.metrics import PredictionSet, cell_items, compare_metrics, per_class_frame, review_candidates
 from core.models.manifest import ModelFileError
@@ -19,9 +20,9 @@ NO_CELL = "(choose)"
 
 def sources() -> dict[str, tuple[str, int | None]]:
     """Option label -> (model kind, run id or None for the active models)."""
-    options: dict[str, tuple[str, int | None]] = {f"{ACTIVE} · {kind}": (kind, None) for kind in ("combined", "text", "image")}
+    options: dict[str, tuple[str, int | None]] = {f"{ACTIVE} · {kind}": (kind, None) for kind in reversed(ModelKind)}
     frame = data.runs_frame()
-    for row in frame[frame["status"] == "finished"].to_dict("records"):
+    for row in frame[frame["status"] == RunStatus.FINISHED].to_dict("records"):
         accuracy = row["test accuracy"]
         label = f"Run {row['run']} · {row['model']}" + (
             f" · test accuracy {accuracy:.3f}" if accuracy == accuracy and accuracy is not None else ""
@@ -95,7 +96,7 @@ def show_cell_items(predictions: PredictionSet, true_label: str, predicted_label
             with photo_col:
                 photo = (
                     media_path_for(row.item_id)
-                    if predictions.kind == "image"
+                    if predictions.kind == ModelKind.IMAGE
                     else (product.image_paths[0] if product and product.image_paths else None)
                 )
                 show_photo(photo)

@@ -4,6 +4,7 @@ shortcuts, every change in the label history, undo, and the history itself."""
 import streamlit as st
 
 from core.data.markdown import escape_markdown
+from core.enums import LabelSource
 from core.settings import get_settings
 from services import label_history, review, review_queue
 from ui import data
@@ -267,7 +268,7 @@ with queue_tab:
 with history_tab:
     history_cols = st.columns(2)
     by = history_cols[0].text_input("Changed by", key="review_history_by", max_chars=100)
-    source = history_cols[1].selectbox("Source", ["All", "review", "manual", "upload", "import"], key="review_history_source")
+    source = history_cols[1].selectbox("Source", ["All", *LabelSource], key="review_history_source")
     history = label_history.history_frame(engine, changed_by=by.strip() or None, source=None if source == "All" else source)
     st.dataframe(history, hide_index=True, width="stretch")
     st.download_button(

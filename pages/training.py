@@ -4,6 +4,7 @@ progress, and making a finished run the active model for Classify."""
 import streamlit as st
 
 from core.data.markdown import escape_markdown
+from core.enums import ModelKind, RunStatus
 from core.evaluation.figures import training_curves
 from core.settings import get_settings
 from core.training.hyperparameters import DEFAULTS
@@ -78,9 +79,7 @@ def runs_and_curves() -> None:
 runs_and_curves()
 
 st.subheader("Start a run", anchor=False)
-kind = st.selectbox(
-    "Model", ["image", "text", "combined"], key="training_kind", help="The combined model builds on the latest finished text run."
-)
+kind = st.selectbox("Model", list(ModelKind), key="training_kind", help="The combined model builds on the latest finished text run.")
 defaults = DEFAULTS[kind]
 with st.form(f"training_form_{kind}"):
     columns = st.columns(4)
@@ -92,7 +91,7 @@ with st.form(f"training_form_{kind}"):
         options["momentum"] = float(columns[3].number_input("Momentum", 0.0, 0.999, defaults.momentum))
     else:
         options["finetune_layers"] = int(columns[3].number_input("Encoder layers fine-tuned", 0, 6, defaults.finetune_layers))
-    if kind == "combined":
+    if kind == ModelKind.COMBINED:
         options["text_folds"] = int(
             st.number_input(
                 "Text fold models",
@@ -116,7 +115,7 @@ st.subheader("Active models for Classify", anchor=False)
 active = settings.models_dir == settings.active_models_dir
 st.caption(f"Classify uses {'runs made active here' if active else 'the shipped models'} ({settings.models_dir}).")
 finished = data.runs_frame()
-finished = finished[finished["status"] == "finished"]
+finished = finished[finished["status"] == RunStatus.FINISHED]
 if not finished.empty:
     labels = {int(row["run"]): run_label(row) for row in finished.to_dict("records")}
     run_id = st.selectbox("Finished run", list(labels), format_func=labels.get, key="training_activate_run")

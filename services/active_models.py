@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 
 from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
 
 from core.enums import ModelKind, RunStatus
 from core.models.manifest import MANIFEST, ModelFileError
@@ -25,7 +26,7 @@ class ActivationError(ValueError):
     """The run cannot be made active; the message says why and what would allow it."""
 
 
-def _finished_run(session, run_id: int) -> TrainingRun:  # type: ignore[no-untyped-def]
+def _finished_run(session: Session, run_id: int) -> TrainingRun:
     run = session.get(TrainingRun, run_id)
     if run is None:
         raise ActivationError(f"there is no run {run_id}")

@@ -9,10 +9,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from sqlalchemy import Engine, delete, func, or_, select
+from sqlalchemy import Engine, Select, delete, func, or_, select
 
 from core.data.cleaning import CATEGORY_SEPARATOR
 from core.enums import LabelSource
+from core.runtime.progress import Progress
 from db.session import session_scope
 from db.tables import Category, Product, ReviewItem
 
@@ -62,7 +63,9 @@ def replace_queue(engine: Engine, entries: Sequence[QueueEntry], *, source: str 
         return added
 
 
-def refresh_queue(engine: Engine, *, cache_dir: Path, media_dir: Path, folds: int = 5, seed: int = 42, progress=None) -> int:  # type: ignore[no-untyped-def]
+def refresh_queue(
+    engine: Engine, *, cache_dir: Path, media_dir: Path, folds: int = 5, seed: int = 42, progress: Progress | None = None
+) -> int:
     """Score every product's label by cross-validation and cleanlab (core.quality.label_issues); queue them
     all, worst first (the page and CLI show the worst). Returns how many are queued."""
     from core.quality.label_issues import catalogue_label_issues
@@ -115,7 +118,7 @@ def queue_item(entry: QueueEntry) -> ReviewItem:
     )
 
 
-def pending_items(filters: QueueFilters):  # type: ignore[no-untyped-def]
+def pending_items(filters: QueueFilters) -> Select[ReviewItem]:
     statement = (
         select(ReviewItem)
         .join(Product, Product.id == ReviewItem.product_id)

@@ -11,6 +11,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -86,7 +87,7 @@ class EfficientNetTail(nn.Module):
     """The last `n_blocks` MBConv blocks, the head convolution and mean pooling: the part that
     fine-tuning trains, on cached maps from the frozen blocks before it."""
 
-    def __init__(self, network: nn.Module, n_blocks: int) -> None:
+    def __init__(self, network: Any, n_blocks: int) -> None:  # an efficientnet_lite_pytorch EfficientNet (untyped)
         super().__init__()
         total = len(network._blocks)
         if not 0 <= n_blocks <= total:
@@ -104,7 +105,11 @@ class EfficientNetTail(nn.Module):
         return self.activation(self.bn1(self.conv_head(maps))).mean(dim=(2, 3))
 
 
-class _EfficientNetLiteFeatures(nn.Module):
+class EfficientNetLiteFeatures(nn.Module):
+    """An EfficientNet-Lite feature extractor that splits for fine-tuning: `lower` (frozen blocks), `upper` and `tail`."""
+
+    network: Any  # an efficientnet_lite_pytorch EfficientNet (untyped)
+
     def __init__(self, network: nn.Module) -> None:
         super().__init__()
         self.network = network
@@ -138,7 +143,7 @@ def _efficientnet_lite(name: str, weights_file: Callable[[], str]) -> Callable[[
 
         network = EfficientNet.from_name(name)
         network.load_state_dict(torch.load(weights_file(), map_location="cpu", weights_only=True))
-        return _EfficientNetLiteFeatures(network)
+        return EfficientNetLiteFeatures(network)
 
     return build
 

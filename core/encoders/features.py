@@ -21,7 +21,7 @@ from PIL import Image
 from core.data.images import ImageError, open_image
 from core.encoders.backbones import ImageBackbone
 from core.encoders.embedding_store import EmbeddingStore, text_hash
-from core.encoders.image_engine import feature_extractor, load_backbone
+from core.encoders.image_engine import feature_extractor, load_splittable_backbone
 from core.encoders.text_encoder import TextEncoder, batches_by_length
 from core.runtime.compute import autocast, decode_workers
 from core.runtime.progress import Progress
@@ -62,7 +62,7 @@ def image_maps(
 ) -> np.ndarray:
     """(N, C, h, w) float32 maps of the frozen blocks, the input of a fine-tuned tail of `tail_blocks`
     (`problems` as for image_features)."""
-    model = load_backbone(backbone.id)
+    model = load_splittable_backbone(backbone.id)
 
     def forward(pixels: np.ndarray) -> np.ndarray:
         with torch.inference_mode(), autocast():

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from core.encoders.backbones import get_backbone
+from core.encoders.backbones import EfficientNetLiteFeatures, get_backbone
 from core.runtime.compute import autocast, configure_threads
 from core.runtime.onnx_runtime import Engine, export_graph, export_in_child, graph_path, onnx_unless_torch, open_session, requested_engine
 
@@ -32,6 +32,14 @@ def load_backbone(backbone_id: str) -> torch.nn.Module:
     """One loaded torch backbone per process (channels_last: faster convolutions on the CPU)."""
     configure_threads()
     return get_backbone(backbone_id).load().to(memory_format=torch.channels_last)
+
+
+def load_splittable_backbone(backbone_id: str) -> EfficientNetLiteFeatures:
+    """`load_backbone` for fine-tuning and cached maps: only EfficientNet-Lite extractors split into frozen and tail blocks."""
+    model = load_backbone(backbone_id)
+    if not isinstance(model, EfficientNetLiteFeatures):
+        raise ValueError(f"{backbone_id} does not split into frozen and fine-tuned blocks (EfficientNet-Lite backbones do)")
+    return model
 
 
 def requested_image_engine() -> str:

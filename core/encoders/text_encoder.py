@@ -10,6 +10,7 @@ import functools
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -33,7 +34,7 @@ TRANSFORMERS_LOCK = threading.Lock()
 
 
 @functools.cache
-def load_tokenizer():  # type: ignore[no-untyped-def]  # a transformers BertTokenizer
+def load_tokenizer() -> Any:  # a transformers BertTokenizer
     """The encoder's WordPiece tokenizer, once per process (it imports no BERT model classes)."""
     with TRANSFORMERS_LOCK:
         from transformers import BertTokenizer
@@ -41,7 +42,7 @@ def load_tokenizer():  # type: ignore[no-untyped-def]  # a transformers BertToke
         return BertTokenizer.from_pretrained(model_path())
 
 
-def tokenize(texts: Sequence[str], *, max_tokens: int, return_tensors: str):  # type: ignore[no-untyped-def]
+def tokenize(texts: Sequence[str], *, max_tokens: int, return_tensors: str) -> Any:  # a transformers BatchEncoding
     """Token ids and attention masks, padded to the batch's longest text (`return_tensors`: "pt" or "np")."""
     return load_tokenizer()(
         [text or "" for text in texts], padding=True, truncation=True, max_length=max_tokens, return_tensors=return_tensors

@@ -18,6 +18,7 @@ import functools
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -25,6 +26,9 @@ from torch import nn
 
 from core.encoders.text_encoder import DEFAULT_MAX_TOKENS, EMBEDDING_DIM, TEXT_ENCODER_ID, TextEncoder, batches_by_length, tokenize
 from core.runtime.onnx_runtime import Engine, export_graph, export_in_child, graph_path, onnx_unless_torch, open_session, requested_engine
+
+if TYPE_CHECKING:
+    from core.models.networks import TextCNN
 
 ENGINE_VARIABLE = "MARKETPLACE_TEXT_ENGINE"
 BATCH_SIZE = 32
@@ -158,7 +162,7 @@ class _LastHidden(nn.Module):
 class _TextModelGraph(nn.Module):
     """Word vectors -> the encoder's first `layer` layers -> the text model, as CategoryClassifier runs them."""
 
-    def __init__(self, encoder: TextEncoder, layer: int, text_model: nn.Module) -> None:
+    def __init__(self, encoder: TextEncoder, layer: int, text_model: TextCNN) -> None:
         super().__init__()
         self.encoder = encoder.model
         self.first_layers = encoder.first_layers
@@ -204,9 +208,12 @@ def export_sentence_encoder(path: Path) -> None:
 
 def export_text_model(model_file: Path, path: Path) -> None:
     from core.encoders.features import load_text_encoder
-    from core.models.checkpoints import load_checkpoint
+    from core.models.checkpoints import ModelFileError, load_checkpoint
+    from core.models.networks import TextCNN
 
     loaded = load_checkpoint(model_file)
+    if not isinstance(loaded.model, TextCNN):
+        raise ModelFileError(f"{model_file} holds a {loaded.kind} model, not a text model")
     encoder = load_text_encoder(int(loaded.config.get("max_tokens", DEFAULT_MAX_TOKENS)))
     export_graph(
         _TextModelGraph(encoder, loaded.text_layer, loaded.model),

@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -17,7 +16,7 @@ from PIL import Image
 
 from core.data.cleaning import model_text
 from core.encoders.backbones import get_backbone
-from core.encoders.features import image_features, image_maps, load_backbone, load_text_encoder
+from core.encoders.features import image_features, image_maps, load_splittable_backbone, load_text_encoder
 from core.encoders.text_engine import onnx_text_model
 from core.enums import ModelKind
 from core.models.checkpoints import LoadedModel, ModelFileError, load_checkpoint
@@ -25,6 +24,7 @@ from core.models.keyword_branch import KeywordScorer
 from core.models.manifest import file_sha256, verify_model_file
 from core.models.networks import TextCNN
 from core.runtime.compute import autocast
+from core.runtime.progress import Progress
 
 TOP_K = 5
 
@@ -90,11 +90,7 @@ class CategoryClassifier:
     # ----- encoders
 
     def photo_inputs(
-        self,
-        images: Sequence[Image.Image | Path],
-        *,
-        progress=None,  # type: ignore[no-untyped-def]
-        problems: list[str] | None = None,
+        self, images: Sequence[Image.Image | Path], *, progress: Progress | None = None, problems: list[str] | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """(image model input, pooled backbone features): the same array unless the image model
         fine-tuned the backbone's last blocks, whose input is then the frozen blocks' maps. With
@@ -104,7 +100,7 @@ class CategoryClassifier:
             return features, features
         maps = image_maps(self.backbone, list(images), tail_blocks=self.tail_blocks, progress=progress, problems=problems)
         with torch.inference_mode(), autocast():
-            backbone: Any = load_backbone(self.backbone.id)  # an EfficientNet-Lite extractor: it has `upper`
+            backbone = load_splittable_backbone(self.backbone.id)
             pooled = backbone.upper(torch.from_numpy(maps), tail_blocks=self.tail_blocks).float().numpy()
         return maps, pooled
 

@@ -46,9 +46,9 @@ def build_model(kind: str, config: dict[str, Any]) -> nn.Module:
         head = ImageHead(config["feature_dim"], n_classes, hidden=config["hidden"], dropout=config["dropout"])
         if not config.get("finetune_blocks"):
             return head
-        from core.encoders.features import load_backbone
+        from core.encoders.features import load_splittable_backbone
 
-        return FineTunedImageClassifier(load_backbone(config["backbone"]).tail(config["finetune_blocks"]), head)
+        return FineTunedImageClassifier(load_splittable_backbone(config["backbone"]).tail(config["finetune_blocks"]), head)
     if kind == "text":
         top_layers, encoder_config = [], None
         if config.get("finetune_layers", 0):

@@ -66,23 +66,20 @@ class KeywordScorer:
 
     @classmethod
     def from_state(cls, state: dict[str, object]) -> KeywordScorer:
-        return cls(
-            dict(state["vocabulary"]),
-            state["idf"].float().numpy(),
-            state["coef"].float().numpy(),  # type: ignore[union-attr,arg-type]
-            state["intercept"].float().numpy(),
-        )  # type: ignore[union-attr]
+        vocabulary, idf, coef, intercept = (state[key] for key in ("vocabulary", "idf", "coef", "intercept"))
+        if not isinstance(vocabulary, dict) or not (
+            isinstance(idf, torch.Tensor) and isinstance(coef, torch.Tensor) and isinstance(intercept, torch.Tensor)
+        ):
+            raise ValueError("not a keyword scorer's state")
+        return cls(dict(vocabulary), idf.float().numpy(), coef.float().numpy(), intercept.float().numpy())
 
 
 def cross_fitted_scores(texts: Sequence[str], labels: Sequence[int], *, folds: int = 5, seed: int = 42) -> np.ndarray:
     """Each text scored by a scorer fitted on the other folds."""
-    texts, labels = np.asarray(texts, dtype=object), np.asarray(labels)
-    return cross_fit(
-        partial(_fit_and_score, texts, labels, n_classes=int(labels.max()) + 1),
-        stratified_folds(labels, folds=folds, seed=seed),
-        n_rows=len(texts),
-        width=int(labels.max()) + 1,
-    )
+    text_array, y = np.asarray(texts, dtype=object), np.asarray(labels)
+    n_classes = int(y.max()) + 1
+    fit_and_score = partial(_fit_and_score, text_array, y, n_classes=n_classes)
+    return cross_fit(fit_and_score, stratified_folds(y, folds=folds, seed=seed), n_rows=len(text_array), width=n_classes)
 
 
 def stacked_scores(
@@ -90,13 +87,13 @@ def stacked_scores(
 ) -> tuple[KeywordScorer, np.ndarray]:
     """(N, n_classes) keyword scores for stacking: the rows in `fit_rows` cross-fitted (from scorers
     that never saw them), every other row from the scorer fitted on all of `fit_rows`, which is returned."""
-    texts, labels = np.asarray(texts, dtype=object), np.asarray(labels)
-    scorer = KeywordScorer.fit(list(texts[fit_rows]), labels[fit_rows])
-    fit_and_score = partial(_fit_and_score, texts, labels, n_classes=n_classes)
-    scores = cross_fit(fit_and_score, stratified_folds(labels, rows=fit_rows, seed=seed), n_rows=len(texts), width=n_classes)
-    others = np.setdiff1d(np.arange(len(texts)), fit_rows)
+    text_array, y = np.asarray(texts, dtype=object), np.asarray(labels)
+    scorer = KeywordScorer.fit(list(text_array[fit_rows]), y[fit_rows])
+    fit_and_score = partial(_fit_and_score, text_array, y, n_classes=n_classes)
+    scores = cross_fit(fit_and_score, stratified_folds(y, rows=fit_rows, seed=seed), n_rows=len(text_array), width=n_classes)
+    others = np.setdiff1d(np.arange(len(text_array)), fit_rows)
     if len(others):
-        scores[others] = _widened(scorer.scores(list(texts[others])), np.unique(labels[fit_rows]), n_classes)
+        scores[others] = _widened(scorer.scores(list(text_array[others])), np.unique(y[fit_rows]), n_classes)
     return scorer, scores
 
 

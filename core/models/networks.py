@@ -29,6 +29,9 @@ def robust_std(features: torch.Tensor) -> torch.Tensor:
 class ImageHead(nn.Module):
     """Pooled backbone features (B, feature_dim) -> logits; `branch` gives the 128-d hidden layer."""
 
+    feature_mean: torch.Tensor  # buffers: training-set statistics, stored in the checkpoint
+    feature_std: torch.Tensor
+
     def __init__(self, feature_dim: int, n_classes: int, *, hidden: int = BRANCH_DIM * 4, dropout: float = 0.5) -> None:
         super().__init__()
         self.hidden = nn.Sequential(nn.Dropout(dropout), nn.Linear(feature_dim, hidden), nn.ReLU())
@@ -137,6 +140,13 @@ class CombinedClassifier(nn.Module):
     """Image features (mean over a product's photos), text features and, optionally, keyword scores
     -> 128 features each -> concatenated -> logits. Keyword scores come from the text, so they are
     present exactly when the text is."""
+
+    image_mean: torch.Tensor  # buffers: training-set statistics, stored in the checkpoint
+    image_std: torch.Tensor
+    text_mean: torch.Tensor
+    text_std: torch.Tensor
+    keyword_mean: torch.Tensor
+    keyword_std: torch.Tensor
 
     def __init__(self, image_dim: int, text_dim: int, n_classes: int, *, keyword_dim: int = 0, dropout: float = 0.3) -> None:
         super().__init__()

@@ -17,7 +17,7 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from enum import StrEnum
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import torch
 
@@ -80,7 +80,7 @@ def _shared_thread_pool() -> bool:
         return False
 
 
-def open_session(path: Path):  # type: ignore[no-untyped-def]  # onnxruntime has no type stubs
+def open_session(path: Path) -> Any:  # an onnxruntime InferenceSession: onnxruntime has no type stubs
     import onnxruntime
 
     options = onnxruntime.SessionOptions()

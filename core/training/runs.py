@@ -91,10 +91,10 @@ def execute_run(spec: RunSpec, context: RunContext) -> RunResult:
 
     def on_epoch(result: EpochResult, is_best: bool, current: nn.Module) -> None:
         history.append(result)
-        recorder.record_epoch(run_id, result)
-        if is_best:
+        if is_best:  # before the epoch is recorded: an epoch anyone can see has its checkpoint on disk
             save(current, best_epoch=result.epoch, val_accuracy=result.val_accuracy)
             recorder.record_best(run_id, epoch=result.epoch, val_accuracy=result.val_accuracy, checkpoint_path=str(checkpoint))
+        recorder.record_epoch(run_id, result)
         if context.epoch_progress:
             context.epoch_progress(spec.kind, result)
 

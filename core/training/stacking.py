@@ -34,13 +34,17 @@ class StackedInputs:
     fingerprint: str
     feature_progress: StageProgress | None
 
-    def image_features(self, backbone_id: str) -> np.ndarray: ...  # provided by Trainer
+    def image_features(self, backbone_id: str) -> np.ndarray:
+        raise NotImplementedError  # provided by Trainer
 
-    def text_states(self, *, layer: int, max_tokens: int) -> np.ndarray: ...  # provided by Trainer
+    def text_states(self, *, layer: int, max_tokens: int) -> np.ndarray:
+        raise NotImplementedError  # provided by Trainer
 
-    def _text_inputs(self, hyper: HyperParameters) -> tuple[TextEncoder, int, Callable[[np.ndarray], Batch]]: ...  # provided by Trainer
+    def _text_inputs(self, hyper: HyperParameters) -> tuple[TextEncoder, int, Callable[[np.ndarray], Batch]]:
+        raise NotImplementedError  # provided by Trainer
 
-    def _new_text_model(self, encoder: TextEncoder, layer: int, hyper: HyperParameters) -> tuple[TextCNN, list[dict]]: ...  # by Trainer
+    def _new_text_model(self, encoder: TextEncoder, layer: int, hyper: HyperParameters) -> tuple[TextCNN, list[dict[str, Any]]]:
+        raise NotImplementedError  # provided by Trainer
 
     def keyword_scores(self, train_rows: np.ndarray, *, seed: int) -> tuple[dict[str, object], np.ndarray]:
         """Keyword scores of every product: cross-fitted on the training side, from the scorer fitted

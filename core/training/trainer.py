@@ -23,7 +23,7 @@ from core.encoders.features import (
     cached_image_features,
     cached_image_maps,
     cached_text_states,
-    load_backbone,
+    load_splittable_backbone,
     load_text_encoder,
     token_mask,
 )
@@ -172,8 +172,11 @@ class Trainer(StackedInputs):
             cache_dir=self.cache_dir,
             progress=for_stage(self.feature_progress, "photo maps"),
         )
-        model = FineTunedImageClassifier(load_backbone(backbone.id).tail(hyper.finetune_blocks), head)
-        groups = [{"params": head.parameters()}, {"params": model.tail.parameters(), "lr": hyper.lr * BACKBONE_LR_FACTOR}]
+        model = FineTunedImageClassifier(load_splittable_backbone(backbone.id).tail(hyper.finetune_blocks), head)
+        groups: list[dict[str, Any]] = [
+            {"params": head.parameters()},
+            {"params": model.tail.parameters(), "lr": hyper.lr * BACKBONE_LR_FACTOR},
+        ]
         return model, groups, torch.from_numpy(maps)
 
     def _text_inputs(self, hyper: HyperParameters) -> tuple[TextEncoder, int, Callable[[np.ndarray], Batch]]:

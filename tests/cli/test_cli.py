@@ -82,6 +82,26 @@ def test_module_entry_point_prints_no_traceback(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr and "is not a folder" in result.stderr
 
 
+def test_marketplace_command_is_the_module_entry_point(tmp_path: Path) -> None:
+    """requirements.txt installs the project: its console script runs the same commands from any folder."""
+    script = Path(sys.executable).parent / "marketplace"
+    assert script.is_file(), "the project is not installed: pip install -r requirements.txt"
+    environment = {"MARKETPLACE_HOME": str(tmp_path), "PATH": ""}
+    by_script = subprocess.run(
+        [str(script), "import", str(tmp_path / "absent")], cwd=tmp_path, capture_output=True, text=True, env=environment, timeout=120
+    )
+    by_module = subprocess.run(
+        [sys.executable, "-m", "core", "import", str(tmp_path / "absent")],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=120,
+    )
+    assert (by_script.returncode, by_script.stderr) == (by_module.returncode, by_module.stderr) == (1, by_module.stderr)
+    assert "is not a folder" in by_script.stderr
+
+
 def test_info_json_has_what_a_bug_report_needs(app_home: Path, catalogue: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import torch
 
