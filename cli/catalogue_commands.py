@@ -7,17 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from cli.common import (
-    MAX_LIMIT,
-    MAX_QUERY_CHARS,
-    CommandError,
-    bounded_int,
-    catalogue_to_train_on,
-    open_engine,
-    price_argument,
-    read_photo,
-    tqdm_progress,
-)
+from cli.common import MAX_LIMIT, CommandError, bounded_int, catalogue_to_train_on, open_engine, price_argument, read_photo, tqdm_progress
+from core.data.uploads import MAX_QUERY_CHARS
 from core.runtime.terminal import printable
 from core.settings import get_settings
 
@@ -115,20 +106,11 @@ def run_search(args: argparse.Namespace) -> int:
             )
         except SearchInputError as error:
             raise CommandError(str(error)) from error
-        hits = [
-            {
-                "id": hit.product.id,
-                "name": hit.product.name,
-                "category": hit.product.category,
-                "price": float(hit.product.price),
-                "score": round(hit.score, 4),
-                "why": hit.why,
-            }
-            for hit in result.hits
-        ]
+    contract = result.as_json()
     if args.json:
-        print(json.dumps({"mode": mode, "hits": hits, "took_ms": round(result.took_ms, 3)}, ensure_ascii=False))
+        print(json.dumps(contract, ensure_ascii=False))
         return 0
+    hits: list[dict] = contract["hits"]  # type: ignore[assignment]
     for rank, hit in enumerate(hits, start=1):
         print(printable(f"{rank:>3}. {hit['score']:7.3f}  £{hit['price']:>10,.2f}  {hit['name']}  [{hit['category']}]  {hit['why']}"))
     print(f"{len(hits)} {mode} hits in {result.took_ms:.1f} ms" + (" (matching any word)" if result.matched_any_term else ""))

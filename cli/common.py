@@ -22,10 +22,6 @@ if TYPE_CHECKING:
     from core.runtime.progress import StageProgress
     from core.training.records import EpochResult
 
-MAX_QUERY_CHARS = 1_000
-
-MAX_TEXT_CHARS = 20_000  # a listing's title and description
-
 MAX_LIMIT = 1_000
 
 

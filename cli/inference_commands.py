@@ -6,7 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
-from cli.common import MAX_TEXT_CHARS, CommandError, load_classifier, read_photo, tqdm_progress
+from cli.common import CommandError, load_classifier, read_photo, tqdm_progress
+from core.data.uploads import MAX_TEXT_CHARS
 from core.enums import ModelKind
 from core.runtime.terminal import printable
 

@@ -7,7 +7,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from cli import catalogue_commands, inference_commands, review_commands, training_commands
+from cli import api_commands, catalogue_commands, inference_commands, review_commands, training_commands
 from cli.common import CommandError
 from core.runtime.terminal import printable
 
@@ -15,11 +15,12 @@ from core.runtime.terminal import printable
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m core", description="Marketplace browser command line.")
     commands = parser.add_subparsers(dest="command", required=True)
-    # The order of `--help`: import, info, search, train, ship, baselines, review-queue, classify, evaluate.
+    # The order of `--help`: import, info, search, train, ship, baselines, review-queue, classify, evaluate, serve, api-key.
     catalogue_commands.add_commands(commands)
     training_commands.add_commands(commands)
     review_commands.add_commands(commands)
     inference_commands.add_commands(commands)
+    api_commands.add_commands(commands)
     return parser
 
 

@@ -11,17 +11,11 @@ from core.settings import get_settings
 
 
 def run_review_queue(args: argparse.Namespace) -> int:
-    from sqlalchemy import func, select
-
-    from db.session import session_scope
-    from db.tables import ReviewItem
-    from services.review_queue import ReviewError, queue_frame, refresh_queue
+    from services.review_queue import ReviewError, has_scores, queue_json, refresh_queue
 
     settings = get_settings()
     engine = open_engine(args.db)
-    with session_scope(engine) as session:
-        scored = session.scalar(select(func.count()).select_from(ReviewItem).where(ReviewItem.source == "cross-validation")) or 0
-    if args.refresh or not scored:
+    if args.refresh or not has_scores(engine):
         catalogue_to_train_on(engine)  # a clear message on an empty catalogue
         if not args.json:
             print(
@@ -32,20 +26,11 @@ def run_review_queue(args: argparse.Namespace) -> int:
             refresh_queue(engine, cache_dir=settings.cache_dir, media_dir=settings.media_dir, folds=args.folds)
         except ReviewError as error:
             raise CommandError(str(error)) from error
-    queue = queue_frame(engine, limit=args.limit)
-    items = [
-        {
-            "product_id": row.product_id,
-            "name": row.name,
-            "current": row.current.split(" / ")[0],
-            "suggested": row.suggested,
-            "score": round(float(row.score), 6),
-        }
-        for row in queue.itertuples()
-    ]
+    contract = queue_json(engine, limit=args.limit)
     if args.json:
-        print(json.dumps({"items": items}, ensure_ascii=False))
+        print(json.dumps(contract, ensure_ascii=False))
         return 0
+    items = contract["items"]
     for rank, item in enumerate(items, start=1):
         print(f"{rank:>4}. {item['score']:.4f}  {item['current']} -> {item['suggested']}  {item['name']}  [{item['product_id']}]")
     print(f"{len(items)} items, worst label first (score: label quality, lower = more likely wrong)")

@@ -31,4 +31,4 @@ class LabelSource(StrEnum):
     API = "api"  # changed or added through the HTTP API
 
 
-FIX_SOURCES: tuple[str, ...] = (LabelSource.REVIEW.value, LabelSource.MANUAL.value)  # the label changes people made
+FIX_SOURCES: tuple[str, ...] = (LabelSource.REVIEW.value, LabelSource.MANUAL.value, LabelSource.API.value)  # the label changes people made

@@ -23,6 +23,9 @@ class Settings:
     image_size: int
     shipped_models_dir: Path  # where `ship` writes: MARKETPLACE_MODELS, else the repo's models/
     active_models_dir: Path  # a run made active from the Training page; when present it wins over the shipped set
+    api_reads_need_key: bool = False  # the HTTP API's reads need a key too (writes always do)
+    api_cors_origins: tuple[str, ...] = ()  # origins a browser may call the HTTP API from; none: CORS off
+    api_timeout_seconds: float = 30.0  # an HTTP API request still computing after this is answered 503
 
     @property
     def cache_dir(self) -> Path:
@@ -63,4 +66,9 @@ def get_settings() -> Settings:
         image_size=int(os.environ.get("MARKETPLACE_IMAGE_SIZE", "512")),
         shipped_models_dir=Path(os.environ.get("MARKETPLACE_MODELS", shipped)),
         active_models_dir=active,
+        api_reads_need_key=os.environ.get("MARKETPLACE_API_READS_NEED_KEY", "0").strip().lower() in ("1", "true", "yes"),
+        api_cors_origins=tuple(
+            origin.strip() for origin in os.environ.get("MARKETPLACE_API_CORS_ORIGINS", "").split(",") if origin.strip()
+        ),
+        api_timeout_seconds=float(os.environ.get("MARKETPLACE_API_TIMEOUT", "30")),
     )

@@ -130,6 +130,10 @@ def category_paths(session: Session, *, parent: str | None = None) -> list[str]:
     return list(session.scalars(statement))
 
 
+def all_category_paths(session: Session) -> list[str]:
+    return list(session.scalars(select(Category.path).order_by(Category.path)))
+
+
 def browse_products(session: Session, *, filters: ProductFilters = ProductFilters(), page: int = 1, page_size: int = 24) -> ProductPage:
     """One page of products, newest import order, with their category and photos loaded."""
     base = filters.apply(select(Product).join(Product.category))

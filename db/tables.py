@@ -205,3 +205,17 @@ class RunPrediction(Base):
     true_label: Mapped[int] = mapped_column(Integer)
     predicted_label: Mapped[int] = mapped_column(Integer)
     probabilities: Mapped[list] = mapped_column(JSON)
+
+
+class ApiKey(Base):
+    """A key for the HTTP API's writes: only its SHA-256 is stored; the key is shown once, when made."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)  # who holds it: written as `changed_by` with their changes
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(12))  # the key's first characters, to tell keys apart in a list
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -14,7 +14,7 @@ from core.inference.category_classifier import NothingToClassify
 from core.models.manifest import ModelFileError
 from core.settings import get_settings
 from services.listing_analysis import ListingAnalysis, analyse_listing
-from services.listings import ListingError, NewListing, UploadedPhoto, add_listing
+from services.listings import ListingError, NewListing, UploadedPhoto, add_listing, judged_by
 from ui import data, resources
 from ui.widgets import category_picker, job_progress, product_detail_from_query, product_gallery
 
@@ -143,10 +143,6 @@ else:
         elif not added_by.strip():
             st.error("Give your name: the label history records who added the listing.")
         else:
-            chosen_top = category.split(" / ")[0]
-            confidence = (
-                prediction.probabilities[prediction.model][prediction.labels.index(chosen_top)] if chosen_top in prediction.labels else None
-            )
             listing = NewListing(
                 name=title,
                 description=description,
@@ -154,15 +150,11 @@ else:
                 location=location,
                 category=category,
                 photos=[UploadedPhoto(name, content) for name, content in read.files],
-                predicted_category=prediction.category,
-                confidence=confidence,
-                model=prediction.model,
-                top=prediction.top,
             )
             try:
                 product_id = add_listing(
                     data.engine(),
-                    listing,
+                    judged_by(listing, prediction),
                     media_dir=get_settings().media_dir,
                     added_by=added_by.strip(),
                     image_size=get_settings().image_size,

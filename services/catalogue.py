@@ -12,9 +12,29 @@ from core.runtime.progress import StageProgress
 from core.settings import Settings
 from db import queries
 from db.importer import CatalogueFormatError, CatalogueWriteError, ImportReport, import_catalogue
-from db.session import session_scope
+from db.queries import ProductFilters, ProductPage, ProductView
+from db.session import make_engine, session_scope
 
-__all__ = ["CatalogueFormatError", "CatalogueWriteError", "ImportReport", "embed_for_search", "import_folder", "models_catalogue"]
+__all__ = [
+    "CatalogueFormatError",
+    "CatalogueWriteError",
+    "ImportReport",
+    "ProductFilters",
+    "ProductPage",
+    "ProductView",
+    "browse",
+    "categories",
+    "connect",
+    "embed_for_search",
+    "import_folder",
+    "models_catalogue",
+    "product",
+]
+
+
+def connect(database_url: str) -> Engine:
+    """An engine for the catalogue's database, its schema created or brought up to date."""
+    return make_engine(database_url)
 
 
 def import_folder(
@@ -42,3 +62,26 @@ def embed_for_search(engine: Engine, *, settings: Settings, progress: StageProgr
     cache_dir = settings.cache_dir
     embed_catalogue(catalogue, cache_dir=cache_dir, progress=progress)
     return embedding_progress(catalogue, cache_dir=cache_dir).describe()
+
+
+def browse(engine: Engine, *, filters: ProductFilters = ProductFilters(), page: int = 1, page_size: int = 24) -> ProductPage:
+    """One page of products (a page past the last is the last)."""
+    with session_scope(engine) as session:
+        return queries.browse_products(session, filters=filters, page=page, page_size=page_size)
+
+
+def product(engine: Engine, product_id: str) -> ProductView | None:
+    with session_scope(engine) as session:
+        return queries.get_product(session, product_id)
+
+
+def categories(engine: Engine) -> list[str]:
+    """Every category path in the catalogue, top levels and deeper, in order."""
+    with session_scope(engine) as session:
+        return queries.all_category_paths(session)
+
+
+def catalogue_size(engine: Engine) -> tuple[int, int]:
+    """(products, photos): also a check that the database answers."""
+    with session_scope(engine) as session:
+        return queries.catalogue_counts(session)

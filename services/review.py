@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from core.enums import LabelSource
 from db.session import session_scope
 from db.tables import Category, LabelHistory, Product, ReviewItem, utc_now
-from services.review_queue import DECISIONS, PENDING, QueueFilters, ReviewError, pending_items
+from services.review_queue import DECISIONS, PENDING, QueueFilters, ReviewError, UnknownProduct, pending_items
 
 if TYPE_CHECKING:  # pandas takes half a second to import: only the functions that build frames load it
     pass
@@ -186,16 +186,25 @@ def decide(
         _close(item, status, reviewer=reviewer, decided_version=seen_version + 1, history=history)
 
 
-def fix_label(engine: Engine, product_id: str, *, new_category: str, changed_by: str, seen_version: int, reason: str = "") -> None:
-    """A label corrected by hand outside the queue (from a product's detail view): the same optimistic
-    check as a review decision, the change and its history row in one transaction. A queued item
-    of the product is closed as relabelled by that person."""
+def fix_label(
+    engine: Engine,
+    product_id: str,
+    *,
+    new_category: str,
+    changed_by: str,
+    seen_version: int,
+    reason: str = "",
+    source: LabelSource = LabelSource.MANUAL,
+) -> int:
+    """A label corrected by hand outside the queue (from a product's detail view, or through the API with
+    `source` api): the same optimistic check as a review decision, the change and its history row in one
+    transaction; returns the new label version. A queued item of the product is closed as relabelled by that person."""
     if not changed_by.strip():
         raise ReviewError("give your name to change a label")
     with session_scope(engine) as session:
         product = session.scalar(select(Product).where(Product.id == product_id))
         if product is None:
-            raise ReviewError(f"product {product_id} is not in the catalogue")
+            raise UnknownProduct(f"product {product_id} is not in the catalogue")
         if product.label_version != seen_version:
             raise _changed_since(product)
         category = session.scalar(select(Category).where(Category.path == new_category))
@@ -209,7 +218,7 @@ def fix_label(engine: Engine, product_id: str, *, new_category: str, changed_by:
             new_category_id=category.id,
             changed_by=changed_by,
             reason=reason or "corrected by hand",
-            source=LabelSource.MANUAL,
+            source=source,
             action="relabel",
         )
         _bump_version(session, product, seen_version, category_id=category.id)
@@ -218,6 +227,7 @@ def fix_label(engine: Engine, product_id: str, *, new_category: str, changed_by:
         item = session.get(ReviewItem, product_id)
         if item is not None and item.status == PENDING:
             _close(item, "relabelled", reviewer=changed_by, decided_version=seen_version + 1, history=history)
+        return seen_version + 1
 
 
 def _close(item: ReviewItem, status: str, *, reviewer: str, decided_version: int, history: LabelHistory | None) -> None:

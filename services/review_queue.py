@@ -25,6 +25,10 @@ class ReviewError(ValueError):
     """The action cannot be done as asked; the message says why."""
 
 
+class UnknownProduct(ReviewError):
+    """The product is not in the catalogue (any more)."""
+
+
 PENDING = "pending"
 
 DECISIONS = ("kept", "relabelled", "not_a_product")
@@ -158,6 +162,27 @@ def queue_frame(engine: Engine, *, filters: QueueFilters = QueueFilters(), limit
             ],
             columns=["product_id", "name", "current", "suggested", "score", "is_issue", "source"],
         )
+
+
+def queue_json(engine: Engine, *, limit: int | None = None) -> dict[str, list[dict[str, object]]]:
+    """{"items": [{"product_id", "name", "current", "suggested", "score"}]}, worst label first: the CLI's and the API's contract."""
+    items = [
+        {
+            "product_id": row.product_id,
+            "name": row.name,
+            "current": row.current.split(CATEGORY_SEPARATOR)[0],
+            "suggested": row.suggested,
+            "score": round(float(row.score), 6),
+        }
+        for row in queue_frame(engine, limit=limit).itertuples()
+    ]
+    return {"items": items}
+
+
+def has_scores(engine: Engine) -> bool:
+    """Whether the catalogue's labels have been scored by cross-validation (the queue is built)."""
+    with session_scope(engine) as session:
+        return bool(session.scalar(select(func.count()).select_from(ReviewItem).where(ReviewItem.source == LabelSource.CROSS_VALIDATION)))
 
 
 def progress(engine: Engine) -> dict[str, int]:

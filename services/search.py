@@ -48,6 +48,21 @@ class CatalogueSearchResult:
     embed_ms: float = 0.0  # turning the query into a vector (semantic, photo, hybrid)
     matched_any_term: bool = False
 
+    def as_json(self) -> dict[str, object]:
+        """{"mode", "hits": [{"id", "name", "category", "price", "score", "why"}], "took_ms"}: the CLI's and the API's contract."""
+        hits = [
+            {
+                "id": hit.product.id,
+                "name": hit.product.name,
+                "category": hit.product.category,
+                "price": float(hit.product.price),
+                "score": round(hit.score, 4),
+                "why": hit.why,
+            }
+            for hit in self.hits
+        ]
+        return {"mode": self.mode, "hits": hits, "took_ms": round(self.took_ms, 3)}
+
 
 def search(
     engine: Engine,

@@ -8,7 +8,6 @@ catalogue run in the background (core.runtime.background); until they finish, `s
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,6 +17,7 @@ from core.runtime import background
 from core.settings import get_settings
 from db import queries
 from db.session import session_scope
+from services import model_resources
 from ui import data
 
 # torch, transformers and scikit-learn take seconds to import: only the functions that need them
@@ -32,10 +32,7 @@ if TYPE_CHECKING:
 
 def models_key() -> str:
     """The active models folder and its manifest's hash: changes when another set becomes active."""
-    folder = get_settings().models_dir
-    manifest = folder / "manifest.json"
-    digest = hashlib.sha256(manifest.read_bytes()).hexdigest()[:16] if manifest.is_file() else "none"
-    return f"{folder}#{digest}"
+    return model_resources.models_key(get_settings().models_dir)
 
 
 @st.cache_resource(show_spinner="Loading the models…", max_entries=2)

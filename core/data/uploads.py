@@ -14,6 +14,8 @@ MAX_UPLOAD_MB = 10
 MAX_UPLOAD_BYTES = MAX_UPLOAD_MB * 1024 * 1024
 MAX_PHOTOS = 8
 UPLOAD_TYPES = ("jpg", "jpeg", "png", "webp", "gif")  # GIF: the first frame of an animation
+MAX_TEXT_CHARS = 20_000  # a listing's title and description, as the CLI and the HTTP API take them
+MAX_QUERY_CHARS = 1_000  # a search query
 
 
 @dataclass(frozen=True)

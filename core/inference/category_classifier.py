@@ -44,6 +44,18 @@ class Prediction:
             "top": [{"category": category, "probability": round(probability, 4)} for category, probability in self.top],
         }
 
+    def of_model(self, kind: str) -> Prediction:
+        """The answer of one of the models that answered (`probabilities` has it), in the same shape."""
+        return ranked_prediction(self.labels, {kind: self.probabilities[kind]}, kind)
+
+
+def ranked_prediction(labels: list[str], probabilities: dict[str, list[float]], model: str) -> Prediction:
+    """`model`'s answer: its best category and top categories from its probabilities (in label order)."""
+    chosen = np.asarray(probabilities[model])
+    order = np.argsort(-chosen)[:TOP_K]
+    top = [(labels[index], float(chosen[index])) for index in order]
+    return Prediction(top[0][0], model, top, probabilities, labels)
+
 
 def softmax(logits: np.ndarray) -> np.ndarray:
     shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
@@ -181,8 +193,4 @@ class CategoryClassifier:
                 0
             ].tolist()
         answering = "combined" if "combined" in probabilities else next(iter(probabilities))
-        chosen = np.array(probabilities[answering])
-        order = np.argsort(-chosen)[:TOP_K]
-        return Prediction(
-            self.labels[order[0]], answering, [(self.labels[index], float(chosen[index])) for index in order], probabilities, self.labels
-        )
+        return ranked_prediction(self.labels, probabilities, answering)

@@ -1,0 +1,84 @@
+"""The app's upload limits, held at the HTTP door too: a body limit checked before and while a body is
+read, and model work that runs one request at a time in a worker thread, answered 503 when it outlasts
+the timeout (the caller's connection and the event loop are freed; the thread finishes on its own)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import TypeVar
+
+import anyio
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.problems import PROBLEM_TYPE, TITLES, ApiProblem
+from core.data.uploads import MAX_PHOTOS, MAX_UPLOAD_BYTES
+
+MAX_BODY_BYTES = MAX_PHOTOS * MAX_UPLOAD_BYTES + 1024 * 1024  # eight full-size photos and the form around them
+T = TypeVar("T")
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class BodyLimitMiddleware:
+    """Refuses a request body over `limit` bytes with 413: at once from its Content-Length, or as soon as a
+    chunked body passes the limit (the part read is dropped, the route never runs)."""
+
+    def __init__(self, app: ASGIApp, *, limit: int = MAX_BODY_BYTES) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers", [])).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
+            await self._refuse(send)
+            return
+        received = 0
+        started = False
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise BodyTooLarge
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, tracking_send)
+        except BodyTooLarge:
+            if not started:
+                await self._refuse(send)
+
+    async def _refuse(self, send: Send) -> None:
+        detail = f"the request body is over the {self.limit // (1024 * 1024)} MB limit ({MAX_PHOTOS} photos of {MAX_UPLOAD_BYTES // (1024 * 1024)} MB)"
+        body = json.dumps({"type": "about:blank", "title": TITLES[413], "status": 413, "detail": detail}).encode()
+        await send(
+            {"type": "http.response.start", "status": 413, "headers": [(b"content-type", PROBLEM_TYPE.encode()), (b"connection", b"close")]}
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+class ModelWorker:
+    """Model work off the event loop, one request at a time: each forward pass then has every core, and
+    throughput holds as clients are added instead of falling to thread contention."""
+
+    def __init__(self, *, timeout_seconds: float) -> None:
+        self.timeout_seconds = timeout_seconds
+        self.limiter = anyio.CapacityLimiter(1)
+
+    async def run(self, work: Callable[[], T]) -> T:
+        with anyio.move_on_after(self.timeout_seconds) as scope:
+            return await anyio.to_thread.run_sync(work, limiter=self.limiter, abandon_on_cancel=True)
+        assert scope.cancelled_caught
+        raise ApiProblem(503, f"the request took longer than {self.timeout_seconds:g} s; try again, or with fewer photos")

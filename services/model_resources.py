@@ -1,0 +1,105 @@
+"""The models and search indexes a long-running process shares between requests (the HTTP API; the
+app caches the same things with Streamlit's own cache in ui.resources). Each is built once, by one
+thread while the others wait, and rebuilt only when its inputs change: the models folder's manifest,
+or the catalogue's revision. Embedding a catalogue the cache lacks runs in the background
+(core.runtime.background); until it is done `search_indexes()` returns None."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from sqlalchemy import Engine
+
+from core.runtime import background
+from core.settings import Settings
+from db import queries
+from db.session import session_scope
+
+if TYPE_CHECKING:
+    from core.data.catalogue import Catalogue
+    from core.inference.category_classifier import CategoryClassifier
+    from core.inference.pricing import PricePredictor
+    from core.search.indexes import SearchIndexes
+
+T = TypeVar("T")
+
+
+def models_key(folder: Path) -> str:
+    """The models folder and its manifest's hash: changes when another set becomes active."""
+    manifest = folder / "manifest.json"
+    digest = hashlib.sha256(manifest.read_bytes()).hexdigest()[:16] if manifest.is_file() else "none"
+    return f"{folder}#{digest}"
+
+
+class ModelResources:
+    def __init__(self, engine: Engine, settings: Settings) -> None:
+        self.engine = engine
+        self.settings = settings
+        self._built: dict[str, tuple[str, Any]] = {}  # name -> (the key it was built for, the thing)
+        self._locks: dict[str, threading.Lock] = {name: threading.Lock() for name in ("classifier", "catalogue", "indexes", "price")}
+
+    def _cached(self, name: str, key: str, build: Callable[[], T]) -> T:
+        with self._locks[name]:
+            built = self._built.get(name)
+            if built is None or built[0] != key:
+                self._built[name] = (key, build())
+            return self._built[name][1]
+
+    def models_key(self) -> str:
+        return models_key(self.settings.models_dir)
+
+    def classifier(self) -> CategoryClassifier:
+        """Raises core.models.checkpoints.ModelFileError (a message for the caller) when the models cannot load."""
+        from core.inference.category_classifier import CategoryClassifier
+
+        return self._cached("classifier", self.models_key(), lambda: CategoryClassifier(self.settings.models_dir))
+
+    def loaded_classifier(self) -> CategoryClassifier | None:
+        """The classifier if it has been loaded for the current models, without loading it."""
+        built = self._built.get("classifier")
+        return built[1] if built is not None and built[0] == self.models_key() else None
+
+    def revision(self) -> str:
+        with session_scope(self.engine) as session:
+            return queries.catalogue_revision(session)
+
+    def catalogue(self) -> Catalogue:
+        from services.catalogue import models_catalogue
+
+        return self._cached("catalogue", self.revision(), lambda: models_catalogue(self.engine, settings=self.settings))
+
+    def embedding_job_key(self) -> str:
+        return f"embeddings:{self.settings.database_url}:{self.revision()}"
+
+    def search_indexes(self) -> SearchIndexes | None:
+        """The catalogue's vector indexes, or None while a background job embeds what the cache lacks (started here)."""
+        from core.search.indexes import build_search_indexes, embed_catalogue, embedding_progress
+
+        revision, cache_dir = self.revision(), self.settings.cache_dir
+        built = self._built.get("indexes")
+        if built is not None and built[0] == revision:
+            return built[1]
+        catalogue = self.catalogue()
+        job = background.status(self.embedding_job_key())
+        if job is None and not embedding_progress(catalogue, cache_dir=cache_dir).complete:
+
+            def fill_cache(report: background.StageProgress) -> None:
+                embed_catalogue(catalogue, cache_dir=cache_dir, progress=report)
+
+            job = background.start(self.embedding_job_key(), fill_cache)
+        if job is not None and (job.running or job.error is not None):
+            return None
+        return self._cached("indexes", revision, lambda: build_search_indexes(catalogue, cache_dir=cache_dir))
+
+    def price_predictor(self) -> PricePredictor:
+        from core.inference.pricing import PricePredictor
+
+        def fit() -> PricePredictor:
+            with session_scope(self.engine) as session:
+                return PricePredictor.fit(queries.listings_frame(session))
+
+        return self._cached("price", self.revision(), fit)
