@@ -8,7 +8,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy import Engine
 
 from api import catalogue_routes, classify_routes, health_routes, listing_routes, review_routes
-from api.limits import MAX_BODY_BYTES, BodyLimitMiddleware, ModelWorker
+from api.limits import MAX_BODY_BYTES, BodyLimitMiddleware, ModelWorker, ServerTimingMiddleware
 from api.problems import install_problem_handlers
 from core.settings import Settings, get_settings
 from services.catalogue import connect
@@ -32,6 +32,7 @@ def create_app(*, settings: Settings | None = None, engine: Engine | None = None
     for routes in (health_routes, classify_routes, catalogue_routes, review_routes, listing_routes):
         app.include_router(routes.router)
     app.add_middleware(BodyLimitMiddleware, limit=body_limit)
+    app.add_middleware(ServerTimingMiddleware)
     if settings.api_cors_origins:
         app.add_middleware(
             CORSMiddleware,

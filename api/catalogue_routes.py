@@ -11,7 +11,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 
 from api.docs import answer
-from api.inputs import checked_text, read_photos
+from api.inputs import ReceivedPhoto, checked_text, open_photos, read_photos
 from api.problems import ApiProblem
 from api.security import reader
 from core.data.uploads import MAX_QUERY_CHARS
@@ -127,11 +127,13 @@ async def list_categories(request: Request) -> dict[str, list[str]]:
     return {"categories": await run_in_threadpool(catalogue.categories, request.app.state.engine)}
 
 
-async def _search(request: Request, **arguments: object) -> dict[str, object]:
+async def _search(request: Request, *, photos: list[ReceivedPhoto] | None = None, **arguments: object) -> dict[str, object]:
     resources = request.app.state.resources
     mode = arguments["mode"]
 
     def work() -> dict[str, object]:
+        if photos:
+            arguments["photos"] = open_photos(photos)
         indexes = None
         if mode != "keyword":
             indexes = resources.search_indexes()
@@ -178,4 +180,4 @@ async def search_photo(
     if not photos:
         raise ApiProblem(422, "send a photo", field="photo")
     filters = _filters(category, min_price, max_price, location)
-    return await _search(request, mode="photo", photos=[photos[0].image], filters=filters, limit=limit)
+    return await _search(request, mode="photo", photos=photos, filters=filters, limit=limit)

@@ -6,11 +6,13 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
+from fastapi.responses import JSONResponse  # the answer is plain JSON already: no response model to validate it against
 
 from api.docs import answer
-from api.inputs import checked_text, read_photos
+from api.inputs import checked_text, open_photos, read_photos
 from api.problems import ApiProblem, log
 from api.security import reader
+from core.data.cleaning import model_text
 from core.data.uploads import MAX_TEXT_CHARS
 from core.enums import ModelKind
 from core.inference.category_classifier import NothingToClassify, Prediction
@@ -39,13 +41,13 @@ async def _classify(request: Request, photos: list[UploadFile] | None, text: str
     words = checked_text(text, field="text", limit=MAX_TEXT_CHARS)
     if "photos" in needs and not received:
         raise ApiProblem(422, "this model needs at least one photo", field="photos")
-    if "text" in needs and not words.strip():
-        raise ApiProblem(422, "this model needs a text", field="text")
+    if "text" in needs and not model_text("", words):
+        raise ApiProblem(422, "this model needs a text with words in it", field="text")
     resources = request.app.state.resources
 
     def work() -> Prediction:
         try:
-            return resources.classifier().classify(images=[photo.image for photo in received], text=words)
+            return resources.classifier().classify(images=open_photos(received), text=words)
         except NothingToClassify as error:
             raise ApiProblem(422, str(error), field="text") from error
         except ModelFileError as error:
@@ -57,21 +59,21 @@ async def _classify(request: Request, photos: list[UploadFile] | None, text: str
 
 
 @router.post("/classify", responses=ANSWER, summary="The category of a listing from its photos and/or text")
-async def classify(request: Request, photos: Photos = None, text: Text = None) -> dict[str, object]:
+async def classify(request: Request, photos: Photos = None, text: Text = None) -> JSONResponse:
     """The combined model when photos and text are given, else the model that can answer."""
-    return (await _classify(request, photos, text)).as_json()
+    return JSONResponse((await _classify(request, photos, text)).as_json())
 
 
 @router.post("/classify/image", responses=ANSWER, summary="The image model's answer from photos")
-async def classify_image(request: Request, photos: Photos = None) -> dict[str, object]:
-    return (await _classify(request, photos, None, needs=("photos",))).of_model(ModelKind.IMAGE).as_json()
+async def classify_image(request: Request, photos: Photos = None) -> JSONResponse:
+    return JSONResponse((await _classify(request, photos, None, needs=("photos",))).of_model(ModelKind.IMAGE).as_json())
 
 
 @router.post("/classify/text", responses=ANSWER, summary="The text model's answer from a title and description")
-async def classify_text(request: Request, text: Text = None) -> dict[str, object]:
-    return (await _classify(request, None, text, needs=("text",))).of_model(ModelKind.TEXT).as_json()
+async def classify_text(request: Request, text: Text = None) -> JSONResponse:
+    return JSONResponse((await _classify(request, None, text, needs=("text",))).of_model(ModelKind.TEXT).as_json())
 
 
 @router.post("/classify/combined", responses=ANSWER, summary="The combined model's answer from photos and text together")
-async def classify_combined(request: Request, photos: Photos = None, text: Text = None) -> dict[str, object]:
-    return (await _classify(request, photos, text, needs=("photos", "text"))).of_model(ModelKind.COMBINED).as_json()
+async def classify_combined(request: Request, photos: Photos = None, text: Text = None) -> JSONResponse:
+    return JSONResponse((await _classify(request, photos, text, needs=("photos", "text"))).of_model(ModelKind.COMBINED).as_json())

@@ -5,6 +5,7 @@ the timeout (the caller's connection and the event loop are freed; the thread fi
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -87,3 +88,25 @@ class ModelWorker:
             return await anyio.to_thread.run_sync(work, limiter=self.limiter, abandon_on_cancel=True)
         assert scope.cancelled_caught
         raise ApiProblem(503, f"the request took longer than {self.timeout_seconds:g} s; try again, or with fewer photos")
+
+
+class ServerTimingMiddleware:
+    """`Server-Timing: app;dur=MS` on every response: the time inside the application, so a caller can
+    tell the server's part of a slow answer from the network's."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+
+        async def timed_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                duration = f"app;dur={(time.perf_counter() - started) * 1000:.1f}".encode()
+                message = {**message, "headers": [*message.get("headers", []), (b"server-timing", duration)]}
+            await send(message)
+
+        await self.app(scope, receive, timed_send)

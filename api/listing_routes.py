@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 
 from api.docs import answer
-from api.inputs import checked_text, read_photos
+from api.inputs import checked_text, open_photos, read_photos
 from api.problems import ApiProblem, log
 from api.security import writer
 from core.data.cleaning import CATEGORY_SEPARATOR, parse_price, split_category
@@ -62,8 +62,9 @@ async def add(
     settings, resources = request.app.state.settings, request.app.state.resources
 
     def work() -> NewListing:
+        images = open_photos(received)  # a bad photo refuses the listing before anything is written
         try:
-            prediction = resources.classifier().classify(images=[photo.image for photo in received], text=f"{name}\n{description}")
+            prediction = resources.classifier().classify(images=images, text=f"{name}\n{description}")
         except (NothingToClassify, ModelFileError) as error:  # saved all the same, as the page would
             log.warning("listing added without the models' verdict: %s", error)
             return listing

@@ -1,4 +1,4 @@
-"""Timing helpers shared by the benchmarks, and starting the app as a real server (also used by the browser tests)."""
+"""Timing helpers shared by the benchmarks, and starting the app and the API as real servers (also used by the tests)."""
 
 from __future__ import annotations
 
@@ -104,6 +104,42 @@ def serve_app(home: Path, database_url: str, log_path: Path, *, script: Path = P
         server.terminate()
         try:
             server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+@contextmanager
+def serve_api(home: Path, database_url: str, log_path: Path, *, media_dir: Path | None = None) -> Iterator[AppServer]:
+    """`python -m core serve` (Uvicorn) on a free 127.0.0.1 port over the catalogue in `home`; yields it once /healthz answers."""
+    port = _free_port()
+    environment = {**os.environ, **home_environment(home, database_url=database_url, media_dir=media_dir)}
+    environment.pop("MARKETPLACE_MODELS", None)
+    with open(log_path, "wb") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "core", "serve", "--port", str(port), "--quiet"],
+            cwd=PROJECT_ROOT,
+            env=environment,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/healthz", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            assert server.poll() is None, log_path.read_text()
+            assert time.monotonic() < deadline, "the API did not start: " + log_path.read_text()
+            time.sleep(0.3)
+        yield AppServer(url, server.pid)
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
         except subprocess.TimeoutExpired:
             server.kill()
 

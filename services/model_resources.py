@@ -6,6 +6,7 @@ or the catalogue's revision. Embedding a catalogue the cache lacks runs in the b
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import threading
 from collections.abc import Callable
@@ -56,7 +57,12 @@ class ModelResources:
         """Raises core.models.checkpoints.ModelFileError (a message for the caller) when the models cannot load."""
         from core.inference.category_classifier import CategoryClassifier
 
-        return self._cached("classifier", self.models_key(), lambda: CategoryClassifier(self.settings.models_dir))
+        def load() -> CategoryClassifier:
+            classifier = CategoryClassifier(self.settings.models_dir)
+            gc.freeze()  # the models live as long as the process: the collector stops re-scanning them on every request
+            return classifier
+
+        return self._cached("classifier", self.models_key(), load)
 
     def loaded_classifier(self) -> CategoryClassifier | None:
         """The classifier if it has been loaded for the current models, without loading it."""

@@ -4,10 +4,6 @@ document and health; and the limits at the door (body size, timeouts, CORS), and
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,8 +16,8 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.limits import ModelWorker
 from api.problems import ApiProblem
+from benchmarks.common import serve_api
 from cli.main import main
-from core.settings import PROJECT_ROOT
 from db.importer import import_catalogue
 from db.session import make_engine
 from tests.api.builders import settings_for, small_catalogue, upload
@@ -46,43 +42,15 @@ EVERY_ENDPOINT = {
 }
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[str]:
     """`python -m core serve` on a free loopback port over a small catalogue; its base URL."""
     url = f"sqlite:///{tmp_path / 'catalogue.db'}"
     import_catalogue(small_catalogue(tmp_path / "source"), engine=make_engine(url), media_dir=tmp_path / "images")
-    port = free_port()
-    environment = {**os.environ, "MARKETPLACE_HOME": str(tmp_path), "DATABASE_URL": url, "MARKETPLACE_MEDIA": str(tmp_path / "images")}
-    environment.pop("MARKETPLACE_MODELS", None)
-    server = subprocess.Popen(
-        [sys.executable, "-m", "core", "serve", "--port", str(port), "--quiet"],
-        cwd=PROJECT_ROOT,
-        env=environment,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                assert server.poll() is None, server.communicate()[1][-2000:]
-                time.sleep(0.3)
-        yield base
-    finally:
-        server.terminate()
-        _out, err = server.communicate(timeout=60)
-        assert "Traceback" not in err, err[-3000:]
+    log = tmp_path / "server.log"
+    with serve_api(tmp_path, url, log) as server:
+        yield server.url
+    assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
 
 
 def test_a_real_server_documents_every_endpoint_and_is_ready(served: str) -> None:
