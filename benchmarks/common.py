@@ -84,28 +84,8 @@ def serve_app(home: Path, database_url: str, log_path: Path, *, script: Path = P
         "--browser.gatherUsageStats",
         "false",
     ]
-    with open(log_path, "wb") as log:
-        server = subprocess.Popen(command, cwd=PROJECT_ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                    if response.read().strip() == b"ok":
-                        break
-            except OSError:
-                pass
-            assert server.poll() is None, log_path.read_text()
-            assert time.monotonic() < deadline, "streamlit did not start: " + log_path.read_text()
-            time.sleep(0.5)
-        yield AppServer(url, server.pid)
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
+    with _served(command, environment, log_path, f"http://127.0.0.1:{port}", health="/_stcore/health", what="streamlit", wait=90) as server:
+        yield server
 
 
 @contextmanager
@@ -114,26 +94,29 @@ def serve_api(home: Path, database_url: str, log_path: Path, *, media_dir: Path 
     port = _free_port()
     environment = {**os.environ, **home_environment(home, database_url=database_url, media_dir=media_dir)}
     environment.pop("MARKETPLACE_MODELS", None)
+    command = [sys.executable, "-m", "core", "serve", "--port", str(port), "--quiet"]
+    with _served(command, environment, log_path, f"http://127.0.0.1:{port}", health="/healthz", what="the API", wait=120) as server:
+        yield server
+
+
+@contextmanager
+def _served(
+    command: list[str], environment: dict[str, str], log_path: Path, url: str, *, health: str, what: str, wait: float
+) -> Iterator[AppServer]:
+    """A server process started with its output in `log_path`, yielded once `health` answers 200, stopped after."""
     with open(log_path, "wb") as log:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "core", "serve", "--port", str(port), "--quiet"],
-            cwd=PROJECT_ROOT,
-            env=environment,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
+        server = subprocess.Popen(command, cwd=PROJECT_ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + wait
         while True:
             try:
-                with urllib.request.urlopen(f"{url}/healthz", timeout=2) as response:
+                with urllib.request.urlopen(f"{url}{health}", timeout=2) as response:
                     if response.status == 200:
                         break
             except OSError:
                 pass
             assert server.poll() is None, log_path.read_text()
-            assert time.monotonic() < deadline, "the API did not start: " + log_path.read_text()
+            assert time.monotonic() < deadline, f"{what} did not start: " + log_path.read_text()
             time.sleep(0.3)
         yield AppServer(url, server.pid)
     finally:

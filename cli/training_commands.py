@@ -117,13 +117,7 @@ def run_baselines_command(args: argparse.Namespace) -> int:
         val_fraction=0.2,
         seed=args.seed,
     )
-    features = cached_image_features(
-        get_backbone(args.backbone),
-        [image.id for image in catalogue.images],
-        [image.checksum for image in catalogue.images],
-        [image.path for image in catalogue.images],
-        cache_dir=settings.cache_dir,
-    )
+    features = cached_image_features(get_backbone(args.backbone), catalogue.images, cache_dir=settings.cache_dir)
     results = run_baselines(
         catalogue,
         split,

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from core.data.catalogue import ImageRecord
 from core.data.images import ImageError, open_image
 from core.encoders.backbones import ImageBackbone
 from core.encoders.embedding_store import EmbeddingStore, text_hash
@@ -159,20 +160,15 @@ def image_feature_store(backbone: ImageBackbone, cache_dir: Path) -> EmbeddingSt
 
 
 def cached_image_features(
-    backbone: ImageBackbone,
-    image_ids: Sequence[str],
-    checksums: Sequence[str],
-    paths: Sequence[Path],
-    *,
-    cache_dir: Path,
-    progress: Progress | None = None,
+    backbone: ImageBackbone, images: Sequence[ImageRecord], *, cache_dir: Path, progress: Progress | None = None
 ) -> np.ndarray:
-    path_of = dict(zip(image_ids, paths))
+    """Pooled features of catalogue photos, from the cache where their checksum matches (computed otherwise)."""
+    path_of = {image.id: image.path for image in images}
     return (
         image_feature_store(backbone, cache_dir)
         .get(
-            image_ids,
-            checksums,
+            [image.id for image in images],
+            [image.checksum for image in images],
             lambda ids: image_features(backbone, [path_of[item] for item in ids]).astype(np.float16),
             batch_size=512,
             progress=progress,
@@ -197,20 +193,14 @@ def cached_text_states(
 
 
 def cached_image_maps(
-    backbone: ImageBackbone,
-    image_ids: Sequence[str],
-    checksums: Sequence[str],
-    paths: Sequence[Path],
-    *,
-    tail_blocks: int,
-    cache_dir: Path,
-    progress: Progress | None = None,
+    backbone: ImageBackbone, images: Sequence[ImageRecord], *, tail_blocks: int, cache_dir: Path, progress: Progress | None = None
 ) -> np.ndarray:
-    path_of = dict(zip(image_ids, paths))
+    """The frozen blocks' maps of catalogue photos, for fine-tuning the last `tail_blocks`, cached as the features are."""
+    path_of = {image.id: image.path for image in images}
     store = EmbeddingStore(cache_dir, kind="image-maps", encoder_id=f"{backbone.id}-tail{tail_blocks}")
     return store.get(
-        image_ids,
-        checksums,
+        [image.id for image in images],
+        [image.checksum for image in images],
         lambda ids: image_maps(backbone, [path_of[item] for item in ids], tail_blocks=tail_blocks).astype(np.float16),
         batch_size=512,
         progress=progress,

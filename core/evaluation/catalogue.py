@@ -113,14 +113,7 @@ def _photo_inputs(
 ) -> tuple[list[ImageRecord], np.ndarray, np.ndarray]:
     """The photos that could be read, the image model's inputs and the pooled photo features."""
     if cache_dir is not None and not classifier.tail_blocks and images:
-        photo_features = cached_image_features(
-            classifier.backbone,
-            [image.id for image in images],
-            [image.checksum for image in images],
-            [image.path for image in images],
-            cache_dir=cache_dir,
-            progress=for_stage(progress, "photos"),
-        )
+        photo_features = cached_image_features(classifier.backbone, images, cache_dir=cache_dir, progress=for_stage(progress, "photos"))
         return images, photo_features, photo_features
     model_inputs, photo_features = classifier.photo_inputs(
         [image.path for image in images], progress=for_stage(progress, "photos"), problems=problems

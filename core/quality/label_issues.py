@@ -124,15 +124,7 @@ def catalogue_features(catalogue: Catalogue, *, cache_dir: Path, backbone_id: st
     products, images = catalogue.products, catalogue.images
     backbone = get_backbone(backbone_id)
     photo_features = (
-        cached_image_features(
-            backbone,
-            [image.id for image in images],
-            [image.checksum for image in images],
-            [image.path for image in images],
-            cache_dir=cache_dir,
-        )
-        if images
-        else np.empty((0, backbone.feature_dim), np.float32)
+        cached_image_features(backbone, images, cache_dir=cache_dir) if images else np.empty((0, backbone.feature_dim), np.float32)
     )
     image, has_image = catalogue.photo_means(photo_features)
     texts = [product.text for product in products]

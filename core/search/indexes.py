@@ -123,14 +123,7 @@ def embed_catalogue(
     )
     backbone = get_backbone(backbone_id)
     photos = (
-        cached_image_features(
-            backbone,
-            [image.id for image in images],
-            [image.checksum for image in images],
-            [image.path for image in images],
-            cache_dir=cache_dir,
-            progress=for_stage(progress, "photo embeddings"),
-        )
+        cached_image_features(backbone, images, cache_dir=cache_dir, progress=for_stage(progress, "photo embeddings"))
         if images
         else np.empty((0, backbone.feature_dim), np.float32)
     )

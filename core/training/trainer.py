@@ -81,12 +81,7 @@ class Trainer(StackedInputs):
     def image_features(self, backbone_id: str) -> np.ndarray:
         images = self.catalogue.images
         return cached_image_features(
-            get_backbone(backbone_id),
-            [image.id for image in images],
-            [image.checksum for image in images],
-            [image.path for image in images],
-            cache_dir=self.cache_dir,
-            progress=for_stage(self.feature_progress, "photo features"),
+            get_backbone(backbone_id), images, cache_dir=self.cache_dir, progress=for_stage(self.feature_progress, "photo features")
         )
 
     def text_states(self, *, layer: int, max_tokens: int) -> np.ndarray:
@@ -165,9 +160,7 @@ class Trainer(StackedInputs):
         images = self.catalogue.images
         maps = cached_image_maps(
             backbone,
-            [image.id for image in images],
-            [image.checksum for image in images],
-            [image.path for image in images],
+            images,
             tail_blocks=hyper.finetune_blocks,
             cache_dir=self.cache_dir,
             progress=for_stage(self.feature_progress, "photo maps"),
