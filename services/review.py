@@ -150,21 +150,16 @@ def decide(
             _bump_version(session, product, seen_version, category_id=product.category_id)
             status = "kept"
         elif action == "relabel":
-            category = session.scalar(select(Category).where(Category.path == (new_category or "")))
-            if category is None:
-                raise ReviewError(f"unknown category {new_category!r}")
-            if category.id == product.category_id:
-                raise ReviewError("that is the current category: use keep")
-            history = LabelHistory(
-                product_id=product.id,
-                old_category_id=product.category_id,
-                new_category_id=category.id,
+            history = _relabel(
+                session,
+                product,
+                new_category,
+                seen_version,
                 changed_by=reviewer,
                 reason=reason or f"review: suggested {item.suggested_label}",
                 source=LabelSource.REVIEW,
-                action="relabel",
+                same_hint=": use keep",
             )
-            _bump_version(session, product, seen_version, category_id=category.id)
             status = "relabelled"
         elif action == "not_a_product":
             history = LabelHistory(
@@ -207,27 +202,45 @@ def fix_label(
             raise UnknownProduct(f"product {product_id} is not in the catalogue")
         if product.label_version != seen_version:
             raise _changed_since(product)
-        category = session.scalar(select(Category).where(Category.path == new_category))
-        if category is None:
-            raise ReviewError(f"unknown category {new_category!r}")
-        if category.id == product.category_id:
-            raise ReviewError("that is the current category")
-        history = LabelHistory(
-            product_id=product.id,
-            old_category_id=product.category_id,
-            new_category_id=category.id,
-            changed_by=changed_by,
-            reason=reason or "corrected by hand",
-            source=source,
-            action="relabel",
+        history = _relabel(
+            session, product, new_category, seen_version, changed_by=changed_by, reason=reason or "corrected by hand", source=source
         )
-        _bump_version(session, product, seen_version, category_id=category.id)
         session.add(history)
         session.flush()
         item = session.get(ReviewItem, product_id)
         if item is not None and item.status == PENDING:
             _close(item, "relabelled", reviewer=changed_by, decided_version=seen_version + 1, history=history)
         return seen_version + 1
+
+
+def _relabel(
+    session: Session,
+    product: Product,
+    new_category: str | None,
+    seen_version: int,
+    *,
+    changed_by: str,
+    reason: str,
+    source: LabelSource,
+    same_hint: str = "",
+) -> LabelHistory:
+    """Move `product` to the category at path `new_category` under the optimistic lock; its history row (not yet added)."""
+    category = session.scalar(select(Category).where(Category.path == (new_category or "")))
+    if category is None:
+        raise ReviewError(f"unknown category {new_category!r}")
+    if category.id == product.category_id:
+        raise ReviewError(f"that is the current category{same_hint}")
+    history = LabelHistory(
+        product_id=product.id,
+        old_category_id=product.category_id,
+        new_category_id=category.id,
+        changed_by=changed_by,
+        reason=reason,
+        source=source,
+        action="relabel",
+    )
+    _bump_version(session, product, seen_version, category_id=category.id)
+    return history
 
 
 def _close(item: ReviewItem, status: str, *, reviewer: str, decided_version: int, history: LabelHistory | None) -> None:
