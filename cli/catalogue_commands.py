@@ -83,9 +83,8 @@ def run_info(args: argparse.Namespace) -> int:
 
 
 def run_search(args: argparse.Namespace) -> int:
-    from db.queries import ProductFilters
-    from db.session import session_scope
-    from services.search import SearchInputError, search_catalogue
+    from services.catalogue import ProductFilters
+    from services.search import SearchInputError, search
 
     filters = ProductFilters(category=args.category, min_price=args.min_price, max_price=args.max_price, location=args.location)
     mode = "photo" if args.image else args.mode
@@ -99,13 +98,10 @@ def run_search(args: argparse.Namespace) -> int:
 
         catalogue = catalogue_to_train_on(engine)
         indexes = build_search_indexes(catalogue, cache_dir=get_settings().cache_dir)
-    with session_scope(engine) as session:
-        try:
-            result = search_catalogue(
-                session, mode=mode, query=args.query or "", photos=photos, indexes=indexes, filters=filters, limit=args.limit
-            )
-        except SearchInputError as error:
-            raise CommandError(str(error)) from error
+    try:
+        result = search(engine, mode=mode, query=args.query or "", photos=photos, indexes=indexes, filters=filters, limit=args.limit)
+    except SearchInputError as error:
+        raise CommandError(str(error)) from error
     contract = result.as_json()
     if args.json:
         print(json.dumps(contract, ensure_ascii=False))
