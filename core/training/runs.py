@@ -12,13 +12,13 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from core.data.splits import TEST
+from core.data.splits import TEST, TRAIN
 from core.encoders.backbones import get_backbone
 from core.enums import RunStatus
 from core.evaluation.metrics import classification_metrics
 from core.models.checkpoints import save_checkpoint
 from core.training.hyperparameters import HyperParameters
-from core.training.loop import Batch, fit, make_optimizer, make_scheduler, set_seed
+from core.training.loop import Batch, fit, index_batches, make_optimizer, make_scheduler, predict_probabilities, set_seed
 from core.training.records import EpochResult, ItemPrediction, RunRecorder
 
 # (item ids, product ids, parts, true labels, probabilities) of every non-training item
@@ -63,6 +63,27 @@ class RunContext:
     labels: list[str]
     fingerprint: str
     epoch_progress: Callable[[str, EpochResult], None] | None = None
+
+
+def held_out_predictor(
+    make: Callable[[np.ndarray], Batch],
+    parts: np.ndarray,
+    y: np.ndarray,
+    item_ids: np.ndarray,
+    product_ids: np.ndarray,
+    *,
+    batch_size: int,
+    bf16: bool = False,
+) -> Callable[[nn.Module], Predictions]:
+    """A run's `predict`: the trained model's probabilities for every item outside the training part
+    (validation and test), with their ids, parts and true labels, all arrays in item order."""
+    rows = np.where(parts != TRAIN)[0]
+
+    def predict(model: nn.Module) -> Predictions:
+        probabilities = predict_probabilities(model, index_batches(rows, batch_size, make), bf16=bf16)
+        return item_ids[rows], product_ids[rows], parts[rows], y[rows], probabilities
+
+    return predict
 
 
 def execute_run(spec: RunSpec, context: RunContext) -> RunResult:

@@ -32,9 +32,9 @@ from core.models.checkpoints import LoadedModel, load_checkpoint
 from core.models.networks import CombinedClassifier, FineTunedImageClassifier, ImageHead, TextCNN
 from core.runtime.progress import StageProgress, for_stage
 from core.training.hyperparameters import DEFAULTS, HyperParameters
-from core.training.loop import Batch, index_batches, predict_probabilities
+from core.training.loop import Batch, index_batches
 from core.training.records import EpochResult, RunRecorder, TrainingError
-from core.training.runs import Predictions, RunContext, RunResult, RunSpec, execute_run
+from core.training.runs import RunContext, RunResult, RunSpec, execute_run, held_out_predictor
 from core.training.stacking import StackedInputs
 
 BACKBONE_LR_FACTOR = 0.1  # fine-tuned pretrained blocks learn 10x slower than the new head
@@ -123,12 +123,8 @@ class Trainer(StackedInputs):
         def make(rows: np.ndarray) -> Batch:
             return (inputs[rows].float(),), y[rows]
 
-        def predict(trained: nn.Module) -> Predictions:
-            rows = np.where(parts != TRAIN)[0]
-            probabilities = predict_probabilities(trained, index_batches(rows, 256, make), bf16=bool(hyper.finetune_blocks))
-            item_ids, product_ids = (np.array([getattr(images[row], name) for row in rows]) for name in ("id", "product_id"))
-            return item_ids, product_ids, parts[rows], y[rows].numpy(), probabilities
-
+        item_ids, product_ids = np.array([image.id for image in images]), np.array([image.product_id for image in images])
+        predict = held_out_predictor(make, parts, y.numpy(), item_ids, product_ids, batch_size=256, bf16=bool(hyper.finetune_blocks))
         return self._run(
             RunSpec(
                 "image",
@@ -220,12 +216,8 @@ class Trainer(StackedInputs):
         }
         model, groups = self._new_text_model(encoder, layer, hyper)
 
-        def predict(trained: nn.Module) -> Predictions:
-            rows = np.where(parts != TRAIN)[0]
-            probabilities = predict_probabilities(trained, index_batches(rows, 128, make), bf16=True)
-            ids = np.array(self.product_ids)[rows]
-            return ids, ids, parts[rows], y[rows].numpy(), probabilities
-
+        ids = np.array(self.product_ids)
+        predict = held_out_predictor(make, parts, y.numpy(), ids, ids, batch_size=128, bf16=True)
         encoder_ids = {"text_encoder": TextEncoder.id, "text_layer": layer, "max_tokens": hyper.max_tokens}
         return self._run(
             RunSpec(
@@ -269,12 +261,8 @@ class Trainer(StackedInputs):
                 show_text &= ~((draw >= hyper.modality_dropout) & (draw < 2 * hyper.modality_dropout) & show_image)
             return (image[rows], text_features[rows], show_image, show_text, *(() if keywords is None else (keywords[rows],))), y[rows]
 
-        def predict(trained: nn.Module) -> Predictions:
-            rows = np.where(parts != TRAIN)[0]
-            probabilities = predict_probabilities(trained, index_batches(rows, 512, make))
-            ids = np.array(self.product_ids)[rows]
-            return ids, ids, parts[rows], y[rows].numpy(), probabilities
-
+        ids = np.array(self.product_ids)
+        predict = held_out_predictor(make, parts, y.numpy(), ids, ids, batch_size=512)
         encoder_ids = {
             "image_backbone": hyper.backbone,
             "text_encoder": TextEncoder.id,
