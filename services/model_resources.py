@@ -23,7 +23,6 @@ from db.session import session_scope
 if TYPE_CHECKING:
     from core.data.catalogue import Catalogue
     from core.inference.category_classifier import CategoryClassifier
-    from core.inference.pricing import PricePredictor
     from core.search.indexes import SearchIndexes
 
 T = TypeVar("T")
@@ -41,7 +40,7 @@ class ModelResources:
         self.engine = engine
         self.settings = settings
         self._built: dict[str, tuple[str, Any]] = {}  # name -> (the key it was built for, the thing)
-        self._locks: dict[str, threading.Lock] = {name: threading.Lock() for name in ("classifier", "catalogue", "indexes", "price")}
+        self._locks: dict[str, threading.Lock] = {name: threading.Lock() for name in ("classifier", "catalogue", "indexes")}
 
     def _cached(self, name: str, key: str, build: Callable[[], T]) -> T:
         with self._locks[name]:
@@ -64,48 +63,32 @@ class ModelResources:
 
         return self._cached("classifier", self.models_key(), load)
 
-    def loaded_classifier(self) -> CategoryClassifier | None:
-        """The classifier if it has been loaded for the current models, without loading it."""
-        built = self._built.get("classifier")
-        return built[1] if built is not None and built[0] == self.models_key() else None
-
     def revision(self) -> str:
         with session_scope(self.engine) as session:
             return queries.catalogue_revision(session)
 
-    def catalogue(self) -> Catalogue:
+    def _catalogue(self, revision: str) -> Catalogue:
         from services.catalogue import models_catalogue
 
-        return self._cached("catalogue", self.revision(), lambda: models_catalogue(self.engine, settings=self.settings))
-
-    def embedding_job_key(self) -> str:
-        return f"embeddings:{self.settings.database_url}:{self.revision()}"
+        return self._cached("catalogue", revision, lambda: models_catalogue(self.engine, settings=self.settings))
 
     def search_indexes(self) -> SearchIndexes | None:
         """The catalogue's vector indexes, or None while a background job embeds what the cache lacks (started here)."""
         from core.search.indexes import build_search_indexes, embed_catalogue, embedding_progress
 
-        revision, cache_dir = self.revision(), self.settings.cache_dir
+        revision, cache_dir = self.revision(), self.settings.cache_dir  # one query: the revision keys everything below
         built = self._built.get("indexes")
         if built is not None and built[0] == revision:
             return built[1]
-        catalogue = self.catalogue()
-        job = background.status(self.embedding_job_key())
+        catalogue = self._catalogue(revision)
+        job_key = f"embeddings:{self.settings.database_url}:{revision}"
+        job = background.status(job_key)
         if job is None and not embedding_progress(catalogue, cache_dir=cache_dir).complete:
 
             def fill_cache(report: background.StageProgress) -> None:
                 embed_catalogue(catalogue, cache_dir=cache_dir, progress=report)
 
-            job = background.start(self.embedding_job_key(), fill_cache)
+            job = background.start(job_key, fill_cache)
         if job is not None and (job.running or job.error is not None):
             return None
         return self._cached("indexes", revision, lambda: build_search_indexes(catalogue, cache_dir=cache_dir))
-
-    def price_predictor(self) -> PricePredictor:
-        from core.inference.pricing import PricePredictor
-
-        def fit() -> PricePredictor:
-            with session_scope(self.engine) as session:
-                return PricePredictor.fit(queries.listings_frame(session))
-
-        return self._cached("price", self.revision(), fit)
