@@ -2,7 +2,8 @@
 app caches the same things with Streamlit's own cache in ui.resources). Each is built once, by one
 thread while the others wait, and rebuilt only when its inputs change: the models folder's manifest,
 or the catalogue's revision. Embedding a catalogue the cache lacks runs in the background
-(core.runtime.background); until it is done `search_indexes()` returns None."""
+(core.runtime.background, `embedding_job`, which the app's search starts too); until it is done
+`search_indexes()` returns None."""
 
 from __future__ import annotations
 
@@ -33,6 +34,23 @@ def models_key(folder: Path) -> str:
     manifest = folder / "manifest.json"
     digest = hashlib.sha256(manifest.read_bytes()).hexdigest()[:16] if manifest.is_file() else "none"
     return f"{folder}#{digest}"
+
+
+def embedding_job_key(database_url: str, revision: str) -> str:
+    """The background job that embeds this catalogue revision (core.runtime.background)."""
+    return f"embeddings:{database_url}:{revision}"
+
+
+def embedding_job(catalogue: Catalogue, *, database_url: str, revision: str, cache_dir: Path) -> background.JobState | None:
+    """The background job embedding whatever of `catalogue` the cache lacks, started here if none is on;
+    None when the cache holds it all. The arrays stay in the cache, not in the job."""
+    from core.search.indexes import embed_catalogue, embedding_progress
+
+    key = embedding_job_key(database_url, revision)
+    job = background.status(key)
+    if job is None and not embedding_progress(catalogue, cache_dir=cache_dir).complete:
+        job = background.start(key, lambda report: embed_catalogue(catalogue, cache_dir=cache_dir, progress=report))
+    return job
 
 
 class ModelResources:
@@ -74,21 +92,14 @@ class ModelResources:
 
     def search_indexes(self) -> SearchIndexes | None:
         """The catalogue's vector indexes, or None while a background job embeds what the cache lacks (started here)."""
-        from core.search.indexes import build_search_indexes, embed_catalogue, embedding_progress
+        from core.search.indexes import build_search_indexes
 
         revision, cache_dir = self.revision(), self.settings.cache_dir  # one query: the revision keys everything below
         built = self._built.get("indexes")
         if built is not None and built[0] == revision:
             return built[1]
         catalogue = self._catalogue(revision)
-        job_key = f"embeddings:{self.settings.database_url}:{revision}"
-        job = background.status(job_key)
-        if job is None and not embedding_progress(catalogue, cache_dir=cache_dir).complete:
-
-            def fill_cache(report: background.StageProgress) -> None:
-                embed_catalogue(catalogue, cache_dir=cache_dir, progress=report)
-
-            job = background.start(job_key, fill_cache)
+        job = embedding_job(catalogue, database_url=self.settings.database_url, revision=revision, cache_dir=cache_dir)
         if job is not None and (job.running or job.error is not None):
             return None
         return self._cached("indexes", revision, lambda: build_search_indexes(catalogue, cache_dir=cache_dir))

@@ -74,30 +74,22 @@ _fully_embedded: set[tuple[str, str]] = set()  # (database, revision) whose embe
 
 
 def embedding_job_key() -> str:
-    return f"embeddings:{data.database_url()}:{revision()}"
+    return model_resources.embedding_job_key(data.database_url(), revision())
 
 
 def search_indexes() -> SearchIndexes | None:
     """The catalogue's vector indexes, or None while a background job embeds the catalogue (started
     here when the embedding cache lacks some of it; `ui.widgets.job_progress(embedding_job_key())` shows how far)."""
-    from core.search.indexes import embed_catalogue, embedding_progress
-
     database_url, catalogue_revision = data.database_url(), revision()
     if (database_url, catalogue_revision) in _fully_embedded:
         return _search_indexes(database_url, catalogue_revision)
-    key = embedding_job_key()
-    job = background.status(key)
+    catalogue = _catalogue(database_url, catalogue_revision)
+    job = model_resources.embedding_job(
+        catalogue, database_url=database_url, revision=catalogue_revision, cache_dir=get_settings().cache_dir
+    )
     if job is None:
-        cache_dir = get_settings().cache_dir
-        catalogue = _catalogue(database_url, catalogue_revision)
-        if embedding_progress(catalogue, cache_dir=cache_dir).complete:
-            _fully_embedded.add((database_url, catalogue_revision))  # reruns skip re-reading the cache's indexes
-            return _search_indexes(database_url, catalogue_revision)
-
-        def fill_cache(report: background.StageProgress) -> None:
-            embed_catalogue(catalogue, cache_dir=cache_dir, progress=report)  # the arrays stay in the cache, not in the job
-
-        job = background.start(key, fill_cache)
+        _fully_embedded.add((database_url, catalogue_revision))  # reruns skip re-reading the cache's indexes
+        return _search_indexes(database_url, catalogue_revision)
     return None if job.running or job.error is not None else _search_indexes(database_url, catalogue_revision)
 
 
