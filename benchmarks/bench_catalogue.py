@@ -18,7 +18,8 @@ from benchmarks.common import print_table, time_calls
 from core.data.images import open_image, save_cleaned
 from core.settings import get_settings
 from db.importer import import_catalogue
-from db.queries import ProductFilters, keyword_search
+from db.keyword_search import keyword_search
+from db.queries import ProductFilters
 from db.session import make_engine, session_scope
 
 QUERIES = [

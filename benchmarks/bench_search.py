@@ -21,7 +21,8 @@ from core.data.images import open_image
 from core.search.indexes import build_search_indexes, query_text_embedding
 from core.search.vector_index import ExactIndex
 from core.settings import PROJECT_ROOT, get_settings
-from db.queries import ProductFilters, catalogue_counts, filtered_product_ids, keyword_search, training_catalogue
+from db.keyword_search import keyword_search
+from db.queries import ProductFilters, catalogue_counts, filtered_product_ids, training_catalogue
 from db.session import make_engine, session_scope
 from services.search import search_catalogue
 

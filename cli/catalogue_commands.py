@@ -143,7 +143,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "--mode",
         choices=["keyword", "semantic", "hybrid"],
         default="keyword",
-        help="keyword (FTS5), semantic (sentence embeddings) or hybrid (both, rank-fused); default keyword",
+        help="keyword (full-text), semantic (sentence embeddings) or hybrid (both, rank-fused); default keyword",
     )
     search.add_argument("--image", metavar="PATH", help="search by this photo (nearest image embeddings) instead of words")
     search.add_argument("--category", help="top-level category or deeper path")

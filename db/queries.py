@@ -2,34 +2,26 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, Select, column, func, literal_column, or_, select, table
+from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from core.data.catalogue import Catalogue, ImageRecord, ProductRecord
 from core.data.cleaning import CATEGORY_SEPARATOR
-from core.search.keyword_query import MATCH_END, MATCH_START, fts_match_expression, query_terms
 from db.tables import Category, Image, Product
 
 if TYPE_CHECKING:  # pandas takes half a second to import: only the functions that build frames load it
     import pandas as pd
 
-# Title words say more about the item than the seller's prose.
-NAME_WEIGHT = 4.0
-DESCRIPTION_WEIGHT = 1.0
-# Control characters cannot occur in cleaned text, so they mark matched words unambiguously.
-_fts = table("products_fts", column("rowid"), column("name"), column("description"))
-_fts_table: ColumnElement[Any] = literal_column("products_fts")
-
 
 @dataclass(frozen=True)
 class ProductFilters:
-    """`category` is any category path (a top level, or deeper): products at or below it match."""
+    """`category` is any category path (a top level, or deeper): products at or below it match, whatever the
+    letter case (on every backend: SQLite's LIKE ignores case where PostgreSQL's does not)."""
 
     category: str | None = None
     min_price: Decimal | float | None = None
@@ -42,9 +34,8 @@ class ProductFilters:
 
     def apply(self, statement: Select[Any]) -> Select[Any]:
         if self.category:
-            statement = statement.where(
-                or_(Category.path == self.category, Category.path.startswith(self.category + CATEGORY_SEPARATOR, autoescape=True))
-            )
+            path, wanted = func.lower(Category.path), self.category.lower()
+            statement = statement.where(or_(path == wanted, path.startswith(wanted + CATEGORY_SEPARATOR, autoescape=True)))
         if self.min_price is not None:
             statement = statement.where(Product.price_pence >= round(Decimal(str(self.min_price)) * 100))
         if self.max_price is not None:
@@ -85,21 +76,6 @@ class ProductView:
             source=product.source,
             label_version=product.label_version,
         )
-
-
-@dataclass(frozen=True)
-class SearchHit:
-    product: ProductView
-    category: str
-    score: float  # higher is better (negated bm25)
-    snippet: str  # description excerpt, matched words between MATCH_START and MATCH_END
-
-
-@dataclass(frozen=True)
-class SearchResult:
-    hits: list[SearchHit]
-    took_ms: float
-    matched_any_term: bool  # no product held every word, so the search fell back to any word
 
 
 @dataclass(frozen=True)
@@ -152,36 +128,6 @@ def get_product(session: Session, product_id: str) -> ProductView | None:
     statement = select(Product).where(Product.id == product_id).options(selectinload(Product.images), selectinload(Product.category))
     product = session.scalar(statement)
     return None if product is None else ProductView.of(product)
-
-
-def keyword_search(session: Session, query: str, *, filters: ProductFilters = ProductFilters(), limit: int = 20) -> SearchResult:
-    """FTS5 search over name and description, bm25-ranked, best first.
-
-    All words must match; when no product has them all, any word may (best first still).
-    """
-    if session.get_bind().dialect.name != "sqlite":
-        raise NotImplementedError("keyword search uses SQLite FTS5; this database is not SQLite")
-    started = time.perf_counter()
-    hits: list[SearchHit] = []
-    matched_any = False
-    for any_term in (False, True):
-        expression = fts_match_expression(query, any_term=any_term)
-        if expression is None:
-            break
-        rank = func.bm25(_fts_table, NAME_WEIGHT, DESCRIPTION_WEIGHT)
-        snippet = func.snippet(_fts_table, 1, MATCH_START, MATCH_END, "…", 12)
-        statement = filters.apply(
-            select(Product, Category.path, rank, snippet)
-            .join(_fts, _fts.c.rowid == Product.pk)
-            .join(Product.category)
-            .where(_fts_table.op("MATCH")(expression))
-        ).options(selectinload(Product.images), selectinload(Product.category))
-        rows = session.execute(statement.order_by(rank).limit(limit)).all()
-        hits = [SearchHit(ProductView.of(product), path, -float(score), text or "") for product, path, score, text in rows]
-        if hits or len(query_terms(query)) < 2:
-            matched_any = any_term
-            break
-    return SearchResult(hits, (time.perf_counter() - started) * 1000, matched_any)
 
 
 def products_frame(session: Session) -> pd.DataFrame:

@@ -1,4 +1,4 @@
-"""Engine and session creation, SQLite pragmas, and the schema (tables + FTS5 index)."""
+"""Engine and session creation, SQLite pragmas, and the schema (tables, and the full-text index of each backend)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 from sqlalchemy.orm import Session, sessionmaker
 
+from db import postgres
 from db.tables import Base
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
@@ -79,10 +80,13 @@ def make_engine(database_url: str, *, create_schema: bool = True) -> Engine:
 
 
 def init_schema(engine: Engine, *, attempts: int = 5) -> None:
-    """Create missing tables and columns and, on SQLite, the full-text index and its triggers.
+    """Create missing tables and columns and the full-text index (FTS5 on SQLite, a tsvector column
+    with a GIN index on PostgreSQL).
 
-    Several processes may start on one empty database at once: each checks, then creates, so one
-    can find a table or column another has just made. That is harmless, so it simply looks again."""
+    On PostgreSQL the whole schema step runs in one transaction under an advisory lock, so instances
+    starting at once on an empty database take turns. SQLite has no such lock: each process checks,
+    then creates, so one can find a table or column another has just made; that is harmless, so it
+    simply looks again."""
     for attempt in range(attempts):
         try:
             _create_schema(engine)
@@ -99,10 +103,14 @@ def _already_made(error: DBAPIError) -> bool:
 
 
 def _create_schema(engine: Engine) -> None:
-    Base.metadata.create_all(engine)
-    add_missing_columns(engine)
-    if engine.dialect.name == "sqlite":
-        with engine.begin() as connection:
+    with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            postgres.lock_schema(connection)
+        Base.metadata.create_all(connection)
+        add_missing_columns(connection)
+        if engine.dialect.name == "postgresql":
+            postgres.create_search_schema(connection)
+        elif engine.dialect.name == "sqlite":
             fts_is_new = not inspect(connection).has_table("products_fts")
             for statement in _FTS_DDL:
                 connection.execute(text(statement))
@@ -110,23 +118,22 @@ def _create_schema(engine: Engine) -> None:
                 connection.execute(text("INSERT INTO products_fts(products_fts) VALUES ('rebuild')"))
 
 
-def add_missing_columns(engine: Engine) -> None:
+def add_missing_columns(connection: Connection) -> None:
     """Columns added to a table after a database was created: added in place (each has a server
     default, so existing rows get a value). Additive only; nothing is dropped or changed."""
-    inspector = inspect(engine)
-    with engine.begin() as connection:
-        for table in Base.metadata.sorted_tables:
-            existing = {column["name"] for column in inspector.get_columns(table.name)}
-            for column in table.columns:
-                if column.name in existing:
-                    continue
-                if column.server_default is None and not column.nullable:
-                    raise RuntimeError(f"cannot add {table.name}.{column.name} to an existing database: it has no default")
-                column_type = column.type.compile(dialect=engine.dialect)
-                default = f" DEFAULT '{column.server_default.arg}'" if column.server_default is not None else ""  # type: ignore[attr-defined]
-                connection.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {column_type}{default}'))
-            for index in table.indexes:  # an added column's index too
-                index.create(connection, checkfirst=True)
+    inspector = inspect(connection)
+    for table in Base.metadata.sorted_tables:
+        existing = {column["name"] for column in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name in existing:
+                continue
+            if column.server_default is None and not column.nullable:
+                raise RuntimeError(f"cannot add {table.name}.{column.name} to an existing database: it has no default")
+            column_type = column.type.compile(dialect=connection.dialect)
+            default = f" DEFAULT '{column.server_default.arg}'" if column.server_default is not None else ""  # type: ignore[attr-defined]
+            connection.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {column_type}{default}'))
+        for index in table.indexes:  # an added column's index too
+            index.create(connection, checkfirst=True)
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -11,7 +11,7 @@ from ui.widgets import filter_controls, job_progress, product_detail_from_query,
 
 MODES = {"keyword": "Keyword", "semantic": "Meaning", "photo": "Photo", "hybrid": "Hybrid (keyword + meaning)"}
 HELP = {
-    "keyword": "Every word must appear in the name or description (falls back to any word); ranked by bm25.",
+    "keyword": "Every word must appear in the name or description (falls back to any word); titles weigh more than descriptions.",
     "semantic": "Listings whose text means something close to your words, even without sharing them (sentence embeddings).",
     "photo": "Listings whose photos look closest to yours (image embeddings).",
     "hybrid": "Keyword and meaning rankings fused by reciprocal rank: items both rank highly come first.",

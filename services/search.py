@@ -1,4 +1,4 @@
-"""Catalogue search in four modes, with the same filters: keyword (FTS5), semantic (sentence
+"""Catalogue search in four modes, with the same filters: keyword (the database's full-text index), semantic (sentence
 embeddings), photo (image embeddings) and hybrid (keyword + semantic by reciprocal rank fusion).
 
 Every hit says why it is there: its score, and for keyword matches the words that matched.
@@ -17,7 +17,8 @@ from sqlalchemy.orm import Session
 
 from core.search.keyword_query import query_terms
 from core.search.vector_index import reciprocal_rank_fusion
-from db.queries import ProductFilters, ProductView, filtered_product_ids, keyword_search, products_by_ids
+from db.keyword_search import keyword_search
+from db.queries import ProductFilters, ProductView, filtered_product_ids, products_by_ids
 from db.session import session_scope
 
 if TYPE_CHECKING:  # the vector side loads torch; keyword search must not wait for it
@@ -34,7 +35,7 @@ class SearchInputError(ValueError):
 @dataclass(frozen=True)
 class RankedHit:
     product: ProductView
-    score: float  # higher is better: -bm25 (keyword), cosine (semantic, photo), fused RRF (hybrid)
+    score: float  # higher is better: the full-text rank (keyword), cosine (semantic, photo), fused RRF (hybrid)
     why: str  # one line for a person: the score and what it comes from
     snippet: str = ""  # keyword matches: description excerpt with the matched words marked
     ranks: dict[str, int] = field(default_factory=dict)  # hybrid: rank in each search it fused

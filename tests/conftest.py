@@ -12,7 +12,15 @@ import pytest
 from core.settings import PROJECT_ROOT
 from db.importer import import_catalogue
 from db.session import make_engine
-from tests.helpers import REQUIRE_DATA_FLAG, ImportedCatalogue, generated_catalogue, shared_data_dir
+from tests.helpers import (
+    BACKENDS,
+    REQUIRE_DATA_FLAG,
+    REQUIRE_POSTGRES_FLAG,
+    ImportedCatalogue,
+    PostgresServer,
+    generated_catalogue,
+    shared_data_dir,
+)
 
 
 @pytest.fixture(scope="session")
@@ -35,6 +43,29 @@ def shared_catalogue(marketplace_dir: Path, tmp_path_factory: pytest.TempPathFac
     engine = make_engine(url)
     report = import_catalogue(marketplace_dir, engine=engine, media_dir=home / "images")
     return ImportedCatalogue(engine, url, home, report)
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+    """The session's own PostgreSQL server; a skip with the reason where it cannot start, a failure when CI requires it."""
+    try:
+        server = PostgresServer(tmp_path_factory.mktemp("postgres") / "data")
+    except Exception as error:  # noqa: BLE001 - whatever stops the server from starting is the skip's reason
+        message = f"PostgreSQL could not start ({type(error).__name__}: {error})"
+        if os.environ.get(REQUIRE_POSTGRES_FLAG) == "1":
+            pytest.fail(message + f"; {REQUIRE_POSTGRES_FLAG}=1 requires it")
+        pytest.skip(message)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=BACKENDS)
+def catalogue_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty catalogue database on each backend: a SQLite file, and a new database on the session's PostgreSQL server."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'catalogue.db'}"
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    return server.new_database()
 
 
 @pytest.fixture
@@ -111,3 +142,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.needs_data)
         if used & SLOW_FIXTURES:
             item.add_marker(pytest.mark.slow)
+        callspec = getattr(item, "callspec", None)
+        if "postgres_server" in used or (callspec is not None and "postgresql" in callspec.params.values()):
+            item.add_marker(pytest.mark.postgres)

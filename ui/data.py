@@ -1,4 +1,6 @@
-"""Cached access to the catalogue for the pages (engine per URL, query results with a short TTL)."""
+"""Cached access to the catalogue for the pages: an engine per URL, and query results keyed by the
+catalogue's revision (one cheap query per call), so that a change made by another instance sharing
+the catalogue (a label fixed through the API, another reviewer's app) shows on the next page run."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import streamlit as st
 from sqlalchemy import Engine
 
 from core.settings import get_settings
+from db import keyword_search as fulltext
 from db import queries
 from db.session import make_engine, session_scope
 
@@ -18,7 +21,7 @@ if TYPE_CHECKING:  # pandas takes half a second to import: only the functions th
 
     from core.evaluation.metrics import PredictionSet
 
-QUERY_TTL_SECONDS = 300
+CACHED_RESULTS = 64  # per query function: pages, searches and products a session goes back to
 
 
 @dataclass(frozen=True)
@@ -44,21 +47,14 @@ def database_url() -> str:
     return get_settings().database_url
 
 
+def revision(database_url: str | None = None) -> str:
+    with session_scope(_engine_for(database_url or get_settings().database_url)) as session:
+        return queries.catalogue_revision(session)
+
+
 def invalidate() -> None:
     """After any write: drop cached query results so every page sees it."""
     st.cache_data.clear()
-
-
-@st.cache_data(ttl=QUERY_TTL_SECONDS, show_spinner=False)
-def catalogue_counts(database_url: str) -> tuple[int, int]:
-    with session_scope(_engine_for(database_url)) as session:
-        return queries.catalogue_counts(session)
-
-
-@st.cache_data(ttl=QUERY_TTL_SECONDS, show_spinner=False)
-def category_paths(database_url: str, parent: str | None = None) -> list[str]:
-    with session_scope(_engine_for(database_url)) as session:
-        return queries.category_paths(session, parent=parent)
 
 
 def _filters(category: str | None, min_price: float | None, max_price: float | None, location: str | None) -> queries.ProductFilters:
@@ -74,7 +70,60 @@ def filters_of(values: FilterValues) -> queries.ProductFilters:
     return _filters(values.category, values.min_price, values.max_price, values.location)
 
 
-@st.cache_data(ttl=QUERY_TTL_SECONDS, show_spinner=False)
+# Each cached query takes the catalogue's revision as its key (unused in the body): a changed catalogue
+# is a cache miss. The public functions below look the revision up and pass it.
+
+
+@st.cache_data(max_entries=CACHED_RESULTS, show_spinner=False)
+def _catalogue_counts(database_url: str, revision: str) -> tuple[int, int]:
+    with session_scope(_engine_for(database_url)) as session:
+        return queries.catalogue_counts(session)
+
+
+@st.cache_data(max_entries=CACHED_RESULTS, show_spinner=False)
+def _category_paths(database_url: str, revision: str, parent: str | None) -> list[str]:
+    with session_scope(_engine_for(database_url)) as session:
+        return queries.category_paths(session, parent=parent)
+
+
+@st.cache_data(max_entries=CACHED_RESULTS, show_spinner=False)
+def _browse_page(database_url: str, revision: str, filters: queries.ProductFilters, page: int, page_size: int) -> queries.ProductPage:
+    with session_scope(_engine_for(database_url)) as session:
+        return queries.browse_products(session, filters=filters, page=page, page_size=page_size)
+
+
+@st.cache_data(max_entries=CACHED_RESULTS, show_spinner=False)
+def _keyword_search(database_url: str, revision: str, query: str, filters: queries.ProductFilters, limit: int) -> fulltext.SearchResult:
+    with session_scope(_engine_for(database_url)) as session:
+        return fulltext.keyword_search(session, query, filters=filters, limit=limit)
+
+
+@st.cache_data(max_entries=CACHED_RESULTS, show_spinner=False)
+def _product(database_url: str, revision: str, product_id: str) -> queries.ProductView | None:
+    with session_scope(_engine_for(database_url)) as session:
+        return queries.get_product(session, product_id)
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def _products_frame(database_url: str, revision: str) -> pd.DataFrame:
+    with session_scope(_engine_for(database_url)) as session:
+        return queries.products_frame(session)
+
+
+@st.cache_data(max_entries=CACHED_RESULTS, show_spinner=False)
+def _products_by_ids(database_url: str, revision: str, product_ids: tuple[str, ...]) -> list[queries.ProductView]:
+    with session_scope(_engine_for(database_url)) as session:
+        return queries.products_by_ids(session, list(product_ids))
+
+
+def catalogue_counts(database_url: str) -> tuple[int, int]:
+    return _catalogue_counts(database_url, revision(database_url))
+
+
+def category_paths(database_url: str, parent: str | None = None) -> list[str]:
+    return _category_paths(database_url, revision(database_url), parent)
+
+
 def browse_page(
     database_url: str,
     category: str | None,
@@ -84,34 +133,27 @@ def browse_page(
     page: int,
     page_size: int,
 ) -> queries.ProductPage:
-    with session_scope(_engine_for(database_url)) as session:
-        return queries.browse_products(session, filters=_filters(category, min_price, max_price, location), page=page, page_size=page_size)
+    filters = _filters(category, min_price, max_price, location)
+    return _browse_page(database_url, revision(database_url), filters, page, page_size)
 
 
-@st.cache_data(ttl=QUERY_TTL_SECONDS, show_spinner=False)
 def keyword_search(
     database_url: str, query: str, category: str | None, min_price: float | None, max_price: float | None, location: str | None, limit: int
-) -> queries.SearchResult:
-    with session_scope(_engine_for(database_url)) as session:
-        return queries.keyword_search(session, query, filters=_filters(category, min_price, max_price, location), limit=limit)
+) -> fulltext.SearchResult:
+    filters = _filters(category, min_price, max_price, location)
+    return _keyword_search(database_url, revision(database_url), query, filters, limit)
 
 
-@st.cache_data(ttl=QUERY_TTL_SECONDS, show_spinner=False)
 def product(database_url: str, product_id: str) -> queries.ProductView | None:
-    with session_scope(_engine_for(database_url)) as session:
-        return queries.get_product(session, product_id)
+    return _product(database_url, revision(database_url), product_id)
 
 
-@st.cache_data(ttl=QUERY_TTL_SECONDS, show_spinner=False)
 def products_frame(database_url: str) -> pd.DataFrame:
-    with session_scope(_engine_for(database_url)) as session:
-        return queries.products_frame(session)
+    return _products_frame(database_url, revision(database_url))
 
 
-@st.cache_data(ttl=QUERY_TTL_SECONDS, show_spinner=False)
 def products_by_ids(database_url: str, product_ids: tuple[str, ...]) -> list[queries.ProductView]:
-    with session_scope(_engine_for(database_url)) as session:
-        return queries.products_by_ids(session, list(product_ids))
+    return _products_by_ids(database_url, revision(database_url), product_ids)
 
 
 # Training runs change while a page watches them: read fresh on every run of the page. (db.runs

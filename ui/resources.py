@@ -48,8 +48,7 @@ def classifier() -> CategoryClassifier:
 
 
 def revision() -> str:
-    with session_scope(data.engine()) as session:
-        return queries.catalogue_revision(session)
+    return data.revision()
 
 
 @st.cache_resource(show_spinner=False, max_entries=1)

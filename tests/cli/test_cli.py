@@ -11,7 +11,7 @@ import pytest
 
 from cli.main import main
 from core.settings import PROJECT_ROOT
-from tests.helpers import image_row, photo, product_row, write_catalogue
+from tests.helpers import PostgresServer, image_row, photo, product_row, write_catalogue
 
 
 @pytest.fixture
@@ -54,6 +54,19 @@ def test_import_then_search_json(app_home: Path, catalogue: Path, capsys: pytest
     assert main(["search", "table", "--category", "Home & Garden", "--limit", "1"]) == 0
     text_out = capsys.readouterr().out
     assert "1 keyword hits" in text_out
+
+
+def test_import_and_search_on_postgresql(
+    app_home: Path, catalogue: Path, postgres_server: PostgresServer, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", postgres_server.new_database())
+    assert main(["import", str(catalogue), "--quiet"]) == 0
+    assert "products: 2 in the catalogue" in capsys.readouterr().out
+    assert main(["search", "TABLES", "--json", "--category", "home & garden"]) == 0  # stemmed, any letter case
+    payload = json.loads(capsys.readouterr().out)
+    assert sorted(hit["id"] for hit in payload["hits"]) == ["a", "b"] and payload["hits"][0]["score"] > 0
+    assert main(["info", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["database"]["backend"] == "postgresql"
 
 
 def test_import_of_a_missing_folder_fails_in_one_line(app_home: Path, capsys: pytest.CaptureFixture[str]) -> None:

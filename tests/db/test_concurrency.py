@@ -1,7 +1,8 @@
-"""Several reviewers on one SQLite database at once: 8 processes make 500 label changes on a dozen
+"""Several reviewers on one catalogue at once, on SQLite and on PostgreSQL: 8 processes make 500 label changes on a dozen
 overlapping products (queue decisions, undos and fixes by hand, racing on purpose). Every change
 either lands exactly once, in both the label and the history, or is refused as stale; nothing is
-lost, nothing is written twice, and the database is never reported locked."""
+lost, nothing is written twice, and the database is never reported locked. Instances starting together on an empty database take
+turns creating the schema."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from tests.helpers import product_row, write_catalogue
 REVIEWERS = 8
 CHANGES = 500
 PRODUCTS = 12
+INSTANCES = 15
 CATEGORIES = ["Home & Garden / Other", "Appliances / Other", "Music, Films, Books & Games / Other", "Office Furniture & Equipment / Other"]
 
 
@@ -65,17 +67,18 @@ def _reviewer(database_url: str, reviewer: str, attempts: int, seed: int) -> lis
 
 
 @pytest.mark.slow
-def test_eight_reviewers_race_on_the_same_labels(tmp_path: Path) -> None:
+def test_eight_reviewers_race_on_the_same_labels(tmp_path: Path, catalogue_url: str) -> None:
     products = [product_row(f"p{index}", category=CATEGORIES[index % len(CATEGORIES)]) for index in range(PRODUCTS)]
-    database_url = f"sqlite:///{tmp_path / 'catalogue.db'}"
+    database_url = catalogue_url
     engine = make_engine(database_url)
     import_catalogue(write_catalogue(tmp_path / "source", products, []), engine=engine, media_dir=tmp_path / "media")
     add_to_queue(engine, [QueueEntry(f"p{index}", 0.1, "x", "y", [("y", 0.9)], True, "cross-validation") for index in range(PRODUCTS)])
     with session_scope(engine) as session:
         initial = {product.id: product.category.path for product in session.scalars(select(Product))}
-    with engine.connect() as connection:
-        assert connection.execute(text("PRAGMA journal_mode")).scalar() == "wal"
-        assert connection.execute(text("PRAGMA busy_timeout")).scalar() == SQLITE_BUSY_TIMEOUT_MS
+    if engine.dialect.name == "sqlite":
+        with engine.connect() as connection:
+            assert connection.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+            assert connection.execute(text("PRAGMA busy_timeout")).scalar() == SQLITE_BUSY_TIMEOUT_MS
 
     shares = [CHANGES // REVIEWERS + (1 if index < CHANGES % REVIEWERS else 0) for index in range(REVIEWERS)]
     with ProcessPoolExecutor(REVIEWERS, mp_context=multiprocessing.get_context("spawn")) as pool:
@@ -107,3 +110,22 @@ def test_eight_reviewers_race_on_the_same_labels(tmp_path: Path) -> None:
         for product_id, item in items.items():
             if item.status == "relabelled":
                 assert item.history_id in {row.id for row in history[product_id]}
+
+
+def _start_instance(database_url: str) -> str:
+    """What an app, API or CLI process does first: connect, creating or upgrading the schema."""
+    try:
+        engine = make_engine(database_url)
+        with session_scope(engine) as session:
+            session.scalar(select(Product.id).limit(1))
+        engine.dispose()
+        return "ok"
+    except Exception as error:  # noqa: BLE001 - reported to the test, which fails on any
+        return f"{type(error).__name__}: {error}"
+
+
+@pytest.mark.slow
+def test_instances_starting_at_once_on_an_empty_database_all_start(catalogue_url: str) -> None:
+    with ProcessPoolExecutor(INSTANCES, mp_context=multiprocessing.get_context("spawn")) as pool:
+        outcomes = list(pool.map(_start_instance, [catalogue_url] * INSTANCES))
+    assert outcomes == ["ok"] * INSTANCES

@@ -17,8 +17,10 @@ from tests.helpers import image_row, photo, product_row, write_catalogue
 
 
 @pytest.fixture
-def engine(tmp_path: Path):  # type: ignore[no-untyped-def]
-    return make_engine(f"sqlite:///{tmp_path / 'catalogue.db'}")
+def engine(catalogue_url: str):  # type: ignore[no-untyped-def]
+    engine = make_engine(catalogue_url)
+    yield engine
+    engine.dispose()
 
 
 def _counts(engine) -> tuple[int, int]:  # type: ignore[no-untyped-def]

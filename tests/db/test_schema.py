@@ -11,8 +11,8 @@ from db.session import make_engine
 from tests.helpers import product_row, write_catalogue
 
 
-def test_columns_added_later_appear_in_an_old_database(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'old.db'}"
+def test_columns_added_later_appear_in_an_old_database(tmp_path: Path, catalogue_url: str) -> None:
+    url = catalogue_url
     engine = make_engine(url)
     import_catalogue(write_catalogue(tmp_path / "source", [product_row("a")], []), engine=engine, media_dir=tmp_path / "media")
     with engine.begin() as connection:  # make it look like a database from before these columns

@@ -1,4 +1,4 @@
-"""Keyword search: escaping of hostile strings, ranking, filters, on a generated catalogue."""
+"""Keyword search: escaping of hostile strings, ranking, filters, on a generated catalogue in SQLite and in PostgreSQL."""
 
 from __future__ import annotations
 
@@ -10,11 +10,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
 
-from core.search.keyword_query import fts_match_expression, query_terms
+from core.search.keyword_query import MATCH_END, MATCH_START, fts_match_expression, query_terms
 from db.importer import import_catalogue
-from db.queries import ProductFilters, browse_products, category_paths, get_product, keyword_search
+from db.keyword_search import keyword_search
+from db.queries import ProductFilters, browse_products, category_paths, get_product
 from db.session import make_engine, session_scope
-from tests.helpers import product_row, write_catalogue
+from tests.helpers import BACKENDS, product_row, write_catalogue
 
 HOSTILE = [
     '"',
@@ -39,9 +40,10 @@ HOSTILE = [
 ]
 
 
-@pytest.fixture(scope="module")
-def engine(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+@pytest.fixture(scope="module", params=BACKENDS)
+def engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     folder = tmp_path_factory.mktemp("search")
+    url = f"sqlite:///{folder / 'catalogue.db'}" if request.param == "sqlite" else request.getfixturevalue("postgres_server").new_database()
     products = [
         product_row(
             "sofa1",
@@ -85,9 +87,10 @@ def engine(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped
         ),
     ]
     write_catalogue(folder / "source", products, [])
-    engine = make_engine(f"sqlite:///{folder / 'catalogue.db'}")
+    engine = make_engine(url)
     import_catalogue(folder / "source", engine=engine, media_dir=folder / "media")
-    return engine
+    yield engine
+    engine.dispose()
 
 
 def _ids(engine, query: str, **filters) -> list[str]:  # type: ignore[no-untyped-def]
@@ -105,6 +108,16 @@ def test_porter_stemming_and_diacritics(engine) -> None:  # type: ignore[no-unty
     assert _ids(engine, "electrique run") == ["kettle"]
 
 
+def test_the_snippet_marks_the_matched_words(engine) -> None:  # type: ignore[no-untyped-def]
+    with session_scope(engine) as session:
+        (hit,) = keyword_search(session, "fabric").hits
+    assert hit.product.id == "sofa1" and f"{MATCH_START}fabric{MATCH_END}" in hit.snippet and hit.score > 0
+
+
+def test_a_stop_word_is_still_a_word(engine) -> None:  # type: ignore[no-untyped-def]
+    assert _ids(engine, "for") == ["phone2"]  # "Case for iPhone 12."
+
+
 def test_boilerplate_is_not_searchable(engine) -> None:  # type: ignore[no-untyped-def]
     assert _ids(engine, "Posted Ann") == []
 
@@ -119,6 +132,8 @@ def test_all_words_first_then_any_word(engine) -> None:  # type: ignore[no-untyp
 def test_filters(engine) -> None:  # type: ignore[no-untyped-def]
     assert _ids(engine, "iphone", category="Phones, Mobile Phones & Telecoms / Mobile Phone Accessories") == ["phone2"]
     assert _ids(engine, "iphone", category="Phones, Mobile Phones") == []  # a path prefix, not a substring
+    assert _ids(engine, "iphone", category="phones, mobile phones & TELECOMS") == ["phone1", "phone2"]  # any letter case
+    assert _ids(engine, "sofa", category="home & garden / dining, living room furniture / sofas") == ["sofa1", "sofa2"]
     assert _ids(engine, "sofa", max_price=Decimal("100")) == ["sofa2"]
     assert _ids(engine, "sofa", min_price=100) == ["sofa1"]
     assert _ids(engine, "sofa", location="yorkshire") == ["sofa1", "sofa2"]

@@ -59,9 +59,9 @@ def test_ranking_puts_the_least_confident_label_first() -> None:
 
 
 @pytest.fixture
-def small(tmp_path: Path):  # type: ignore[no-untyped-def]
-    """A generated catalogue of 24 products with its review queue built."""
-    engine = make_engine(f"sqlite:///{tmp_path / 'catalogue.db'}")
+def small(tmp_path: Path, catalogue_url: str):  # type: ignore[no-untyped-def]
+    """A generated catalogue of 24 products with its review queue built, on each backend."""
+    engine = make_engine(catalogue_url)
     import_catalogue(generated_catalogue(tmp_path / "source", per_class=8), engine=engine, media_dir=tmp_path / "images")
     queued = review_queue.refresh_queue(engine, cache_dir=tmp_path / "cache", media_dir=tmp_path / "images")
     assert queued == 24
@@ -178,7 +178,7 @@ def test_history_exports_as_csv(small) -> None:  # type: ignore[no-untyped-def]
 
 def test_cli_review_queue_json(small, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
     engine, home = small
-    use_home(monkeypatch, home)
+    use_home(monkeypatch, home, database_url=engine.url.render_as_string(hide_password=False))
     assert main(["review-queue", "--limit", "5", "--json"]) == 0
     items = json.loads(capsys.readouterr().out)["items"]
     assert len(items) == 5 and all(set(item) == {"product_id", "name", "current", "suggested", "score"} for item in items)
@@ -189,7 +189,7 @@ def test_cli_review_queue_json(small, monkeypatch: pytest.MonkeyPatch, capsys: p
 
 def test_review_page_reviews_three_items(small, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
     engine, home = small
-    use_home(monkeypatch, home)
+    use_home(monkeypatch, home, database_url=engine.url.render_as_string(hide_password=False))
     app = AppTest.from_file(str(PROJECT_ROOT / "streamlit_app.py"), default_timeout=120)
     app.run()
     app.switch_page("pages/review.py").run()
@@ -225,7 +225,7 @@ def test_review_page_reviews_three_items(small, monkeypatch: pytest.MonkeyPatch)
 
 def test_a_label_fixed_from_the_detail_view_is_recorded_and_a_stale_fix_refused(small, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
     engine, home = small
-    use_home(monkeypatch, home)
+    use_home(monkeypatch, home, database_url=engine.url.render_as_string(hide_password=False))
     product_id = review_queue.queue_frame(engine)["product_id"].tolist()[0]
     with session_scope(engine) as session:
         old = session.scalar(select(Product).where(Product.id == product_id)).category.path.split(" / ")[0]  # type: ignore[union-attr]

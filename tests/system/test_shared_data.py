@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections import Counter
 
 from db.importer import import_catalogue
-from db.queries import catalogue_counts, keyword_search
+from db.keyword_search import keyword_search
+from db.queries import catalogue_counts
 from db.session import session_scope
 from tests.helpers import ImportedCatalogue
 
