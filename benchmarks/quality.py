@@ -179,7 +179,7 @@ def run_text_folds(setup: Setup, *, epochs: int) -> list[tuple[str, str]]:
     settings = get_settings()
     trainer = Trainer(
         setup.catalogue,
-        recorder=DatabaseRunRecorder(make_engine(settings.database_url)),
+        recorder=DatabaseRunRecorder(make_engine(settings.database_url), root=settings.data_dir),
         runs_dir=settings.runs_dir,
         cache_dir=settings.cache_dir,
         feature_progress=lambda stage, done, total: print(f"{stage}: {done}/{total}", flush=True),

@@ -47,6 +47,7 @@ def run_info(args: argparse.Namespace) -> int:
     settings = get_settings()
     counts: tuple[int, int] | None = None
     embeddings: dict[str, Any] | None = None
+    vector_search: str | None = None
     try:
         from db.queries import catalogue_counts
         from db.session import session_scope
@@ -55,20 +56,22 @@ def run_info(args: argparse.Namespace) -> int:
         with session_scope(engine) as session:
             counts = catalogue_counts(session)
         if counts[0]:
-            from core.search.indexes import embedding_progress
+            from services.catalogue_vectors import catalogue_embedding_progress, vector_search_note
 
-            progress = embedding_progress(catalogue_to_train_on(engine), cache_dir=settings.cache_dir)
+            progress = catalogue_embedding_progress(engine, catalogue_to_train_on(engine), cache_dir=settings.cache_dir)
             embeddings = {
                 "texts_done": progress.texts_done,
                 "texts_total": progress.texts_total,
                 "photos_done": progress.photos_done,
                 "photos_total": progress.photos_total,
             }
+            vector_search = vector_search_note(engine)
     except Exception as error:  # noqa: BLE001 - a broken database is part of what info reports
         counts, embeddings = None, {"error": f"{type(error).__name__}: {error}"}
     from db.session import database_facts
 
-    facts = gather(settings, database=database_facts(settings.database_url), catalogue_counts=counts, embeddings=embeddings)
+    database = database_facts(settings.database_url) | ({"vector_search": vector_search} if vector_search else {})
+    facts = gather(settings, database=database, catalogue_counts=counts, embeddings=embeddings)
     if args.json:
         print(json.dumps(facts, ensure_ascii=False))
         return 0
@@ -94,10 +97,10 @@ def run_search(args: argparse.Namespace) -> int:
     engine = open_engine(args.db)
     indexes = None
     if mode != "keyword":
-        from core.search.indexes import build_search_indexes
+        from services.catalogue_vectors import catalogue_indexes
 
         catalogue = catalogue_to_train_on(engine)
-        indexes = build_search_indexes(catalogue, cache_dir=get_settings().cache_dir)
+        indexes = catalogue_indexes(engine, catalogue, cache_dir=get_settings().cache_dir)
     try:
         result = search(engine, mode=mode, query=args.query or "", photos=photos, indexes=indexes, filters=filters, limit=args.limit)
     except SearchInputError as error:

@@ -61,6 +61,7 @@ def catalogue_to_train_on(engine: Engine) -> Catalogue:
 
 
 def run_checkpoint(engine: Engine, kind: str, run_id: int) -> Path:
+    from db.runs import checkpoint_file
     from db.session import session_scope
     from db.tables import TrainingRun
 
@@ -68,16 +69,16 @@ def run_checkpoint(engine: Engine, kind: str, run_id: int) -> Path:
         run = session.get(TrainingRun, run_id)
         if run is None or run.model_kind != kind or run.status != RunStatus.FINISHED or not run.checkpoint_path:
             raise CommandError(f"run {run_id} is not a finished {kind} run")
-        return Path(run.checkpoint_path)
+        return checkpoint_file(run.checkpoint_path, root=get_settings().data_dir)
 
 
 def latest_checkpoint(engine: Engine, kind: str) -> Path:
-    from db.runs import latest_run
+    from db.runs import checkpoint_file, latest_run
 
     run = latest_run(engine, model_kind=kind)
     if run is None or not run.checkpoint_path:
         raise CommandError(f"no finished {kind} run to build on: train it first (python -m core train --model {kind})")
-    return Path(run.checkpoint_path)
+    return checkpoint_file(run.checkpoint_path, root=get_settings().data_dir)
 
 
 def stop_on_sigterm() -> None:

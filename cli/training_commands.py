@@ -44,7 +44,7 @@ def run_train(args: argparse.Namespace) -> int:
     bars = EpochBars(quiet=args.quiet)
     trainer = Trainer(
         catalogue,
-        recorder=DatabaseRunRecorder(engine),
+        recorder=DatabaseRunRecorder(engine, root=settings.data_dir),
         runs_dir=settings.runs_dir,
         cache_dir=settings.cache_dir,
         epoch_progress=bars.update,

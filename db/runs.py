@@ -7,6 +7,7 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -79,10 +80,27 @@ def record_epoch(
         )
 
 
-def record_best(engine: Engine, run_id: int, *, epoch: int, val_accuracy: float, checkpoint_path: str) -> None:
+def stored_path(path: str | Path, *, root: Path | None) -> str:
+    """`path` as the catalogue stores it: relative to `root` (the catalogue home, a folder instances
+    sharing the catalogue share too) when it lies below it, else as given."""
+    if root is not None:
+        try:
+            return Path(path).resolve().relative_to(root.resolve()).as_posix()
+        except ValueError:
+            pass
+    return str(path)
+
+
+def checkpoint_file(stored: str, *, root: Path) -> Path:
+    """A stored checkpoint path on this machine: relative paths are below `root`, absolute ones as they are."""
+    return root / stored  # an absolute `stored` replaces root
+
+
+def record_best(engine: Engine, run_id: int, *, epoch: int, val_accuracy: float, checkpoint_path: str, root: Path | None = None) -> None:
     with session_scope(engine) as session:
         run = session.get_one(TrainingRun, run_id)
-        run.best_epoch, run.best_val_accuracy, run.checkpoint_path = epoch, val_accuracy, checkpoint_path
+        run.best_epoch, run.best_val_accuracy = epoch, val_accuracy
+        run.checkpoint_path = stored_path(checkpoint_path, root=root)
 
 
 def finish_run(
@@ -105,9 +123,10 @@ def finish_run(
 @dataclass(frozen=True)
 class DatabaseRunRecorder:
     """core.training.records.RunRecorder over this module: each step committed at once, so a page
-    watching the run sees every epoch as it ends."""
+    watching the run sees every epoch as it ends. Checkpoints below `root` are stored relative to it."""
 
     engine: Engine
+    root: Path | None = None
 
     def create_run(self, **run: Any) -> int:
         return create_run(self.engine, **run)
@@ -116,7 +135,7 @@ class DatabaseRunRecorder:
         record_epoch(self.engine, run_id, **asdict(result))
 
     def record_best(self, run_id: int, *, epoch: int, val_accuracy: float, checkpoint_path: str) -> None:
-        record_best(self.engine, run_id, epoch=epoch, val_accuracy=val_accuracy, checkpoint_path=checkpoint_path)
+        record_best(self.engine, run_id, epoch=epoch, val_accuracy=val_accuracy, checkpoint_path=checkpoint_path, root=self.root)
 
     def finish_run(
         self,

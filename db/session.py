@@ -13,7 +13,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 from sqlalchemy.orm import Session, sessionmaker
 
-from db import postgres
+from db import postgres, vectors
 from db.tables import Base
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
@@ -110,6 +110,7 @@ def _create_schema(engine: Engine) -> None:
         add_missing_columns(connection)
         if engine.dialect.name == "postgresql":
             postgres.create_search_schema(connection)
+            vectors.create_vector_schema(connection)
         elif engine.dialect.name == "sqlite":
             fts_is_new = not inspect(connection).has_table("products_fts")
             for statement in _FTS_DDL:

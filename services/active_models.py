@@ -16,6 +16,8 @@ from sqlalchemy.orm import Session
 from core.enums import ModelKind, RunStatus
 from core.models.manifest import MANIFEST, ModelFileError
 from core.models.release import ship_models
+from core.settings import get_settings
+from db.runs import checkpoint_file
 from db.session import session_scope
 from db.tables import TrainingRun
 
@@ -26,11 +28,15 @@ class ActivationError(ValueError):
     """The run cannot be made active; the message says why and what would allow it."""
 
 
+def _checkpoint(run: TrainingRun) -> Path:
+    return checkpoint_file(run.checkpoint_path or "", root=get_settings().data_dir)
+
+
 def _finished_run(session: Session, run_id: int) -> TrainingRun:
     run = session.get(TrainingRun, run_id)
     if run is None:
         raise ActivationError(f"there is no run {run_id}")
-    if run.status != RunStatus.FINISHED or not run.checkpoint_path or not Path(run.checkpoint_path).is_file():
+    if run.status != RunStatus.FINISHED or not run.checkpoint_path or not _checkpoint(run).is_file():
         raise ActivationError(f"run {run_id} is not a finished run with its checkpoint on this machine")
     return run
 
@@ -39,12 +45,12 @@ def runs_to_activate(engine: Engine, run_id: int) -> dict[str, Path]:
     """The checkpoints that making `run_id` active installs, by model kind."""
     with session_scope(engine) as session:
         run = _finished_run(session, run_id)
-        checkpoints = {run.model_kind: Path(run.checkpoint_path)}  # type: ignore[arg-type]
+        checkpoints = {run.model_kind: _checkpoint(run)}
         if run.model_kind == "combined":
             text_run = run.encoder_ids.get("text_model_run")
             if text_run is None:
                 raise ActivationError(f"run {run_id} does not record the text run it was built on")
-            checkpoints["text"] = Path(_finished_run(session, int(text_run)).checkpoint_path)  # type: ignore[arg-type]
+            checkpoints["text"] = _checkpoint(_finished_run(session, int(text_run)))
         elif run.model_kind == "text":
             combined = [
                 candidate
@@ -53,16 +59,14 @@ def runs_to_activate(engine: Engine, run_id: int) -> dict[str, Path]:
                     .where(TrainingRun.model_kind == ModelKind.COMBINED, TrainingRun.status == RunStatus.FINISHED)
                     .order_by(TrainingRun.id.desc())
                 )
-                if candidate.encoder_ids.get("text_model_run") == run_id
-                and candidate.checkpoint_path
-                and Path(candidate.checkpoint_path).is_file()
+                if candidate.encoder_ids.get("text_model_run") == run_id and candidate.checkpoint_path and _checkpoint(candidate).is_file()
             ]
             if not combined:
                 raise ActivationError(
                     f"text run {run_id} has no finished combined run built on it; train one first "
                     f"(python -m core train --model combined --text-run {run_id}), then make that one active"
                 )
-            checkpoints["combined"] = Path(combined[0].checkpoint_path)  # type: ignore[arg-type]
+            checkpoints["combined"] = _checkpoint(combined[0])
         return checkpoints
 
 

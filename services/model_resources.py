@@ -41,15 +41,20 @@ def embedding_job_key(database_url: str, revision: str) -> str:
     return f"embeddings:{database_url}:{revision}"
 
 
-def embedding_job(catalogue: Catalogue, *, database_url: str, revision: str, cache_dir: Path) -> background.JobState | None:
-    """The background job embedding whatever of `catalogue` the cache lacks, started here if none is on;
-    None when the cache holds it all. The arrays stay in the cache, not in the job."""
-    from core.search.indexes import embed_catalogue, embedding_progress
+def embedding_job(engine: Engine, catalogue: Catalogue, *, database_url: str, revision: str, cache_dir: Path) -> background.JobState | None:
+    """The background job embedding whatever of `catalogue` the vectors lack (the cache's on SQLite, the
+    catalogue's own on PostgreSQL), started here if none is on; None when they are all there. The arrays
+    stay in the cache or the database, not in the job."""
+    from core.search.indexes import embed_catalogue
+    from services.catalogue_vectors import catalogue_embedding_progress, embed_into_catalogue, stores_vectors
 
     key = embedding_job_key(database_url, revision)
     job = background.status(key)
-    if job is None and not embedding_progress(catalogue, cache_dir=cache_dir).complete:
-        job = background.start(key, lambda report: embed_catalogue(catalogue, cache_dir=cache_dir, progress=report))
+    if job is None and not catalogue_embedding_progress(engine, catalogue, cache_dir=cache_dir).complete:
+        if stores_vectors(engine):
+            job = background.start(key, lambda report: embed_into_catalogue(engine, catalogue, cache_dir=cache_dir, progress=report))
+        else:
+            job = background.start(key, lambda report: embed_catalogue(catalogue, cache_dir=cache_dir, progress=report))
     return job
 
 
@@ -92,14 +97,14 @@ class ModelResources:
 
     def search_indexes(self) -> SearchIndexes | None:
         """The catalogue's vector indexes, or None while a background job embeds what the cache lacks (started here)."""
-        from core.search.indexes import build_search_indexes
+        from services.catalogue_vectors import catalogue_indexes
 
         revision, cache_dir = self.revision(), self.settings.cache_dir  # one query: the revision keys everything below
         built = self._built.get("indexes")
         if built is not None and built[0] == revision:
             return built[1]
         catalogue = self._catalogue(revision)
-        job = embedding_job(catalogue, database_url=self.settings.database_url, revision=revision, cache_dir=cache_dir)
+        job = embedding_job(self.engine, catalogue, database_url=self.settings.database_url, revision=revision, cache_dir=cache_dir)
         if job is not None and (job.running or job.error is not None):
             return None
-        return self._cached("indexes", revision, lambda: build_search_indexes(catalogue, cache_dir=cache_dir))
+        return self._cached("indexes", revision, lambda: catalogue_indexes(self.engine, catalogue, cache_dir=cache_dir))

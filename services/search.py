@@ -16,7 +16,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from core.search.keyword_query import query_terms
-from core.search.vector_index import reciprocal_rank_fusion
+from core.search.vector_index import FilteredSearch, reciprocal_rank_fusion
 from db.keyword_search import keyword_search
 from db.queries import ProductFilters, ProductView, filtered_product_ids, products_by_ids
 from db.session import session_scope
@@ -107,9 +107,12 @@ def search_catalogue(
     vector = indexes.photo_query(photos) if mode == "photo" else indexes.text_query(query)
     embed_ms = (time.perf_counter() - embed_started) * 1000
     started = time.perf_counter()
-    allowed = filtered_product_ids(session, filters)
     index = indexes.photos if mode == "photo" else indexes.text
-    neighbours = index.search(vector, k=HYBRID_DEPTH if mode == "hybrid" else limit, allowed=allowed)
+    depth = HYBRID_DEPTH if mode == "hybrid" else limit
+    if isinstance(index, FilteredSearch):  # pgvector: the filters go into the search's own SQL query
+        neighbours = index.filtered(filters).search(vector, k=depth)
+    else:
+        neighbours = index.search(vector, k=depth, allowed=filtered_product_ids(session, filters))
     if mode in ("semantic", "photo"):
         took_ms = (time.perf_counter() - started) * 1000
         products = {product.id: product for product in products_by_ids(session, [neighbour.key for neighbour in neighbours])}

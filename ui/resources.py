@@ -64,9 +64,9 @@ def catalogue() -> Catalogue:
 
 @st.cache_resource(show_spinner="Loading the search indexes…", max_entries=1)
 def _search_indexes(database_url: str, catalogue_revision: str) -> SearchIndexes:
-    from core.search.indexes import build_search_indexes
+    from services.catalogue_vectors import catalogue_indexes
 
-    return build_search_indexes(_catalogue(database_url, catalogue_revision), cache_dir=get_settings().cache_dir)
+    return catalogue_indexes(data.engine(), _catalogue(database_url, catalogue_revision), cache_dir=get_settings().cache_dir)
 
 
 _fully_embedded: set[tuple[str, str]] = set()  # (database, revision) whose embeddings the cache was found to hold
@@ -84,7 +84,7 @@ def search_indexes() -> SearchIndexes | None:
         return _search_indexes(database_url, catalogue_revision)
     catalogue = _catalogue(database_url, catalogue_revision)
     job = model_resources.embedding_job(
-        catalogue, database_url=database_url, revision=catalogue_revision, cache_dir=get_settings().cache_dir
+        data.engine(), catalogue, database_url=database_url, revision=catalogue_revision, cache_dir=get_settings().cache_dir
     )
     if job is None:
         _fully_embedded.add((database_url, catalogue_revision))  # reruns skip re-reading the cache's indexes

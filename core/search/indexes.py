@@ -25,7 +25,7 @@ from core.encoders.features import cached_image_features, image_feature_store, i
 from core.encoders.text_encoder import DEFAULT_MAX_TOKENS, EMBEDDING_DIM, TEXT_ENCODER_ID
 from core.encoders.text_engine import sentence_embeddings
 from core.runtime.progress import Progress, StageProgress, for_stage
-from core.search.vector_index import ExactIndex
+from core.search.vector_index import ExactIndex, VectorIndex
 
 SENTENCE_KIND = "sentence-embeddings"
 
@@ -92,8 +92,8 @@ def query_text_embedding(query: str) -> np.ndarray:
 
 @dataclass
 class SearchIndexes:
-    text: ExactIndex
-    photos: ExactIndex
+    text: VectorIndex
+    photos: VectorIndex
     backbone_id: str
     photo_mean: np.ndarray  # subtracted from query photo features as from the catalogue's
 

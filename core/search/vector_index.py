@@ -2,14 +2,14 @@
 
 `ExactIndex` keeps L2-normalised vectors in memory and answers with one matrix product: exact
 cosine similarity, fast enough for catalogues of this size (see the README's benchmark figures).
-An approximate index (FAISS, pgvector, ...) would implement the same `VectorIndex` protocol.
+pgvector's HNSW index in PostgreSQL (db.vectors.StoredVectorIndex) implements the same `VectorIndex` protocol.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -23,13 +23,22 @@ class Neighbour:
 
 
 class VectorIndex(Protocol):
-    dim: int
+    @property
+    def dim(self) -> int: ...
 
     def __len__(self) -> int: ...
 
     def search(self, query: np.ndarray, *, k: int, allowed: Collection[str] | None = None) -> list[Neighbour]:
         """The `k` closest keys to `query` (best first), only among `allowed` keys when given."""
         ...
+
+
+@runtime_checkable
+class FilteredSearch(Protocol):
+    """An index that applies the catalogue's filters itself (in the database's query) rather than take
+    the `allowed` keys: `filtered(filters)` is the index restricted to what the filters let through."""
+
+    def filtered(self, filters: Any) -> VectorIndex: ...
 
 
 def normalise_rows(vectors: np.ndarray, *, in_place: bool = False) -> np.ndarray:

@@ -17,7 +17,7 @@ from core.inference.category_classifier import CategoryClassifier, NothingToClas
 from core.models.release import ship_models
 from core.training.hyperparameters import DEFAULTS, with_overrides
 from core.training.trainer import RunResult, Trainer, TrainingError
-from db.runs import run_split
+from db.runs import checkpoint_file, run_split
 from db.session import make_engine, session_scope
 from db.tables import RunEpoch, RunPrediction, TrainingRun
 from tests.helpers import CLASSES, generated_catalogue, generated_photo
@@ -166,7 +166,7 @@ def test_killed_training_command_marks_the_run_stopped(tmp_path: Path) -> None:
     assert process.returncode == 130 and "interrupted" in err and "Traceback" not in err
     with session_scope(engine) as session:
         run = session.scalars(select(TrainingRun)).one()
-        assert run.status == "stopped" and run.checkpoint_path and Path(run.checkpoint_path).is_file()
+        assert run.status == "stopped" and run.checkpoint_path and checkpoint_file(run.checkpoint_path, root=tmp_path / "home").is_file()
 
 
 def test_shipping_refuses_a_combined_model_built_on_another_text_run(trained: dict[str, object], tmp_path: Path) -> None:

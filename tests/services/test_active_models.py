@@ -15,6 +15,7 @@ from core.inference.category_classifier import CategoryClassifier
 from core.models.checkpoints import ModelFileError, load_checkpoint
 from core.settings import get_settings
 from core.training.jobs import list_jobs, start_training_job, stop_job, train_command
+from db.runs import checkpoint_file
 from db.session import make_engine, session_scope
 from db.tables import TrainingRun
 from services.active_models import ActivationError, activate_run, reset_active_models, runs_to_activate
@@ -105,4 +106,5 @@ def test_a_run_started_from_the_app_trains_and_can_be_stopped(trained: dict, tmp
     with session_scope(engine) as session:
         stopped = session.get_one(TrainingRun, run[0])
         assert stopped.status == "stopped" and stopped.best_epoch is not None
-        assert Path(stopped.checkpoint_path).is_file()
+        assert stopped.checkpoint_path == f"runs/run-{run[0]}-image.pt"  # relative to the home: another machine may mount it elsewhere
+        assert checkpoint_file(stopped.checkpoint_path, root=home).is_file()

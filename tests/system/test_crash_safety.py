@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 
 from core.models.checkpoints import load_checkpoint
 from core.settings import PROJECT_ROOT, home_environment
+from db.runs import checkpoint_file
 from db.session import make_engine, session_scope
 from db.tables import RunEpoch, TrainingRun
 from tests.helpers import generated_catalogue, generated_photo, image_row, product_row, row_counts, use_home, write_catalogue
@@ -131,7 +132,7 @@ def test_a_training_run_killed_part_way_is_marked_died_and_leaves_whole_files(tm
     assert frame["status"].tolist() == ["died"] and "killed" in frame["note"][0]
     with session_scope(engine) as session:
         run = session.scalars(select(TrainingRun)).one()
-        checkpoint = Path(run.checkpoint_path) if run.checkpoint_path else None
+        checkpoint = checkpoint_file(run.checkpoint_path, root=home) if run.checkpoint_path else None
     if checkpoint is not None:
         assert load_checkpoint(checkpoint).kind == "image"  # written atomically: whole or absent
     for path in (home / "runs").rglob("*.pt"):

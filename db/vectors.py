@@ -1,0 +1,220 @@
+"""Embeddings kept in the catalogue when it is PostgreSQL, so that every instance shares them.
+
+One row per (vector space, item): a space is an encoder's output (product texts, or one backbone's
+photo features). Where the server has pgvector the column is a `vector`, each space has its own
+HNSW index (cosine), and a search runs in SQL with the catalogue filters in the same query
+(`StoredVectorIndex`). Without the extension the column is `real[]` and the vectors are read into
+the in-memory exact index (core.search.vector_index.ExactIndex), as on SQLite.
+
+Photo features are stored centred on the space's centre (the mean of the first photos written,
+kept in `vector_spaces`): centring spreads cosines that would otherwise crowd near 1, and a fixed
+centre keeps rows written at different times comparable."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from pgvector.sqlalchemy import VECTOR
+from sqlalchemy import REAL, Column, Connection, Engine, MetaData, String, Table, cast, func, literal_column, select, text
+from sqlalchemy.dialects.postgresql import ARRAY, insert
+
+from core.search.vector_index import Neighbour, normalise_rows
+from db.queries import ProductFilters
+from db.tables import Category, Product
+
+VECTORS_TABLE = "catalogue_vectors"
+_SPACE_NAME = re.compile(r"[A-Za-z0-9_.:+-]{1,200}")
+HNSW_EF_SEARCH = 100  # candidates the HNSW graph walk keeps: recall against latency (benchmarks/bench_postgres.py)
+WRITE_BATCH = 500
+_metadata = MetaData()
+spaces = Table("vector_spaces", _metadata, Column("space", String(200), primary_key=True), Column("centre", ARRAY(REAL)))
+
+
+def _vectors_table(*, pgvector: bool) -> Table:
+    return Table(
+        VECTORS_TABLE,
+        MetaData(),
+        Column("space", String(200), primary_key=True),
+        Column("item_id", String(64), primary_key=True),
+        Column("product_id", String(64), nullable=False),
+        Column("source_hash", String(64), nullable=False),  # the text's or photo's hash the vector was computed from
+        Column("embedding", VECTOR() if pgvector else ARRAY(REAL), nullable=False),
+    )
+
+
+def create_vector_schema(connection: Connection) -> None:
+    """The vector tables, with pgvector where the server has the extension (installed here when it can be)."""
+    try:
+        with connection.begin_nested():
+            connection.execute(text("CREATE EXTENSION IF NOT EXISTS vector"))
+    except Exception:  # noqa: BLE001 - no extension, or no right to install it: the real[] fallback
+        pass
+    has_vector = connection.scalar(text("SELECT count(*) FROM pg_type WHERE typname = 'vector'")) > 0
+    column = "vector" if has_vector else "real[]"
+    connection.execute(
+        text(
+            f"""CREATE TABLE IF NOT EXISTS {VECTORS_TABLE} (
+            space varchar(200) NOT NULL, item_id varchar(64) NOT NULL,
+            product_id varchar(64) NOT NULL REFERENCES products(id) ON DELETE CASCADE,
+            source_hash varchar(64) NOT NULL, embedding {column} NOT NULL, PRIMARY KEY (space, item_id))"""
+        )
+    )
+    connection.execute(text(f"CREATE INDEX IF NOT EXISTS ix_{VECTORS_TABLE}_product ON {VECTORS_TABLE} (product_id)"))
+    spaces.create(connection, checkfirst=True)
+
+
+def uses_pgvector(engine: Engine) -> bool:
+    """Whether the catalogue's vectors are pgvector columns (searched in SQL) or real[] (searched in memory)."""
+    with engine.connect() as connection:
+        kind = connection.scalar(
+            text(
+                "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = CAST(:table AS regclass) AND attname = 'embedding'"
+            ),
+            {"table": VECTORS_TABLE},
+        )
+    return kind == "vector"
+
+
+def _checked_space(space: str) -> str:
+    if not _SPACE_NAME.fullmatch(space):
+        raise ValueError(f"not a vector space name: {space!r}")
+    return space
+
+
+def _hnsw_index_name(space: str) -> str:
+    return f"ix_{VECTORS_TABLE}_hnsw_{hashlib.sha1(space.encode()).hexdigest()[:10]}"
+
+
+def ensure_hnsw_index(engine: Engine, space: str, dim: int) -> None:
+    """The space's HNSW index (cosine distance), a partial index over its rows, made once."""
+    space = _checked_space(space)
+    with engine.begin() as connection:
+        connection.execute(text("SELECT pg_advisory_xact_lock(hashtext(:space))"), {"space": space})
+        connection.execute(
+            text(
+                f"CREATE INDEX IF NOT EXISTS {_hnsw_index_name(space)} ON {VECTORS_TABLE} "
+                f"USING hnsw ((embedding::vector({int(dim)})) vector_cosine_ops) WHERE space = '{space}'"
+            )
+        )
+
+
+def stored_hashes(engine: Engine, space: str) -> dict[str, str]:
+    """item id -> the hash of what its stored vector was computed from."""
+    table = _vectors_table(pgvector=False)
+    with engine.connect() as connection:
+        rows = connection.execute(select(table.c.item_id, table.c.source_hash).where(table.c.space == space))
+        return {item_id: source_hash for item_id, source_hash in rows}
+
+
+def space_centre(engine: Engine, space: str, *, proposed: np.ndarray | None = None) -> np.ndarray | None:
+    """The space's centre; `proposed` becomes it when it has none yet (the first writer's wins)."""
+    with engine.begin() as connection:
+        if proposed is not None:
+            values = [float(value) for value in proposed]
+            connection.execute(insert(spaces).values(space=space, centre=values).on_conflict_do_nothing())
+        centre = connection.scalar(select(spaces.c.centre).where(spaces.c.space == space))
+    return None if centre is None else np.asarray(centre, np.float32)
+
+
+def write_vectors(
+    engine: Engine, space: str, *, item_ids: Sequence[str], product_ids: Sequence[str], hashes: Sequence[str], vectors: np.ndarray
+) -> None:
+    """Insert or replace the items' vectors, in batches of their own transactions (a long job keeps what it has done)."""
+    table = _vectors_table(pgvector=uses_pgvector(engine))
+    for start in range(0, len(item_ids), WRITE_BATCH):
+        rows = [
+            {"space": space, "item_id": item, "product_id": product, "source_hash": digest, "embedding": vector.tolist()}
+            for item, product, digest, vector in zip(
+                item_ids[start : start + WRITE_BATCH],
+                product_ids[start : start + WRITE_BATCH],
+                hashes[start : start + WRITE_BATCH],
+                vectors[start : start + WRITE_BATCH],
+            )
+        ]
+        statement = insert(table)
+        update = {
+            "product_id": statement.excluded.product_id,
+            "source_hash": statement.excluded.source_hash,
+            "embedding": statement.excluded.embedding,
+        }
+        with engine.begin() as connection:
+            connection.execute(statement.on_conflict_do_update(index_elements=["space", "item_id"], set_=update), rows)
+
+
+def delete_vectors(engine: Engine, space: str, item_ids: Collection[str]) -> None:
+    table = _vectors_table(pgvector=False)
+    with engine.begin() as connection:
+        connection.execute(table.delete().where(table.c.space == space, table.c.item_id.in_(list(item_ids))))
+
+
+def read_vectors(engine: Engine, space: str, *, dim: int) -> tuple[list[str], np.ndarray]:
+    """(product id per row, vectors): a space's rows for the in-memory index."""
+    table = _vectors_table(pgvector=uses_pgvector(engine))
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(table.c.product_id, table.c.embedding).where(table.c.space == space).order_by(table.c.item_id)
+        ).all()
+    if not rows:
+        return [], np.empty((0, dim), np.float32)
+    return [row[0] for row in rows], np.asarray([row[1] for row in rows], np.float32)
+
+
+@dataclass(frozen=True)
+class StoredVectorIndex:
+    """core.search.vector_index.VectorIndex over a space's pgvector rows: cosine search through its HNSW
+    index, filters in the same SQL query. Several vectors may share a product (its photos): a product
+    scores as its best vector and appears once. Where filters leave too few rows for the graph walk
+    to find `k`, the search is exact over the rows the filters let through."""
+
+    engine: Engine
+    space: str
+    dim: int
+    filters: ProductFilters = ProductFilters()
+    ef_search: int = HNSW_EF_SEARCH
+
+    def __len__(self) -> int:
+        table = _vectors_table(pgvector=True)
+        with self.engine.connect() as connection:
+            return int(connection.scalar(select(func.count()).select_from(table).where(table.c.space == self.space)) or 0)
+
+    def filtered(self, filters: ProductFilters) -> StoredVectorIndex:
+        return StoredVectorIndex(self.engine, self.space, self.dim, filters, self.ef_search)
+
+    def search(self, query: np.ndarray, *, k: int, allowed: Collection[str] | None = None) -> list[Neighbour]:
+        if k <= 0:
+            return []
+        best: dict[str, float] = {}
+        for vector in normalise_rows(np.asarray(query, np.float32).reshape(-1, self.dim)):
+            for product_id, score in self._nearest(vector, k=k, allowed=allowed):
+                best[product_id] = max(score, best.get(product_id, -np.inf))
+        ranked = sorted(best.items(), key=lambda item: (-item[1], item[0]))[:k]
+        return [Neighbour(key, score) for key, score in ranked]
+
+    def _nearest(self, vector: np.ndarray, *, k: int, allowed: Collection[str] | None) -> list[tuple[str, float]]:
+        table = _vectors_table(pgvector=True)
+        distance = cast(table.c.embedding, VECTOR(self.dim)).cosine_distance(vector.tolist())
+        rows_wanted = 3 * k  # a product's photos share its k: room for each to take a row
+        # The space as a literal: the planner then matches the space's partial HNSW index in every plan.
+        statement = select(table.c.product_id, distance).where(table.c.space == literal_column(f"'{_checked_space(self.space)}'"))
+        restricted = not self.filters.is_empty or allowed is not None
+        if not self.filters.is_empty:
+            statement = self.filters.apply(
+                statement.join(Product, Product.id == table.c.product_id).join(Category, Category.id == Product.category_id)
+            )
+        if allowed is not None:
+            statement = statement.where(table.c.product_id.in_(list(allowed)))
+        statement = statement.order_by(distance).limit(rows_wanted)
+        with self.engine.begin() as connection:
+            connection.execute(text("SELECT set_config('hnsw.ef_search', :ef, true)"), {"ef": str(max(self.ef_search, rows_wanted))})
+            rows = connection.execute(statement).all()
+            if restricted and len({row[0] for row in rows}) < k:  # the graph walk's candidates were mostly filtered out
+                connection.execute(text("SET LOCAL enable_indexscan = off"))
+                rows = connection.execute(statement).all()
+        seen: dict[str, float] = {}
+        for product_id, cosine_distance in rows:
+            seen.setdefault(product_id, 1.0 - float(cosine_distance))
+        return list(seen.items())
