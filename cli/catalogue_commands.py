@@ -117,7 +117,7 @@ def run_search(args: argparse.Namespace) -> int:
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
-    """The `import`, `info` and `search` subcommands."""
+    """The `import`, `info`, `search` and `migrate` subcommands."""
     importer = commands.add_parser("import", help="import a catalogue folder (Products.csv, Images.csv, images/)")
     importer.add_argument("directory", help="folder in the seed format, e.g. ../shared/data/marketplace")
     importer.add_argument("--db", help="database URL (default: DATABASE_URL or data/catalogue.db)")
@@ -157,3 +157,32 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     search.add_argument("--json", action="store_true", help='print {"mode", "hits": [...], "took_ms": N}')
     search.add_argument("--db", help="database URL")
     search.set_defaults(handler=run_search)
+
+    migrate = commands.add_parser(
+        "migrate", help="copy a catalogue (history, runs, review queue, keys) into an empty database, e.g. SQLite to PostgreSQL"
+    )
+    migrate.add_argument(
+        "--from", dest="source", required=True, metavar="URL", help="the catalogue to copy, e.g. sqlite:///data/catalogue.db"
+    )
+    migrate.add_argument(
+        "--to", dest="target", required=True, metavar="URL", help="an empty database, e.g. postgresql+psycopg://user@host/catalogue"
+    )
+    migrate.add_argument("--json", action="store_true", help='print {"from", "to", "rows": {table: count}, "seconds"}')
+    migrate.set_defaults(handler=run_migrate)
+
+
+def run_migrate(args: argparse.Namespace) -> int:
+    from db.migrate import MigrationError, migrate_catalogue
+
+    try:
+        report = migrate_catalogue(args.source, args.target)
+    except MigrationError as error:
+        raise CommandError(str(error)) from error
+    if args.json:
+        print(json.dumps(report.as_json(), ensure_ascii=False))
+        return 0
+    print(f"copied {report.source} to {report.target} in {report.seconds:.1f} s; rows checked on both sides:")
+    for table, rows in report.rows.items():
+        print(f"  {table}: {rows:,}")
+    print("search by meaning and photo: the next embedding job stores the vectors (python -m core import --embed, or the app)")
+    return 0

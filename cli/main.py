@@ -15,7 +15,7 @@ from core.runtime.terminal import printable
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m core", description="Marketplace browser command line.")
     commands = parser.add_subparsers(dest="command", required=True)
-    # The order of `--help`: import, info, search, train, ship, baselines, review-queue, classify, evaluate, serve, api-key.
+    # The order of `--help`: import, info, search, migrate, train, ship, baselines, review-queue, classify, evaluate, serve, api-key.
     catalogue_commands.add_commands(commands)
     training_commands.add_commands(commands)
     review_commands.add_commands(commands)
