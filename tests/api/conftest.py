@@ -36,9 +36,9 @@ class WritableApi:
 
 
 @pytest.fixture
-def writable_api(tmp_path: Path) -> Iterator[WritableApi]:
-    """The API on a small catalogue of this test's own, and a live key."""
-    url = f"sqlite:///{tmp_path / 'catalogue.db'}"
+def writable_api(tmp_path: Path, catalogue_url: str) -> Iterator[WritableApi]:
+    """The API on a small catalogue of this test's own (on each backend), and a live key."""
+    url = catalogue_url
     engine = make_engine(url)
     import_catalogue(small_catalogue(tmp_path / "source"), engine=engine, media_dir=tmp_path / "images")
     key = create_api_key(engine, "ana")

@@ -20,7 +20,10 @@ from benchmarks.common import serve_api
 from cli.main import main
 from db.importer import import_catalogue
 from db.session import make_engine
+from services.api_keys import create_api_key
 from tests.api.builders import settings_for, small_catalogue, upload
+from tests.app.test_app import open_page
+from tests.helpers import PostgresServer, use_home
 from tests.hostile import jpeg_bytes
 
 EVERY_ENDPOINT = {
@@ -141,3 +144,32 @@ def test_api_key_command_creates_lists_and_revokes(app_home: Path, capsys: pytes
     assert main(["api-key", "list", "--json"]) == 0
     assert json.loads(capsys.readouterr().out.splitlines()[-1])["keys"][0]["revoked_at"] is not None
     assert main(["api-key", "revoke", "bob"]) == 1
+
+
+def test_the_api_and_the_app_share_a_postgresql_catalogue(
+    tmp_path: Path, postgres_server: PostgresServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two instances on one catalogue: a label fixed through a real API server shows in the app on its next page run."""
+    url = postgres_server.new_database()
+    engine = make_engine(url)
+    import_catalogue(small_catalogue(tmp_path / "source"), engine=engine, media_dir=tmp_path / "images")
+    key = create_api_key(engine, "ana")
+    use_home(monkeypatch, tmp_path, database_url=url)
+    app = open_page("pages/browse.py")
+    app.selectbox(key="browse_top").set_value("Baby & Kids Stuff").run()
+    assert "1 products" in app.caption[0].value
+
+    log = tmp_path / "server.log"
+    with serve_api(tmp_path, url, log) as server:
+        product = httpx.get(f"{server.url}/products/phone", timeout=30).json()
+        changed = httpx.post(
+            f"{server.url}/products/phone/label",
+            json={"category": "Baby & Kids Stuff / Prams, Strollers & Pushchairs", "label_version": product["label_version"], "reason": "a toy phone"},
+            headers={"X-API-Key": key},
+            timeout=30,
+        )
+        assert changed.status_code == 200, changed.text
+        assert httpx.get(f"{server.url}/search", params={"q": "iphone", "category": "baby & kids stuff"}, timeout=30).json()["hits"]
+    app.run()
+    assert not app.exception and "2 products" in app.caption[0].value
+    assert "Traceback" not in log.read_text()

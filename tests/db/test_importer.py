@@ -102,6 +102,23 @@ def test_bad_rows_are_skipped_with_reasons_and_valid_rows_kept(tmp_path: Path, e
     assert (source / "images" / "i3.jpg").is_file()  # original kept
 
 
+def test_fields_postgresql_would_refuse_are_skipped_rows_on_every_backend(tmp_path: Path, engine) -> None:  # type: ignore[no-untyped-def]
+    products = [
+        product_row("long-name", product_name="n" * 501),
+        product_row("long-place", location="l" * 201),
+        product_row("nul", product_description="fine\x00 till here"),
+        product_row("ok"),
+    ]
+    report = import_catalogue(write_catalogue(tmp_path / "source", products, []), engine=engine, media_dir=tmp_path / "media")
+    reasons = {row.row_id: row.reason for row in report.skipped}
+    assert reasons == {
+        "long-name": "name too long: 501 characters, the limit is 500",
+        "long-place": "location too long: 201 characters, the limit is 200",
+        "nul": "description holds a NUL character",
+    }
+    assert report.products_added == 1 and _counts(engine) == (1, 0)
+
+
 def test_reimport_is_idempotent(tmp_path: Path, engine) -> None:  # type: ignore[no-untyped-def]
     source = _defective_catalogue(tmp_path / "source")
     import_catalogue(source, engine=engine, media_dir=tmp_path / "media")

@@ -40,8 +40,8 @@ def test_bad_uploads_are_explained_and_good_ones_kept() -> None:
 
 
 @pytest.fixture
-def catalogue(tmp_path: Path):  # type: ignore[no-untyped-def]
-    engine = make_engine(f"sqlite:///{tmp_path / 'catalogue.db'}")
+def catalogue(tmp_path: Path, catalogue_url: str):  # type: ignore[no-untyped-def]
+    engine = make_engine(catalogue_url)
     source = write_catalogue(
         tmp_path / "source", [product_row("a", category="Home & Garden / Garden & Patio / Outdoor Settings & Furniture")], []
     )
