@@ -1,7 +1,8 @@
-"""Timing helpers shared by the benchmarks, and starting the app and the API as real servers (also used by the tests)."""
+"""Timing helpers shared by the benchmarks, and starting the app, the API and PostgreSQL as real servers (also used by the tests)."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import socket
 import statistics
@@ -49,6 +50,26 @@ def print_table(rows: list[tuple[str, str]]) -> None:
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
         print(f"| {name.ljust(width)} | {value} |")
+
+
+class PostgresServer:
+    """A PostgreSQL 16 server (with pgvector) of a test session's or a benchmark's own, from the pgserver
+    wheel: started in a folder (a temporary one), listening on a Unix socket only, stopped by `stop()`."""
+
+    def __init__(self, folder: Path) -> None:
+        import pgserver
+
+        self.server = pgserver.get_server(folder, cleanup_mode="stop")
+        self._databases = itertools.count()
+
+    def new_database(self) -> str:
+        """The SQLAlchemy URL of a new, empty database on the server."""
+        name = f"catalogue_{next(self._databases)}"
+        self.server.psql(f"CREATE DATABASE {name};")
+        return self.server.get_uri(name).replace("postgresql://", "postgresql+psycopg://", 1)
+
+    def stop(self) -> None:
+        self.server.cleanup()
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from db.tables import Category, Product
 VECTORS_TABLE = "catalogue_vectors"
 _SPACE_NAME = re.compile(r"[A-Za-z0-9_.:+-]{1,200}")
 HNSW_EF_SEARCH = 100  # candidates the HNSW graph walk keeps: recall against latency (benchmarks/bench_postgres.py)
+HNSW_EF_SEARCH_MAX = 1000  # pgvector's ceiling: the second, wider walk when filters drop most candidates
 WRITE_BATCH = 500
 _metadata = MetaData()
 spaces = Table("vector_spaces", _metadata, Column("space", String(200), primary_key=True), Column("centre", ARRAY(REAL)))
@@ -167,8 +168,9 @@ def read_vectors(engine: Engine, space: str, *, dim: int) -> tuple[list[str], np
 class StoredVectorIndex:
     """core.search.vector_index.VectorIndex over a space's pgvector rows: cosine search through its HNSW
     index, filters in the same SQL query. Several vectors may share a product (its photos): a product
-    scores as its best vector and appears once. Where filters leave too few rows for the graph walk
-    to find `k`, the search is exact over the rows the filters let through."""
+    scores as its best vector and appears once. pgvector (0.6) filters the graph walk's candidates after
+    the walk: when filters leave fewer than `k` of them, the walk is widened once, then the search is
+    exact over the rows the filters let through."""
 
     engine: Engine
     space: str
@@ -208,10 +210,14 @@ class StoredVectorIndex:
         if allowed is not None:
             statement = statement.where(table.c.product_id.in_(list(allowed)))
         statement = statement.order_by(distance).limit(rows_wanted)
+        walks = [max(self.ef_search, rows_wanted)] + ([HNSW_EF_SEARCH_MAX] if restricted else [])
         with self.engine.begin() as connection:
-            connection.execute(text("SELECT set_config('hnsw.ef_search', :ef, true)"), {"ef": str(max(self.ef_search, rows_wanted))})
-            rows = connection.execute(statement).all()
-            if restricted and len({row[0] for row in rows}) < k:  # the graph walk's candidates were mostly filtered out
+            for ef_search in walks:
+                connection.execute(text("SELECT set_config('hnsw.ef_search', :ef, true)"), {"ef": str(min(ef_search, HNSW_EF_SEARCH_MAX))})
+                rows = connection.execute(statement).all()
+                if len({row[0] for row in rows}) >= k or not restricted:
+                    break
+            else:  # the filters let too few of the walk's candidates through: exact over what they let through
                 connection.execute(text("SET LOCAL enable_indexscan = off"))
                 rows = connection.execute(statement).all()
         seen: dict[str, float] = {}

@@ -9,18 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.common import PostgresServer
 from core.settings import PROJECT_ROOT
 from db.importer import import_catalogue
 from db.session import make_engine
-from tests.helpers import (
-    BACKENDS,
-    REQUIRE_DATA_FLAG,
-    REQUIRE_POSTGRES_FLAG,
-    ImportedCatalogue,
-    PostgresServer,
-    generated_catalogue,
-    shared_data_dir,
-)
+from tests.helpers import BACKENDS, REQUIRE_DATA_FLAG, REQUIRE_POSTGRES_FLAG, ImportedCatalogue, generated_catalogue, shared_data_dir
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,6 @@ classes, pointing the app at a catalogue home."""
 
 from __future__ import annotations
 
-import itertools
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,26 +30,6 @@ class ImportedCatalogue:
     database_url: str
     home: Path
     report: ImportReport
-
-
-class PostgresServer:
-    """A PostgreSQL 16 server (with pgvector) of the test session's own, from the pgserver wheel: started in
-    a temporary folder, listening on a Unix socket only, stopped when the session ends."""
-
-    def __init__(self, folder: Path) -> None:
-        import pgserver
-
-        self.server = pgserver.get_server(folder, cleanup_mode="stop")
-        self._databases = itertools.count()
-
-    def new_database(self) -> str:
-        """The SQLAlchemy URL of a new, empty database on the server."""
-        name = f"catalogue_{next(self._databases)}"
-        self.server.psql(f"CREATE DATABASE {name};")
-        return self.server.get_uri(name).replace("postgresql://", "postgresql+psycopg://", 1)
-
-    def stop(self) -> None:
-        self.server.cleanup()
 
 
 def row_counts(engine: Engine) -> tuple[int, int, int]:

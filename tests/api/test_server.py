@@ -16,14 +16,14 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.limits import ModelWorker
 from api.problems import ApiProblem
-from benchmarks.common import serve_api
+from benchmarks.common import PostgresServer, serve_api
 from cli.main import main
 from db.importer import import_catalogue
 from db.session import make_engine
 from services.api_keys import create_api_key
 from tests.api.builders import settings_for, small_catalogue, upload
 from tests.app.test_app import open_page
-from tests.helpers import PostgresServer, use_home
+from tests.helpers import use_home
 from tests.hostile import jpeg_bytes
 
 EVERY_ENDPOINT = {
@@ -164,7 +164,11 @@ def test_the_api_and_the_app_share_a_postgresql_catalogue(
         product = httpx.get(f"{server.url}/products/phone", timeout=30).json()
         changed = httpx.post(
             f"{server.url}/products/phone/label",
-            json={"category": "Baby & Kids Stuff / Prams, Strollers & Pushchairs", "label_version": product["label_version"], "reason": "a toy phone"},
+            json={
+                "category": "Baby & Kids Stuff / Prams, Strollers & Pushchairs",
+                "label_version": product["label_version"],
+                "reason": "a toy phone",
+            },
             headers={"X-API-Key": key},
             timeout=30,
         )

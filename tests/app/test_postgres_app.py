@@ -8,12 +8,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from benchmarks.common import PostgresServer
 from db.importer import import_catalogue
 from db.session import make_engine, session_scope
 from db.tables import Product
 from services.review import fix_label
 from tests.app.test_app import PAGES, open_page
-from tests.helpers import PostgresServer, generated_catalogue, use_home
+from tests.helpers import generated_catalogue, use_home
 
 
 @pytest.fixture

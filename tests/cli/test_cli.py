@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.common import PostgresServer
 from cli.main import main
 from core.settings import PROJECT_ROOT
-from tests.helpers import PostgresServer, image_row, photo, product_row, write_catalogue
+from tests.helpers import image_row, photo, product_row, write_catalogue
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, func, select
 
+from benchmarks.common import PostgresServer
 from cli.main import main
 from core.enums import RunStatus
 from core.training.records import EpochResult
@@ -20,7 +21,7 @@ from db.tables import Base, LabelHistory, Product
 from services.api_keys import create_api_key, key_holder
 from services.review import fix_label
 from services.review_queue import QueueEntry, add_to_queue
-from tests.helpers import PostgresServer, generated_catalogue
+from tests.helpers import generated_catalogue
 
 
 def _counts(engine: Engine) -> dict[str, int]:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, text
 
+from benchmarks.common import PostgresServer
 from core.data.catalogue import Catalogue
 from core.data.images import open_image
 from db.importer import import_catalogue
@@ -17,7 +18,7 @@ from db.session import make_engine, session_scope
 from db.vectors import uses_pgvector
 from services.catalogue_vectors import catalogue_embedding_progress, catalogue_indexes, embed_into_catalogue, vector_search_note
 from services.search import search_catalogue, similar_products
-from tests.helpers import PostgresServer, generated_catalogue
+from tests.helpers import generated_catalogue
 
 SEARCHES = [
     ("semantic", "a pushchair for a toddler", ProductFilters()),
