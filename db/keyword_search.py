@@ -1,7 +1,7 @@
 """Keyword search over product names and descriptions with each backend's own full-text index:
 FTS5 with bm25 on SQLite, a weighted tsvector with ts_rank on PostgreSQL (db.postgres). Both rank
 title words over description words, take any string as a query (every word is quoted, never read
-as an operator), and fall back to any word when no product holds them all."""
+as an operator), and fall back to any word but stop words when no product holds them all."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, column, func, literal, literal_column, select, table
 from sqlalchemy.orm import Session, selectinload
 
-from core.search.keyword_query import MATCH_END, MATCH_START, fts_match_expression, query_terms
+from core.search.keyword_query import MATCH_END, MATCH_START, fallback_terms, fts_match_expression, query_terms
 from db.postgres import SEARCH_CONFIG, fold_diacritics
 from db.queries import ProductFilters, ProductView
 from db.tables import Category, Product
@@ -21,6 +21,9 @@ from db.tables import Category, Product
 NAME_WEIGHT = 4.0
 DESCRIPTION_WEIGHT = 1.0
 SNIPPET_WORDS = 12
+# PostgreSQL ranks at most this many of a query's matches (the first the index yields): a query matching
+# most of a million listings then costs about what one matching 2,000 does (benchmarks/bench_postgres.py).
+RANKED_CANDIDATES = 2_000
 
 _fts = table("products_fts", column("rowid"), column("name"), column("description"))
 _fts_table: ColumnElement[Any] = literal_column("products_fts")
@@ -48,18 +51,18 @@ class SearchResult:
 
 
 def keyword_search(session: Session, query: str, *, filters: ProductFilters = ProductFilters(), limit: int = 20) -> SearchResult:
-    """Products matching the query's words (all of them; else any), best first, with the filters."""
+    """Products matching the query's words (all of them; else any but stop words), best first, with the filters."""
     started = time.perf_counter()
     terms = query_terms(query)
-    dialect = session.get_bind().dialect.name
+    build = _postgres_statement if session.get_bind().dialect.name == "postgresql" else _sqlite_statement
+    filters = filters.resolved(session)
     hits: list[SearchHit] = []
     matched_any = False
     for any_term in (False, True):
         if not terms:
             break
-        statement = _postgres_statement(terms, any_term) if dialect == "postgresql" else _sqlite_statement(query, any_term)
-        statement = filters.apply(statement).options(selectinload(Product.images), selectinload(Product.category))
-        rows = session.execute(statement.limit(limit)).all()
+        statement = build(query, any_term=any_term, filters=filters, limit=limit)
+        rows = session.execute(statement.options(selectinload(Product.images), selectinload(Product.category))).all()
         hits = [SearchHit(ProductView.of(product), path, float(score), snippet or "") for product, path, score, snippet in rows]
         if hits or len(terms) < 2:
             matched_any = any_term
@@ -67,30 +70,39 @@ def keyword_search(session: Session, query: str, *, filters: ProductFilters = Pr
     return SearchResult(hits, (time.perf_counter() - started) * 1000, matched_any)
 
 
-def _sqlite_statement(query: str, any_term: bool) -> Select[Any]:
+def _sqlite_statement(query: str, *, any_term: bool, filters: ProductFilters, limit: int) -> Select[Any]:
     expression = fts_match_expression(query, any_term=any_term)
     rank = func.bm25(_fts_table, NAME_WEIGHT, DESCRIPTION_WEIGHT)  # lower is better
     snippet = func.snippet(_fts_table, 1, MATCH_START, MATCH_END, "…", SNIPPET_WORDS)
-    return (
+    statement = (
         select(Product, Category.path, -rank, snippet)
         .join(_fts, _fts.c.rowid == Product.pk)
         .join(Product.category)
         .where(_fts_table.op("MATCH")(expression))
-        .order_by(rank, Product.pk)
     )
+    return filters.apply(statement).order_by(rank, Product.pk).limit(limit)
 
 
-def _postgres_statement(terms: list[str], any_term: bool) -> Select[Any]:
+def _postgres_statement(query: str, *, any_term: bool, filters: ProductFilters, limit: int) -> Select[Any]:
+    terms = query_terms(query)
+    terms = fallback_terms(terms) if any_term else terms
     # The words are letters and digits only (query_terms), each quoted as one term: nothing is an operator.
     expression = (" | " if any_term else " & ").join(f"'{fold_diacritics(term)}'" for term in terms)
     config: ColumnElement[Any] = literal_column(f"'{SEARCH_CONFIG}'::regconfig")
     ts_query = func.to_tsquery(config, literal(expression))
-    rank = func.ts_rank(literal_column(f"'{_TS_WEIGHTS}'::float4[]"), _search_vector, ts_query, _TS_LENGTH_NORMALISATION)
-    # ts_headline reads the whole description: computed for the rows returned only, as the outer select's column.
+    # Ranked on narrow rows (key and search vector) first, at most RANKED_CANDIDATES of them; the whole
+    # rows, and ts_headline (which reads the whole description), only for the `limit` best.
+    candidates = (
+        filters.apply(select(Product.pk, _search_vector.label("search_vector")).where(_search_vector.op("@@")(ts_query)))
+        .limit(RANKED_CANDIDATES)
+        .subquery("candidates")
+    )
+    rank = func.ts_rank(literal_column(f"'{_TS_WEIGHTS}'::float4[]"), candidates.c.search_vector, ts_query, _TS_LENGTH_NORMALISATION)
+    ranked = select(candidates.c.pk, rank.label("rank")).order_by(rank.desc(), candidates.c.pk).limit(limit).subquery("ranked")
     snippet = func.ts_headline(config, Product.description, ts_query, _HEADLINE_OPTIONS)
     return (
-        select(Product, Category.path, rank, snippet)
+        select(Product, Category.path, ranked.c.rank, snippet)
+        .join(ranked, ranked.c.pk == Product.pk)
         .join(Product.category)
-        .where(_search_vector.op("@@")(ts_query))
-        .order_by(rank.desc(), Product.pk)
+        .order_by(ranked.c.rank.desc(), Product.pk)
     )

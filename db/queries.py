@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import Connection, Select, func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from core.data.catalogue import Catalogue, ImageRecord, ProductRecord
@@ -27,15 +27,28 @@ class ProductFilters:
     min_price: Decimal | float | None = None
     max_price: Decimal | float | None = None
     location: str | None = None
+    category_ids: tuple[int, ...] | None = None  # the category's subtree, once looked up (`resolved`)
 
     @property
     def is_empty(self) -> bool:
         return not self.category and self.min_price is None and self.max_price is None and not (self.location or "").strip()
 
+    def _subtree(self) -> Select[Any]:
+        path, wanted = func.lower(Category.path), (self.category or "").lower()
+        return select(Category.id).where(or_(path == wanted, path.startswith(wanted + CATEGORY_SEPARATOR, autoescape=True)))
+
+    def resolved(self, connection: Session | Connection) -> ProductFilters:
+        """These filters with the category's subtree looked up: a full-text or vector scan then filters on a
+        list of ids once, where PostgreSQL's planner would repeat the scan for each category of the subtree."""
+        if not self.category or self.category_ids is not None:
+            return self
+        return replace(self, category_ids=tuple(connection.scalars(self._subtree())))
+
     def apply(self, statement: Select[Any]) -> Select[Any]:
-        if self.category:
-            path, wanted = func.lower(Category.path), self.category.lower()
-            statement = statement.where(or_(path == wanted, path.startswith(wanted + CATEGORY_SEPARATOR, autoescape=True)))
+        if self.category_ids is not None:
+            statement = statement.where(Product.category_id.in_(self.category_ids))
+        elif self.category:
+            statement = statement.where(Product.category_id.in_(self._subtree().scalar_subquery()))
         if self.min_price is not None:
             statement = statement.where(Product.price_pence >= round(Decimal(str(self.min_price)) * 100))
         if self.max_price is not None:

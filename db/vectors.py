@@ -24,7 +24,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, insert
 
 from core.search.vector_index import Neighbour, normalise_rows
 from db.queries import ProductFilters
-from db.tables import Category, Product
+from db.tables import Product
 
 VECTORS_TABLE = "catalogue_vectors"
 _SPACE_NAME = re.compile(r"[A-Za-z0-9_.:+-]{1,200}")
@@ -203,15 +203,14 @@ class StoredVectorIndex:
         # The space as a literal: the planner then matches the space's partial HNSW index in every plan.
         statement = select(table.c.product_id, distance).where(table.c.space == literal_column(f"'{_checked_space(self.space)}'"))
         restricted = not self.filters.is_empty or allowed is not None
-        if not self.filters.is_empty:
-            statement = self.filters.apply(
-                statement.join(Product, Product.id == table.c.product_id).join(Category, Category.id == Product.category_id)
-            )
         if allowed is not None:
             statement = statement.where(table.c.product_id.in_(list(allowed)))
-        statement = statement.order_by(distance).limit(rows_wanted)
         walks = [max(self.ef_search, rows_wanted)] + ([HNSW_EF_SEARCH_MAX] if restricted else [])
         with self.engine.begin() as connection:
+            if not self.filters.is_empty:
+                filters = self.filters.resolved(connection)
+                statement = filters.apply(statement.join(Product, Product.id == table.c.product_id))
+            statement = statement.order_by(distance).limit(rows_wanted)
             for ef_search in walks:
                 connection.execute(text("SELECT set_config('hnsw.ef_search', :ef, true)"), {"ef": str(min(ef_search, HNSW_EF_SEARCH_MAX))})
                 rows = connection.execute(statement).all()

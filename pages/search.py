@@ -67,6 +67,8 @@ if not product_detail_from_query():
                 )
                 any_note = " (keyword part matched any word)" if found.matched_any_term else ""
                 st.caption(f"{len(found.hits)} results in {found.took_ms:.1f} ms (query embedded in {found.embed_ms:.0f} ms){any_note}")
+                if warning := resources.vector_search_warning():
+                    st.caption(warning)
                 products = [hit.product for hit in found.hits]
                 notes = [
                     escape_markdown(hit.why)

@@ -69,6 +69,17 @@ def _search_indexes(database_url: str, catalogue_revision: str) -> SearchIndexes
     return catalogue_indexes(data.engine(), _catalogue(database_url, catalogue_revision), cache_dir=get_settings().cache_dir)
 
 
+def vector_search_warning() -> str | None:
+    """A note for the Search page when the catalogue is PostgreSQL without pgvector (vectors then searched in memory)."""
+    from services.catalogue_vectors import stores_vectors, vector_search_note
+
+    engine = data.engine()
+    if not stores_vectors(engine):
+        return None
+    note = vector_search_note(engine)
+    return None if note.startswith("pgvector") else f"Search by meaning and photo runs {note}."
+
+
 _fully_embedded: set[tuple[str, str]] = set()  # (database, revision) whose embeddings the cache was found to hold
 
 

@@ -9,6 +9,13 @@ import re
 _TOKEN = re.compile(r"[^\W_]+", re.UNICODE)
 MAX_QUERY_TERMS = 32
 MATCH_START, MATCH_END = "\x02", "\x03"  # around matched words in a result's snippet (never typed by a user)
+# Function words: when no product holds every word of a query, the any-word fallback leaves these out
+# (matching "the" alone finds every listing and ranks none), unless the query holds nothing else.
+STOP_WORDS = frozenset(
+    "a about all also an and any are as at be been but by can could did do does for from had has have he her his how i if in "
+    "into is it its just me my no not of on or our out over she so some than that the their them then there these they this "
+    "to too up us very was we were what when where which who why will with would you your".split()
+)
 
 
 def query_terms(text: str) -> list[str]:
@@ -22,6 +29,12 @@ def query_terms(text: str) -> list[str]:
     return list(terms)
 
 
+def fallback_terms(terms: list[str]) -> list[str]:
+    """The terms the any-word fallback searches for: `terms` without the stop words, or all of them when
+    nothing else is left."""
+    return [term for term in terms if term not in STOP_WORDS] or terms
+
+
 def fts_match_expression(text: str, *, any_term: bool = False) -> str | None:
     """An FTS5 MATCH expression for any user string, or None when it holds no searchable word.
 
@@ -31,4 +44,6 @@ def fts_match_expression(text: str, *, any_term: bool = False) -> str | None:
     terms = query_terms(text)
     if not terms:
         return None
-    return (" OR " if any_term else " ").join(f'"{term}"' for term in terms)
+    if any_term:
+        return " OR ".join(f'"{term}"' for term in fallback_terms(terms))
+    return " ".join(f'"{term}"' for term in terms)

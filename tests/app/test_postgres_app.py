@@ -6,12 +6,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from benchmarks.common import PostgresServer
+from core.settings import get_settings
 from db.importer import import_catalogue
 from db.session import make_engine, session_scope
 from db.tables import Product
+from services.catalogue import models_catalogue
+from services.catalogue_vectors import embed_into_catalogue
 from services.review import fix_label
 from tests.app.test_app import PAGES, open_page
 from tests.helpers import generated_catalogue, use_home
@@ -56,3 +59,19 @@ def test_a_label_fixed_by_another_instance_shows_on_the_next_page_run(postgres_h
 
     app.run()
     assert not app.exception and "3 products" in app.caption[0].value
+
+
+def test_search_by_meaning_without_pgvector_says_it_runs_in_memory(postgres_home: str, tmp_path: Path) -> None:
+    engine = make_engine(postgres_home)
+    with engine.begin() as connection:  # a server without the extension keeps the vectors as real[]
+        connection.execute(text("ALTER TABLE catalogue_vectors ALTER COLUMN embedding TYPE real[] USING embedding::real[]"))
+    settings = get_settings()
+    embed_into_catalogue(engine, models_catalogue(engine, settings=settings), cache_dir=settings.cache_dir)
+    engine.dispose()
+    app = open_page("pages/search.py")
+    app.get("segmented_control")[0].set_value("semantic").run()
+    app.text_input(key="search_query").input("a pushchair for my toddler").run()
+    assert not app.exception and not app.error
+    captions = [caption.value for caption in app.caption]
+    assert any(caption.endswith("ms)") and " results in " in caption and not caption.startswith("0 ") for caption in captions), captions
+    assert any("runs in memory, exact: the server has no pgvector extension" in caption for caption in captions)
