@@ -35,7 +35,7 @@ from core.settings import get_settings
 from db.importer import import_catalogue
 from db.keyword_search import keyword_search
 from db.queries import ProductFilters, filtered_product_ids, training_catalogue
-from db.session import make_engine, session_scope
+from db.session import after_bulk_write, make_engine, session_scope
 from db.tables import Category, Product
 from db.vectors import StoredVectorIndex, ensure_hnsw_index, read_vectors
 from services.catalogue_vectors import TEXT_SPACE, embed_into_catalogue
@@ -244,8 +244,7 @@ def synthetic_rows(server: PostgresServer, source_url: str, sizes: list[int], *,
         engine.dispose()
         started = time.perf_counter()
         vectors = _copy_synthetic(engine, source, size, rng)
-        with engine.begin() as connection:
-            connection.execute(text("ANALYZE"))
+        after_bulk_write(engine, ("categories", "products", "catalogue_vectors"))
         loaded = time.perf_counter() - started
         started = time.perf_counter()
         ensure_hnsw_index(engine, SYNTHETIC_SPACE, 384)

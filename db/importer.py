@@ -44,7 +44,7 @@ from core.data.images import (
     save_cleaned,
 )
 from core.runtime.progress import StageProgress
-from db.session import session_scope
+from db.session import after_bulk_write, session_scope
 from db.tables import Category, Image, LabelHistory, Product
 
 
@@ -182,6 +182,7 @@ def import_catalogue(
                     (media / item.file_path).unlink(missing_ok=True)
             reason = error.orig if isinstance(error, DBAPIError) else error
             raise CatalogueWriteError(f"the catalogue could not be written ({reason}); nothing was imported") from error
+        after_bulk_write(engine, ("categories", "products", "images", "label_history"))
     report.seconds = time.perf_counter() - started
     return report
 

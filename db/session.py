@@ -137,6 +137,14 @@ def add_missing_columns(connection: Connection) -> None:
             index.create(connection, checkfirst=True)
 
 
+def after_bulk_write(engine: Engine, tables: tuple[str, ...]) -> None:
+    """On PostgreSQL, the indexes and planner statistics of `tables` brought up to date after a bulk write
+    (an import, stored vectors) rather than whenever autovacuum comes by (db.postgres.refresh_after_bulk_write)."""
+    if engine.dialect.name == "postgresql":
+        with engine.begin() as connection:
+            postgres.refresh_after_bulk_write(connection, tables)
+
+
 def session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 

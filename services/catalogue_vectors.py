@@ -18,6 +18,7 @@ from core.runtime.progress import StageProgress
 from core.search.indexes import EmbeddingProgress, SearchIndexes, build_search_indexes, embed_catalogue, embedding_progress
 from core.search.vector_index import ExactIndex, VectorIndex, normalise_rows
 from db import vectors
+from db.session import after_bulk_write
 
 TEXT_SPACE = f"text:{TEXT_ENCODER_ID}-tokens{DEFAULT_MAX_TOKENS}"
 
@@ -86,6 +87,8 @@ def embed_into_catalogue(
     gone = set(vectors.stored_hashes(engine, space)) - {image.id for image in catalogue.images}
     if gone:
         vectors.delete_vectors(engine, space, gone)
+    if len(texts) or len(photos) or gone:
+        after_bulk_write(engine, (vectors.VECTORS_TABLE,))
     if vectors.uses_pgvector(engine):
         vectors.ensure_hnsw_index(engine, TEXT_SPACE, EMBEDDING_DIM)
         vectors.ensure_hnsw_index(engine, space, backbone.feature_dim)

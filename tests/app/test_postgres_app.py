@@ -30,7 +30,7 @@ def postgres_home(postgres_server: PostgresServer, tmp_path: Path, monkeypatch: 
     return url
 
 
-@pytest.mark.parametrize("page", [page for page in PAGES if page not in ("pages/classify.py", "pages/evaluation.py")])
+@pytest.mark.parametrize("page", PAGES)
 def test_every_page_runs_on_postgresql(postgres_home: str, page: str) -> None:
     app = open_page(page)
     assert app.title and not app.error
