@@ -2,7 +2,7 @@
 
     python -m benchmarks [--quick]
 
-Runs the catalogue, model, search, app and HTTP API benchmarks one after another, each in its own process
+Runs the catalogue, model, search, app, HTTP API and PostgreSQL benchmarks one after another, each in its own process
 (so one's memory and caches never colour another's), prints their tables and writes them all to
 benchmarks/results.md. `--quick` uses fewer repeats (a smoke run; the README's figures are from
 the full run).
@@ -27,6 +27,7 @@ BENCHMARKS = {
     "search": (["benchmarks.bench_search"], ["--repeat", "30", "--synthetic", "100000", "--no-pages"]),
     "app": (["benchmarks.bench_app"], ["--runs", "1"]),
     "api": (["benchmarks.bench_api"], ["--requests", "20", "--overhead-runs", "20"]),
+    "postgres": (["benchmarks.bench_postgres"], ["--sizes", "100000", "--repeat", "30"]),
 }
 RESULTS = Path(__file__).resolve().parent / "results.md"
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import random
+import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -284,7 +285,9 @@ def main() -> None:
             print("PostgreSQL:", server.server.psql("SELECT version();").splitlines()[2].strip())
             rows, source_url = catalogue_rows(server, scratch, repeat=args.repeat, skip_import=args.skip_import)
             print_table(rows)
-            print_table(synthetic_rows(server, source_url, args.sizes, repeat=args.repeat))
+            for size in args.sizes:  # each size's table as soon as it is measured: the largest takes longest
+                print_table(synthetic_rows(server, source_url, [size], repeat=args.repeat))
+                sys.stdout.flush()
         finally:
             server.stop()
 

@@ -29,7 +29,7 @@ from db.tables import Product
 VECTORS_TABLE = "catalogue_vectors"
 _SPACE_NAME = re.compile(r"[A-Za-z0-9_.:+-]{1,200}")
 HNSW_EF_SEARCH = 100  # candidates the HNSW graph walk keeps: recall against latency (benchmarks/bench_postgres.py)
-HNSW_EF_SEARCH_MAX = 1000  # pgvector's ceiling: the second, wider walk when filters drop most candidates
+HNSW_EF_SEARCH_MAX = 1000  # pgvector's ceiling
 WRITE_BATCH = 500
 _metadata = MetaData()
 spaces = Table("vector_spaces", _metadata, Column("space", String(200), primary_key=True), Column("centre", ARRAY(REAL)))
@@ -169,8 +169,8 @@ class StoredVectorIndex:
     """core.search.vector_index.VectorIndex over a space's pgvector rows: cosine search through its HNSW
     index, filters in the same SQL query. Several vectors may share a product (its photos): a product
     scores as its best vector and appears once. pgvector (0.6) filters the graph walk's candidates after
-    the walk: when filters leave fewer than `k` of them, the walk is widened once, then the search is
-    exact over the rows the filters let through."""
+    the walk: when filters leave fewer than `k` of them, the search is exact over the rows the filters
+    let through (few, when they cut the walk's candidates that much)."""
 
     engine: Engine
     space: str
@@ -205,20 +205,18 @@ class StoredVectorIndex:
         restricted = not self.filters.is_empty or allowed is not None
         if allowed is not None:
             statement = statement.where(table.c.product_id.in_(list(allowed)))
-        walks = [max(self.ef_search, rows_wanted)] + ([HNSW_EF_SEARCH_MAX] if restricted else [])
         with self.engine.begin() as connection:
             if not self.filters.is_empty:
                 filters = self.filters.resolved(connection)
                 statement = filters.apply(statement.join(Product, Product.id == table.c.product_id))
-            statement = statement.order_by(distance).limit(rows_wanted)
-            for ef_search in walks:
-                connection.execute(text("SELECT set_config('hnsw.ef_search', :ef, true)"), {"ef": str(min(ef_search, HNSW_EF_SEARCH_MAX))})
-                rows = connection.execute(statement).all()
-                if len({row[0] for row in rows}) >= k or not restricted:
-                    break
-            else:  # the filters let too few of the walk's candidates through: exact over what they let through
-                connection.execute(text("SET LOCAL enable_indexscan = off"))
-                rows = connection.execute(statement).all()
+            ef_search = min(max(self.ef_search, rows_wanted), HNSW_EF_SEARCH_MAX)
+            connection.execute(text("SELECT set_config('hnsw.ef_search', :ef, true)"), {"ef": str(ef_search)})
+            rows = connection.execute(statement.order_by(distance).limit(rows_wanted)).all()
+            if restricted and len({row[0] for row in rows}) < k:
+                # The filters let too few of the walk's candidates through (they keep a small part of the
+                # catalogue, or one far from the query): exact over the rows they let through. "+ 0" keeps
+                # the planner off the HNSW index, so it starts from the filtered rows instead.
+                rows = connection.execute(statement.order_by(distance + 0).limit(rows_wanted)).all()
         seen: dict[str, float] = {}
         for product_id, cosine_distance in rows:
             seen.setdefault(product_id, 1.0 - float(cosine_distance))
