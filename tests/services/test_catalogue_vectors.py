@@ -111,7 +111,6 @@ def test_vectors_of_removed_photos_and_products_go(postgres_server: PostgresServ
         smaller = training_catalogue(session, media_dir=tmp_path / "images")
     embed_into_catalogue(engine, smaller, cache_dir=tmp_path / "cache")
     with engine.connect() as connection:
-        counts = dict(
-            connection.execute(text("SELECT split_part(space, ':', 1), count(*) FROM catalogue_vectors GROUP BY 1")).tuples().all()
-        )
+        rows = connection.execute(text("SELECT split_part(space, ':', 1), count(*) FROM catalogue_vectors GROUP BY 1"))
+        counts = {space: count for space, count in rows}
     assert counts == {"text": len(smaller.products), "photo": len(smaller.images)}
