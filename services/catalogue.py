@@ -57,15 +57,11 @@ def models_catalogue(engine: Engine, *, settings: Settings) -> Catalogue:
 def embed_for_search(engine: Engine, *, settings: Settings, progress: StageProgress | None = None) -> str:
     """Embed every text and photo the catalogue's vectors lack (resumable: through the cache, and on PostgreSQL
     into the catalogue); returns how far the embeddings now are, in words."""
-    from core.search.indexes import embed_catalogue
-    from services.catalogue_vectors import catalogue_embedding_progress, embed_into_catalogue, stores_vectors
+    from services.catalogue_vectors import catalogue_embedding_progress, embed_for_search
 
     catalogue = models_catalogue(engine, settings=settings)
     cache_dir = settings.cache_dir
-    if stores_vectors(engine):
-        embed_into_catalogue(engine, catalogue, cache_dir=cache_dir, progress=progress)
-    else:
-        embed_catalogue(catalogue, cache_dir=cache_dir, progress=progress)
+    embed_for_search(engine, catalogue, cache_dir=cache_dir, progress=progress)
     return catalogue_embedding_progress(engine, catalogue, cache_dir=cache_dir).describe()
 
 

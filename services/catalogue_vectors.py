@@ -41,10 +41,13 @@ def vector_search_note(engine: Engine) -> str:
     return "in memory, exact: the server has no pgvector extension (vectors shared in the database as real[])"
 
 
-def _missing(engine: Engine, catalogue: Catalogue, backbone_id: str) -> Catalogue:
-    """The part of the catalogue whose stored vectors are missing or stale."""
-    texts = vectors.stored_hashes(engine, TEXT_SPACE)
-    photos = vectors.stored_hashes(engine, photo_space(backbone_id))
+def _stored(engine: Engine, backbone_id: str) -> tuple[dict[str, str], dict[str, str]]:
+    """item id -> source hash of the stored text vectors, and of the stored photo vectors."""
+    return vectors.stored_hashes(engine, TEXT_SPACE), vectors.stored_hashes(engine, photo_space(backbone_id))
+
+
+def _missing(catalogue: Catalogue, texts: dict[str, str], photos: dict[str, str]) -> Catalogue:
+    """The part of the catalogue whose stored vectors (`texts`, `photos`: see `_stored`) are missing or stale."""
     return Catalogue(
         [product for product in catalogue.products if texts.get(product.id) != text_hash(product.text)],
         [image for image in catalogue.images if photos.get(image.id) != image.checksum],
@@ -56,7 +59,7 @@ def catalogue_embedding_progress(
 ) -> EmbeddingProgress:
     if not stores_vectors(engine):
         return embedding_progress(catalogue, cache_dir=cache_dir, backbone_id=backbone_id)
-    missing = _missing(engine, catalogue, get_backbone(backbone_id).id)
+    missing = _missing(catalogue, *_stored(engine, get_backbone(backbone_id).id))
     products, images = len(catalogue.products), len(catalogue.images)
     return EmbeddingProgress(products - len(missing.products), products, images - len(missing.images), images)
 
@@ -67,7 +70,8 @@ def embed_into_catalogue(
     """Compute (through the cache) and store the vectors the catalogue lacks; drop those of photos it no longer has."""
     backbone = get_backbone(backbone_id)
     space = photo_space(backbone.id)
-    missing = _missing(engine, catalogue, backbone.id)
+    stored_texts, stored_photos = _stored(engine, backbone.id)
+    missing = _missing(catalogue, stored_texts, stored_photos)
     texts, photos = embed_catalogue(missing, cache_dir=cache_dir, backbone_id=backbone.id, progress=progress)
     if len(texts):
         ids = [product.id for product in missing.products]
@@ -84,7 +88,7 @@ def embed_into_catalogue(
             hashes=[image.checksum for image in missing.images],
             vectors=normalise_rows(photos - centre),
         )
-    gone = set(vectors.stored_hashes(engine, space)) - {image.id for image in catalogue.images}
+    gone = set(stored_photos) - {image.id for image in catalogue.images}
     if gone:
         vectors.delete_vectors(engine, space, gone)
     if len(texts) or len(photos) or gone:
@@ -92,6 +96,15 @@ def embed_into_catalogue(
     if vectors.uses_pgvector(engine):
         vectors.ensure_hnsw_index(engine, TEXT_SPACE, EMBEDDING_DIM)
         vectors.ensure_hnsw_index(engine, space, backbone.feature_dim)
+
+
+def embed_for_search(engine: Engine, catalogue: Catalogue, *, cache_dir: Path, progress: StageProgress | None = None) -> None:
+    """Embed whatever of `catalogue` search lacks, resumably: into the cache on SQLite, through it into the
+    catalogue on PostgreSQL."""
+    if stores_vectors(engine):
+        embed_into_catalogue(engine, catalogue, cache_dir=cache_dir, progress=progress)
+    else:
+        embed_catalogue(catalogue, cache_dir=cache_dir, progress=progress)
 
 
 def catalogue_indexes(engine: Engine, catalogue: Catalogue, *, cache_dir: Path, backbone_id: str = DEFAULT_BACKBONE) -> SearchIndexes:

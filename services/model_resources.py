@@ -45,16 +45,12 @@ def embedding_job(engine: Engine, catalogue: Catalogue, *, database_url: str, re
     """The background job embedding whatever of `catalogue` the vectors lack (the cache's on SQLite, the
     catalogue's own on PostgreSQL), started here if none is on; None when they are all there. The arrays
     stay in the cache or the database, not in the job."""
-    from core.search.indexes import embed_catalogue
-    from services.catalogue_vectors import catalogue_embedding_progress, embed_into_catalogue, stores_vectors
+    from services.catalogue_vectors import catalogue_embedding_progress, embed_for_search
 
     key = embedding_job_key(database_url, revision)
     job = background.status(key)
     if job is None and not catalogue_embedding_progress(engine, catalogue, cache_dir=cache_dir).complete:
-        if stores_vectors(engine):
-            job = background.start(key, lambda report: embed_into_catalogue(engine, catalogue, cache_dir=cache_dir, progress=report))
-        else:
-            job = background.start(key, lambda report: embed_catalogue(catalogue, cache_dir=cache_dir, progress=report))
+        job = background.start(key, lambda report: embed_for_search(engine, catalogue, cache_dir=cache_dir, progress=report))
     return job
 
 

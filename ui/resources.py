@@ -47,10 +47,6 @@ def classifier() -> CategoryClassifier:
     return _classifier(models_key())
 
 
-def revision() -> str:
-    return data.revision()
-
-
 @st.cache_resource(show_spinner=False, max_entries=1)
 def _catalogue(database_url: str, catalogue_revision: str) -> Catalogue:
     from services.catalogue import models_catalogue
@@ -59,7 +55,7 @@ def _catalogue(database_url: str, catalogue_revision: str) -> Catalogue:
 
 
 def catalogue() -> Catalogue:
-    return _catalogue(data.database_url(), revision())
+    return _catalogue(data.database_url(), data.revision())
 
 
 @st.cache_resource(show_spinner="Loading the search indexes…", max_entries=1)
@@ -84,13 +80,13 @@ _fully_embedded: set[tuple[str, str]] = set()  # (database, revision) whose embe
 
 
 def embedding_job_key() -> str:
-    return model_resources.embedding_job_key(data.database_url(), revision())
+    return model_resources.embedding_job_key(data.database_url(), data.revision())
 
 
 def search_indexes() -> SearchIndexes | None:
     """The catalogue's vector indexes, or None while a background job embeds the catalogue (started
     here when the embedding cache lacks some of it; `ui.widgets.job_progress(embedding_job_key())` shows how far)."""
-    database_url, catalogue_revision = data.database_url(), revision()
+    database_url, catalogue_revision = data.database_url(), data.revision()
     if (database_url, catalogue_revision) in _fully_embedded:
         return _search_indexes(database_url, catalogue_revision)
     catalogue = _catalogue(database_url, catalogue_revision)
@@ -112,18 +108,18 @@ def _price_predictor(database_url: str, catalogue_revision: str) -> PricePredict
 
 
 def price_predictor() -> PricePredictor:
-    return _price_predictor(data.database_url(), revision())
+    return _price_predictor(data.database_url(), data.revision())
 
 
 def held_out_job_key() -> str:
-    return f"held-out:{data.database_url()}:{revision()}:{models_key()}"
+    return f"held-out:{data.database_url()}:{data.revision()}:{models_key()}"
 
 
 def held_out() -> dict[str, PredictionSet] | None:
     """The active models on their held-out products: stored with the models when they were shipped
     for the catalogue they were trained on (instant), else computed by a background job (None until
     it is done; `ui.widgets.job_progress(held_out_job_key())` shows how far). Raises ModelFileError like classifier()."""
-    database_url, catalogue_revision, key = data.database_url(), revision(), models_key()
+    database_url, catalogue_revision, key = data.database_url(), data.revision(), models_key()
     catalogue = _catalogue(database_url, catalogue_revision)
     stored = _stored_held_out(key, catalogue.fingerprint())
     if stored is not None:
