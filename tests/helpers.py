@@ -32,6 +32,14 @@ class ImportedCatalogue:
     report: ImportReport
 
 
+def as_without_pgvector(engine: Engine) -> None:
+    """Make a PostgreSQL catalogue look like one on a server without the vector extension: its vectors as real[]."""
+    from sqlalchemy import text
+
+    with engine.begin() as connection:
+        connection.execute(text("ALTER TABLE catalogue_vectors ALTER COLUMN embedding TYPE real[] USING embedding::real[]"))
+
+
 def row_counts(engine: Engine) -> tuple[int, int, int]:
     """Products, photos and label-history rows in the catalogue."""
     from db.session import session_scope

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import select
 
 from benchmarks.common import PostgresServer
 from core.settings import get_settings
@@ -17,7 +17,7 @@ from services.catalogue import models_catalogue
 from services.catalogue_vectors import embed_into_catalogue
 from services.review import fix_label
 from tests.app.test_app import PAGES, open_page
-from tests.helpers import generated_catalogue, use_home
+from tests.helpers import as_without_pgvector, generated_catalogue, use_home
 
 
 @pytest.fixture
@@ -63,8 +63,7 @@ def test_a_label_fixed_by_another_instance_shows_on_the_next_page_run(postgres_h
 
 def test_search_by_meaning_without_pgvector_says_it_runs_in_memory(postgres_home: str, tmp_path: Path) -> None:
     engine = make_engine(postgres_home)
-    with engine.begin() as connection:  # a server without the extension keeps the vectors as real[]
-        connection.execute(text("ALTER TABLE catalogue_vectors ALTER COLUMN embedding TYPE real[] USING embedding::real[]"))
+    as_without_pgvector(engine)
     settings = get_settings()
     embed_into_catalogue(engine, models_catalogue(engine, settings=settings), cache_dir=settings.cache_dir)
     engine.dispose()

@@ -18,7 +18,7 @@ from db.session import make_engine, session_scope
 from db.vectors import uses_pgvector
 from services.catalogue_vectors import catalogue_embedding_progress, catalogue_indexes, embed_into_catalogue, vector_search_note
 from services.search import search_catalogue, similar_products
-from tests.helpers import generated_catalogue
+from tests.helpers import as_without_pgvector, generated_catalogue
 
 SEARCHES = [
     ("semantic", "a pushchair for a toddler", ProductFilters()),
@@ -66,8 +66,7 @@ def test_postgresql_vector_search_answers_as_sqlite_does(
     lite, lite_catalogue = _imported(f"sqlite:///{tmp_path / 'lite.db'}", source, tmp_path / "lite")
     server, server_catalogue = _imported(postgres_server.new_database(), source, tmp_path / "server")
     if storage == "real[]":  # a server without pgvector: the vectors are kept as real[] and searched in memory
-        with server.begin() as connection:
-            connection.execute(text("ALTER TABLE catalogue_vectors ALTER COLUMN embedding TYPE real[] USING embedding::real[]"))
+        as_without_pgvector(server)
     assert uses_pgvector(server) == (storage == "pgvector")
     assert ("pgvector HNSW" in vector_search_note(server)) == (storage == "pgvector")
 
