@@ -8,7 +8,13 @@ the in-memory exact index (core.search.vector_index.ExactIndex), as on SQLite.
 
 Photo features are stored centred on the space's centre (the mean of the first photos written,
 kept in `vector_spaces`): centring spreads cosines that would otherwise crowd near 1, and a fixed
-centre keeps rows written at different times comparable."""
+centre keeps rows written at different times comparable.
+
+pgvector (0.6) filters the rows a graph walk found after the walk, so a search for one category would
+find few of its rows in the walk over the whole space. Each row therefore carries its product's
+top-level category (`top_category_id`, kept in step by triggers whatever changes a label), and each
+space has a partial HNSW index per top-level category beside the one over the whole space: a search
+filtered to a category walks that category's graph."""
 
 from __future__ import annotations
 
@@ -19,16 +25,19 @@ from dataclasses import dataclass
 
 import numpy as np
 from pgvector.sqlalchemy import VECTOR
-from sqlalchemy import REAL, Column, Connection, Engine, MetaData, String, Table, cast, func, literal_column, select, text
+from sqlalchemy import REAL, Column, Connection, Engine, Integer, MetaData, String, Table, cast, func, literal_column, select, text
 from sqlalchemy.dialects.postgresql import ARRAY, insert
+from sqlalchemy.orm import aliased
 
+from core.data.cleaning import CATEGORY_SEPARATOR
 from core.search.vector_index import Neighbour, normalise_rows
 from db.queries import ProductFilters
-from db.tables import Product
+from db.tables import Category, Product
 
 VECTORS_TABLE = "catalogue_vectors"
 _SPACE_NAME = re.compile(r"[A-Za-z0-9_.:+-]{1,200}")
-HNSW_EF_SEARCH = 100  # candidates the HNSW graph walk keeps: recall against latency (benchmarks/bench_postgres.py)
+# Candidates a graph walk keeps: at 100, some queries far from a 100k catalogue found none of their true 10.
+HNSW_EF_SEARCH = 400
 HNSW_EF_SEARCH_MAX = 1000  # pgvector's ceiling
 WRITE_BATCH = 500
 _metadata = MetaData()
@@ -44,11 +53,34 @@ def _vectors_table(*, pgvector: bool) -> Table:
         Column("product_id", String(64), nullable=False),
         Column("source_hash", String(64), nullable=False),  # the text's or photo's hash the vector was computed from
         Column("embedding", VECTOR() if pgvector else ARRAY(REAL), nullable=False),
+        Column("top_category_id", Integer),  # set by a trigger: the product's top-level category
     )
 
 
+# A vector row's top-level category follows its product's label: set on write, updated on relabel.
+_TOP_CATEGORY_FUNCTIONS = (
+    f"""CREATE OR REPLACE FUNCTION marketplace_top_category(product varchar) RETURNS integer LANGUAGE sql STABLE AS $$
+        SELECT top_level.id FROM products JOIN categories ON categories.id = products.category_id
+        JOIN categories AS top_level ON top_level.depth = 0 AND top_level.path = split_part(categories.path, '{CATEGORY_SEPARATOR}', 1)
+        WHERE products.id = product $$""",
+    """CREATE OR REPLACE FUNCTION marketplace_vector_top_category() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN NEW.top_category_id := marketplace_top_category(NEW.product_id); RETURN NEW; END $$""",
+    f"""CREATE OR REPLACE FUNCTION marketplace_relabel_vectors() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN UPDATE {VECTORS_TABLE} SET top_category_id = marketplace_top_category(NEW.id) WHERE product_id = NEW.id;
+        RETURN NULL; END $$""",
+)
+_TOP_CATEGORY_TRIGGERS = {
+    (VECTORS_TABLE, "marketplace_vector_top_category"): f"""CREATE TRIGGER marketplace_vector_top_category
+        BEFORE INSERT OR UPDATE OF product_id ON {VECTORS_TABLE} FOR EACH ROW EXECUTE FUNCTION marketplace_vector_top_category()""",
+    ("products", "marketplace_relabel_vectors"): """CREATE TRIGGER marketplace_relabel_vectors
+        AFTER UPDATE OF category_id ON products FOR EACH ROW WHEN (OLD.category_id IS DISTINCT FROM NEW.category_id)
+        EXECUTE FUNCTION marketplace_relabel_vectors()""",
+}
+
+
 def create_vector_schema(connection: Connection) -> None:
-    """The vector tables, with pgvector where the server has the extension (installed here when it can be)."""
+    """The vector tables, with pgvector where the server has the extension (installed here when it can be).
+    A catalogue made before rows carried their top-level category gains the column, filled in place."""
     try:
         with connection.begin_nested():
             connection.execute(text("CREATE EXTENSION IF NOT EXISTS vector"))
@@ -61,11 +93,22 @@ def create_vector_schema(connection: Connection) -> None:
             f"""CREATE TABLE IF NOT EXISTS {VECTORS_TABLE} (
             space varchar(200) NOT NULL, item_id varchar(64) NOT NULL,
             product_id varchar(64) NOT NULL REFERENCES products(id) ON DELETE CASCADE,
-            source_hash varchar(64) NOT NULL, embedding {column} NOT NULL, PRIMARY KEY (space, item_id))"""
+            source_hash varchar(64) NOT NULL, embedding {column} NOT NULL, top_category_id integer,
+            PRIMARY KEY (space, item_id))"""
         )
     )
     connection.execute(text(f"CREATE INDEX IF NOT EXISTS ix_{VECTORS_TABLE}_product ON {VECTORS_TABLE} (product_id)"))
     spaces.create(connection, checkfirst=True)
+    for statement in _TOP_CATEGORY_FUNCTIONS:
+        connection.execute(text(statement))
+    column_exists = "SELECT count(*) FROM pg_attribute WHERE attrelid = CAST(:table AS regclass) AND attname = 'top_category_id'"
+    if not connection.scalar(text(column_exists), {"table": VECTORS_TABLE}):
+        connection.execute(text(f"ALTER TABLE {VECTORS_TABLE} ADD COLUMN top_category_id integer"))
+        connection.execute(text(f"UPDATE {VECTORS_TABLE} SET top_category_id = marketplace_top_category(product_id)"))
+    for (table, trigger), statement in _TOP_CATEGORY_TRIGGERS.items():
+        trigger_exists = "SELECT count(*) FROM pg_trigger WHERE tgrelid = CAST(:table AS regclass) AND tgname = :trigger"
+        if not connection.scalar(text(trigger_exists), {"table": table, "trigger": trigger}):
+            connection.execute(text(statement))
 
 
 def uses_pgvector(engine: Engine) -> bool:
@@ -86,21 +129,26 @@ def _checked_space(space: str) -> str:
     return space
 
 
-def _hnsw_index_name(space: str) -> str:
-    return f"ix_{VECTORS_TABLE}_hnsw_{hashlib.sha1(space.encode()).hexdigest()[:10]}"
+def _hnsw_index_name(space: str, top_category_id: int | None = None) -> str:
+    part = space if top_category_id is None else f"{space}/{top_category_id}"
+    return f"ix_{VECTORS_TABLE}_hnsw_{hashlib.sha1(part.encode()).hexdigest()[:10]}"
 
 
 def ensure_hnsw_index(engine: Engine, space: str, dim: int) -> None:
-    """The space's HNSW index (cosine distance), a partial index over its rows, made once."""
+    """The space's HNSW indexes (cosine distance), partial indexes made once: one over the space's rows,
+    one over each top-level category's (new top-level categories get theirs on the next call)."""
     space = _checked_space(space)
     with engine.begin() as connection:
         connection.execute(text("SELECT pg_advisory_xact_lock(hashtext(:space))"), {"space": space})
-        connection.execute(
-            text(
-                f"CREATE INDEX IF NOT EXISTS {_hnsw_index_name(space)} ON {VECTORS_TABLE} "
-                f"USING hnsw ((embedding::vector({int(dim)})) vector_cosine_ops) WHERE space = '{space}'"
+        top_level_ids = [None, *connection.scalars(select(Category.id).where(Category.depth == 0).order_by(Category.id))]
+        for top_category_id in top_level_ids:
+            predicate = f"space = '{space}'" + ("" if top_category_id is None else f" AND top_category_id = {int(top_category_id)}")
+            connection.execute(
+                text(
+                    f"CREATE INDEX IF NOT EXISTS {_hnsw_index_name(space, top_category_id)} ON {VECTORS_TABLE} "
+                    f"USING hnsw ((embedding::vector({int(dim)})) vector_cosine_ops) WHERE {predicate}"
+                )
             )
-        )
 
 
 def stored_hashes(engine: Engine, space: str) -> dict[str, str]:
@@ -169,8 +217,9 @@ class StoredVectorIndex:
     """core.search.vector_index.VectorIndex over a space's pgvector rows: cosine search through its HNSW
     index, filters in the same SQL query. Several vectors may share a product (its photos): a product
     scores as its best vector and appears once. pgvector (0.6) filters the graph walk's candidates after
-    the walk: when filters leave fewer than `k` of them, the search is exact over the rows the filters
-    let through (few, when they cut the walk's candidates that much)."""
+    the walk: a category filter walks the category's own graph (see the module's note); when the other
+    filters leave fewer than `k` of the walk's rows, the search is exact over the rows the filters let
+    through (few, when they cut the walk's candidates that much)."""
 
     engine: Engine
     space: str
@@ -209,6 +258,9 @@ class StoredVectorIndex:
             if not self.filters.is_empty:
                 filters = self.filters.resolved(connection)
                 statement = filters.apply(statement.join(Product, Product.id == table.c.product_id))
+                top_category_id = _top_level_of(connection, filters.category_ids)
+                if top_category_id is not None:  # a literal again: the planner picks the category's own index
+                    statement = statement.where(table.c.top_category_id == literal_column(str(int(top_category_id))))
             ef_search = min(max(self.ef_search, rows_wanted), HNSW_EF_SEARCH_MAX)
             connection.execute(text("SELECT set_config('hnsw.ef_search', :ef, true)"), {"ef": str(ef_search)})
             rows = connection.execute(statement.order_by(distance).limit(rows_wanted)).all()
@@ -221,3 +273,18 @@ class StoredVectorIndex:
         for product_id, cosine_distance in rows:
             seen.setdefault(product_id, 1.0 - float(cosine_distance))
         return list(seen.items())
+
+
+def _top_level_of(connection: Connection, category_ids: Sequence[int] | None) -> int | None:
+    """The one top-level category that `category_ids` (a category's subtree) lie under, if any."""
+    if not category_ids:
+        return None
+    top_level = aliased(Category)
+    first_part = func.split_part(Category.path, CATEGORY_SEPARATOR, 1)
+    tops = connection.scalars(
+        select(top_level.id)
+        .join(Category, (top_level.path == first_part) & (top_level.depth == 0))
+        .where(Category.id.in_(list(category_ids)))
+        .distinct()
+    ).all()
+    return tops[0] if len(tops) == 1 else None

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, event, select, text
 
 from benchmarks.common import PostgresServer
 from core.data.catalogue import Catalogue
@@ -15,8 +15,10 @@ from core.data.images import open_image
 from db.importer import import_catalogue
 from db.queries import ProductFilters, training_catalogue
 from db.session import make_engine, session_scope
-from db.vectors import uses_pgvector
-from services.catalogue_vectors import catalogue_embedding_progress, catalogue_indexes, embed_into_catalogue, vector_search_note
+from db.tables import Product
+from db.vectors import _hnsw_index_name, uses_pgvector
+from services.catalogue_vectors import TEXT_SPACE, catalogue_embedding_progress, catalogue_indexes, embed_into_catalogue, vector_search_note
+from services.review import fix_label
 from services.search import search_catalogue, similar_products
 from tests.helpers import as_without_pgvector, generated_catalogue
 
@@ -113,3 +115,71 @@ def test_vectors_of_removed_photos_and_products_go(postgres_server: PostgresServ
         rows = connection.execute(text("SELECT split_part(space, ':', 1), count(*) FROM catalogue_vectors GROUP BY 1"))
         counts = {space: count for space, count in rows}
     assert counts == {"text": len(smaller.products), "photo": len(smaller.images)}
+
+
+def _vector_plans(engine: Engine, search) -> list[str]:  # type: ignore[no-untyped-def]
+    """The query plans of the nearest-neighbour statements `search()` runs."""
+    statements: list[tuple[str, object]] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany) -> None:  # type: ignore[no-untyped-def]
+        if "<=>" in statement:
+            statements.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        search()
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    with engine.connect() as connection:
+        cursor = connection.connection.driver_connection.cursor()
+        # A catalogue this small is cheapest read whole and sorted; a large one is walked (the benchmark's plans).
+        cursor.execute("SET enable_seqscan = off; SET enable_bitmapscan = off; SET enable_sort = off")
+        plans = []
+        for statement, parameters in statements:
+            cursor.execute("EXPLAIN " + statement, parameters)
+            plans.append("\n".join(row[0] for row in cursor.fetchall()))
+    return plans
+
+
+def test_a_category_search_walks_that_categorys_graph_and_follows_relabels(
+    postgres_server: PostgresServer, source: Path, tmp_path: Path
+) -> None:
+    engine, catalogue = _imported(postgres_server.new_database(), source, tmp_path)
+    indexes = catalogue_indexes(engine, catalogue, cache_dir=tmp_path / "cache")
+    with engine.connect() as connection:
+        tops = dict(connection.execute(text("SELECT path, id FROM categories WHERE depth = 0")).all())
+    appliances = ProductFilters(category="appliances")
+    plans = _vector_plans(engine, lambda: indexes.text.filtered(appliances).search(indexes.text_query("fridge"), k=3))
+    assert plans and _hnsw_index_name(TEXT_SPACE, tops["Appliances"]) in plans[0]
+    plans = _vector_plans(engine, lambda: indexes.text.search(indexes.text_query("fridge"), k=3))
+    assert plans and _hnsw_index_name(TEXT_SPACE) in plans[0]
+
+    moved = next(product for product in catalogue.products if product.label == "Sports, Leisure & Travel")
+    sports = ProductFilters(category="Sports, Leisure & Travel")
+    assert _ids(engine, indexes, "semantic", moved.text, sports)[0] == moved.id
+    with session_scope(engine) as session:
+        version = session.scalar(select(Product.label_version).where(Product.id == moved.id))
+    fix_label(engine, moved.id, new_category="Appliances / Other", changed_by="tester", seen_version=int(version or 1))
+    assert _ids(engine, indexes, "semantic", moved.text, appliances)[0] == moved.id  # the trigger moved its vectors
+    assert moved.id not in _ids(engine, indexes, "semantic", moved.text, sports)
+
+
+def test_vectors_stored_before_rows_carried_their_category_gain_it(postgres_server: PostgresServer, source: Path, tmp_path: Path) -> None:
+    url = postgres_server.new_database()
+    engine, catalogue = _imported(url, source, tmp_path)
+    embed_into_catalogue(engine, catalogue, cache_dir=tmp_path / "cache")
+    with engine.begin() as connection:  # a catalogue as the previous version left it
+        connection.execute(text("DROP TRIGGER marketplace_vector_top_category ON catalogue_vectors"))
+        connection.execute(text("DROP TRIGGER marketplace_relabel_vectors ON products"))
+        connection.execute(text("ALTER TABLE catalogue_vectors DROP COLUMN top_category_id"))
+    engine.dispose()
+    upgraded = make_engine(url)
+    with upgraded.connect() as connection:
+        wrong = connection.scalar(
+            text(
+                "SELECT count(*) FROM catalogue_vectors v JOIN products p ON p.id = v.product_id JOIN categories c ON c.id = p.category_id "
+                "JOIN categories t ON t.id = v.top_category_id WHERE split_part(c.path, ' / ', 1) <> t.path OR v.top_category_id IS NULL"
+            )
+        )
+        total = connection.scalar(text("SELECT count(*) FROM catalogue_vectors WHERE top_category_id IS NOT NULL"))
+    assert wrong == 0 and total == len(catalogue.products) + len(catalogue.images)
