@@ -65,8 +65,11 @@ _TOP_CATEGORY_FUNCTIONS = (
         WHERE products.id = product $$""",
     """CREATE OR REPLACE FUNCTION marketplace_vector_top_category() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN NEW.top_category_id := marketplace_top_category(NEW.product_id); RETURN NEW; END $$""",
+    # Only rows whose top level changes: a vector row updated is inserted again into its space's graphs.
     f"""CREATE OR REPLACE FUNCTION marketplace_relabel_vectors() RETURNS trigger LANGUAGE plpgsql AS $$
-        BEGIN UPDATE {VECTORS_TABLE} SET top_category_id = marketplace_top_category(NEW.id) WHERE product_id = NEW.id;
+        DECLARE top_level integer := marketplace_top_category(NEW.id);
+        BEGIN UPDATE {VECTORS_TABLE} SET top_category_id = top_level
+            WHERE product_id = NEW.id AND top_category_id IS DISTINCT FROM top_level;
         RETURN NULL; END $$""",
 )
 _TOP_CATEGORY_TRIGGERS = {
