@@ -79,6 +79,7 @@ def run_train(args: argparse.Namespace) -> int:
             settings.shipped_models_dir,
             catalogue_fingerprint=catalogue.fingerprint(),
         )
+        _calibrate(settings.shipped_models_dir, catalogue, quiet=args.quiet)
         _store_held_out(settings.shipped_models_dir, catalogue, quiet=args.quiet)
         print(f"shipped to {settings.shipped_models_dir}: {', '.join(manifest['models'])}")
     return 0
@@ -153,6 +154,7 @@ def run_ship(args: argparse.Namespace) -> int:
         manifest = ship_models(checkpoints, settings.shipped_models_dir, catalogue_fingerprint=catalogue.fingerprint(), int8=args.int8)
     except ModelFileError as error:
         raise CommandError(str(error)) from error
+    _calibrate(settings.shipped_models_dir, catalogue, quiet=args.quiet)
     _store_held_out(settings.shipped_models_dir, catalogue, quiet=args.quiet)
     for kind, entry in manifest["models"].items():
         accuracy = (entry.get("test_metrics") or {}).get("accuracy")
@@ -160,6 +162,43 @@ def run_ship(args: argparse.Namespace) -> int:
             f"{kind}: run {entry['run_id']}, test accuracy {'n/a' if accuracy is None else f'{accuracy:.3f}'}, {entry['bytes'] / 1e6:.1f} MB"
         )
     return 0
+
+
+def run_calibrate(args: argparse.Namespace) -> int:
+    """Calibrate a folder of models on their validation products; the shipped set's held-out figures follow."""
+    settings = get_settings()
+    models_dir = Path(args.models) if args.models else settings.shipped_models_dir
+    catalogue = catalogue_to_train_on(open_engine(args.db))
+    calibrations = _calibrate(
+        models_dir, catalogue, quiet=args.quiet or args.json, target_accuracy=args.target_accuracy, set_confidence=args.set_confidence
+    )
+    if models_dir.resolve() == settings.shipped_models_dir.resolve():
+        _store_held_out(models_dir, catalogue, quiet=args.quiet or args.json)
+    from core.evaluation.calibrate import calibration_summary
+
+    summaries = {kind: calibration_summary(calibration) for kind, calibration in calibrations.items()}
+    if args.json:
+        print(json.dumps({"models": str(models_dir), "calibration": summaries}))
+        return 0
+    for kind, summary in summaries.items():
+        scaling = f"temperature {summary['temperature']:.3f}" if summary["temperature"] is not None else "vector scaling"
+        print(
+            f"{kind}: {scaling}; confident from a probability of {summary['threshold']:.3f} "
+            f"(for {summary['target_accuracy']:.0%} accuracy); sets at {summary['set_confidence']:.0%}"
+        )
+    return 0
+
+
+def _calibrate(models_dir: Path, catalogue: Catalogue, *, quiet: bool, **options: float) -> dict:
+    from core.evaluation.calibrate import calibrate_models
+    from core.models.checkpoints import ModelFileError
+
+    try:
+        return calibrate_models(
+            models_dir, catalogue, cache_dir=get_settings().cache_dir, progress=None if quiet else tqdm_progress(), **options
+        )
+    except (ModelFileError, ValueError) as error:
+        raise CommandError(str(error)) from error
 
 
 def _store_held_out(models_dir: Path, catalogue: Catalogue, *, quiet: bool) -> None:
@@ -219,6 +258,21 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     )
     ship.add_argument("--db", help="database URL")
     ship.set_defaults(handler=run_ship)
+
+    calibrate = commands.add_parser(
+        "calibrate", help="calibrate the models' probabilities, confidence thresholds and prediction sets on their validation products"
+    )
+    calibrate.add_argument("--models", help="folder of models (default: the shipped models/)")
+    calibrate.add_argument(
+        "--target-accuracy", type=bounded_float(0.5, 0.999), default=0.95, help="accuracy of the answers called confident (default 0.95)"
+    )
+    calibrate.add_argument(
+        "--set-confidence", type=bounded_float(0.5, 0.999), default=0.9, help="how often a prediction set holds the category (default 0.9)"
+    )
+    calibrate.add_argument("--json", action="store_true", help="print the calibrations as JSON")
+    calibrate.add_argument("--quiet", action="store_true")
+    calibrate.add_argument("--db", help="database URL")
+    calibrate.set_defaults(handler=run_calibrate)
 
     baselines = commands.add_parser("baselines", help="measure the seed's baselines on the held-out test products")
     baselines.add_argument("--seed", type=bounded_int(0, 2**32 - 1), default=42)

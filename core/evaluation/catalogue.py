@@ -58,21 +58,16 @@ def predict_catalogue(
     )
 
     return _prediction_sets(
-        classifier.labels, products, images, image=image_probabilities, text=text_probabilities, combined=combined, part=part
+        classifier, products, images, raw={"image": image_probabilities, "text": text_probabilities, "combined": combined}, part=part
     )
 
 
 def _prediction_sets(
-    labels: list[str],
-    products: list[ProductRecord],
-    images: list[ImageRecord],
-    *,
-    image: np.ndarray,
-    text: np.ndarray,
-    combined: np.ndarray,
-    part: str,
+    classifier: CategoryClassifier, products: list[ProductRecord], images: list[ImageRecord], *, raw: dict[str, np.ndarray], part: str
 ) -> dict[str, PredictionSet]:
-    """The image model's probabilities per photo, the text and combined models' per product, with their true labels."""
+    """The image model's probabilities per photo, the text and combined models' per product, with their
+    true labels: calibrated (with the raw ones kept beside) where the model has a calibration."""
+    labels = classifier.labels
     label_index = {label: index for index, label in enumerate(labels)}
     product_ids = [product.id for product in products]
     product_y = [label_index[product.label] for product in products]
@@ -84,8 +79,10 @@ def _prediction_sets(
         item_ids=[image.id for image in images],
         product_ids=[image.product_id for image in images],
         y_true=[label_of[image.product_id] for image in images],
-        probabilities=image,
+        probabilities=classifier.calibrated("image", raw["image"]),
         part=part,
+        uncalibrated=raw["image"],
+        calibration=classifier.calibrations.get("image"),
     )
     per_product = {
         kind: PredictionSet.from_arrays(
@@ -95,10 +92,12 @@ def _prediction_sets(
             item_ids=product_ids,
             product_ids=product_ids,
             y_true=product_y,
-            probabilities=probabilities,
+            probabilities=classifier.calibrated(kind, raw[kind]),
             part=part,
+            uncalibrated=raw[kind],
+            calibration=classifier.calibrations.get(kind),
         )
-        for kind, probabilities in (("text", text), ("combined", combined))
+        for kind in ("text", "combined")
     }
     return {"image": per_photo, **per_product}
 
@@ -154,12 +153,8 @@ def evaluate_catalogue(classifier: CategoryClassifier, catalogue: Catalogue, *, 
     }
 
 
-def held_out_predictions(
-    classifier: CategoryClassifier, catalogue: Catalogue, *, cache_dir: Path, progress: StageProgress | None = None
-) -> dict[str, PredictionSet]:
-    """The active models on the test part of the split they were trained with, recomputed from
-    their seed and fractions. On the catalogue they were trained on, these products influenced
-    neither training nor model selection; on a changed catalogue the note says so."""
+def split_part(classifier: CategoryClassifier, catalogue: Catalogue, part: str) -> Catalogue:
+    """One part (validation or test) of the split the models were trained with, recomputed from their seed and fractions."""
     hyper = classifier.models["combined"].info.get("hyperparameters", {})
     split = split_products(
         [product.id for product in catalogue.products],
@@ -168,11 +163,20 @@ def held_out_predictions(
         val_fraction=float(hyper.get("val_fraction", 0.2)),
         seed=int(hyper.get("seed", 42)),
     )
-    test_ids = {product_id for product_id, part in split.items() if part == TEST}
-    held_out = Catalogue(
-        [product for product in catalogue.products if product.id in test_ids],
-        [image for image in catalogue.images if image.product_id in test_ids],
+    chosen = {product_id for product_id, product_part in split.items() if product_part == part}
+    return Catalogue(
+        [product for product in catalogue.products if product.id in chosen],
+        [image for image in catalogue.images if image.product_id in chosen],
     )
+
+
+def held_out_predictions(
+    classifier: CategoryClassifier, catalogue: Catalogue, *, cache_dir: Path, progress: StageProgress | None = None
+) -> dict[str, PredictionSet]:
+    """The active models on the test part of the split they were trained with. On the catalogue they
+    were trained on, these products influenced neither training nor model selection; on a changed
+    catalogue the note says so."""
+    held_out = split_part(classifier, catalogue, TEST)
     trained_on = {model.info.get("data_fingerprint") for model in classifier.models.values()}
     note = (
         "held-out test products of the catalogue the models were trained on"

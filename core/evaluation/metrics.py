@@ -4,9 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+
+from core.evaluation.reliability import trust_figures
+
+if TYPE_CHECKING:
+    from core.inference.calibration import Calibration
 
 
 def classification_metrics(y_true: Sequence[int], probabilities: np.ndarray, labels: Sequence[str]) -> dict[str, object]:
@@ -59,6 +65,8 @@ class PredictionSet:
     part: str = "test"  # which items: the held-out test part, or validation
     note: str = ""
     stored_metrics: dict[str, object] | None = None  # computed from this very frame when it was stored
+    uncalibrated: np.ndarray | None = None  # the model's probabilities before its calibration, row for row
+    calibration: Calibration | None = None  # the model's threshold and prediction sets
 
     @classmethod
     def from_arrays(
@@ -73,6 +81,8 @@ class PredictionSet:
         probabilities: np.ndarray,
         part: str = "test",
         note: str = "",
+        uncalibrated: np.ndarray | None = None,
+        calibration: Calibration | None = None,
     ) -> PredictionSet:
         probabilities = np.asarray(probabilities, dtype=float).reshape(len(item_ids), len(labels))
         predicted = probabilities.argmax(axis=1) if len(item_ids) else np.empty(0, int)
@@ -86,13 +96,23 @@ class PredictionSet:
                 "probabilities": list(probabilities),
             }
         )
-        return cls(name, kind, list(labels), frame, part, note)
+        if uncalibrated is not None:
+            uncalibrated = np.asarray(uncalibrated, dtype=float).reshape(probabilities.shape)
+        return cls(name, kind, list(labels), frame, part, note, uncalibrated=uncalibrated, calibration=calibration)
+
+    @property
+    def probabilities(self) -> np.ndarray:
+        return np.stack(self.frame["probabilities"].to_list()) if len(self.frame) else np.empty((0, len(self.labels)))
 
     def metrics(self) -> dict[str, object]:
+        """The classification figures, and how far the probabilities can be trusted (reliability.trust_figures)."""
         if self.stored_metrics is not None:
             return self.stored_metrics
-        probabilities = np.stack(self.frame["probabilities"].to_list()) if len(self.frame) else np.empty((0, len(self.labels)))
-        return classification_metrics(self.frame["true"].to_numpy(), probabilities, self.labels)
+        y = self.frame["true"].to_numpy()
+        return {
+            **classification_metrics(y, self.probabilities, self.labels),
+            **trust_figures(self.probabilities, y, uncalibrated=self.uncalibrated, calibration=self.calibration),
+        }
 
 
 def per_class_frame(metrics: dict[str, object]) -> pd.DataFrame:

@@ -19,6 +19,7 @@ from core.encoders.backbones import get_backbone
 from core.encoders.features import image_features, image_maps, load_splittable_backbone, load_text_encoder
 from core.encoders.text_engine import onnx_text_model
 from core.enums import ModelKind
+from core.inference.calibration import Calibration
 from core.models.checkpoints import LoadedModel, ModelFileError, load_checkpoint
 from core.models.keyword_branch import KeywordScorer
 from core.models.manifest import file_sha256, verify_model_file
@@ -34,27 +35,51 @@ class Prediction:
     category: str
     model: str  # image | text | combined: which model answered
     top: list[tuple[str, float]]
-    probabilities: dict[str, list[float]] = field(default_factory=dict)  # per model that could answer, in label order
+    probabilities: dict[str, list[float]] = field(default_factory=dict)  # per model that could answer, in label order (calibrated)
     labels: list[str] = field(default_factory=list)
+    # From the answering model's calibration (None for models shipped without one): whether its top
+    # probability reaches the model's threshold, and its conformal prediction set, likeliest first.
+    confident: bool | None = None
+    prediction_set: list[str] | None = None
+    calibrations: dict[str, Calibration] = field(default_factory=dict, repr=False)
 
     def as_json(self) -> dict[str, object]:
         return {
             "category": self.category,
             "model": self.model,
             "top": [{"category": category, "probability": round(probability, 4)} for category, probability in self.top],
+            "confident": self.confident,
+            "prediction_set": self.prediction_set,
         }
+
+    @property
+    def verdict(self) -> str:
+        """How a person reads it: "Phones (confident)" or "one of: Phones, Computers & Software"."""
+        if self.confident or self.prediction_set is None:
+            return f"{self.category} (confident)" if self.confident else self.category
+        return "one of: " + ", ".join(self.prediction_set)
 
     def of_model(self, kind: str) -> Prediction:
         """The answer of one of the models that answered (`probabilities` has it), in the same shape."""
-        return ranked_prediction(self.labels, {kind: self.probabilities[kind]}, kind)
+        return ranked_prediction(self.labels, {kind: self.probabilities[kind]}, kind, calibrations=self.calibrations)
 
 
-def ranked_prediction(labels: list[str], probabilities: dict[str, list[float]], model: str) -> Prediction:
-    """`model`'s answer: its best category and top categories from its probabilities (in label order)."""
+def ranked_prediction(
+    labels: list[str], probabilities: dict[str, list[float]], model: str, *, calibrations: dict[str, Calibration] | None = None
+) -> Prediction:
+    """`model`'s answer: its best category and top categories from its (calibrated) probabilities in label
+    order, and whether it is confident, with its prediction set, when the model has a calibration."""
     chosen = np.asarray(probabilities[model])
     order = np.argsort(-chosen)[:TOP_K]
     top = [(labels[index], float(chosen[index])) for index in order]
-    return Prediction(top[0][0], model, top, probabilities, labels)
+    calibrations = calibrations or {}
+    calibration = calibrations.get(model)
+    if calibration is None:
+        return Prediction(top[0][0], model, top, probabilities, labels, calibrations=calibrations)
+    members = calibration.prediction_sets(chosen[None, :])[0]
+    prediction_set = [labels[index] for index in np.argsort(-chosen, kind="stable") if members[index]]
+    confident = bool(calibration.is_confident(chosen))
+    return Prediction(top[0][0], model, top, probabilities, labels, confident, prediction_set, calibrations)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -94,6 +119,9 @@ class CategoryClassifier:
         self.tail_blocks = int(self.models["image"].config.get("finetune_blocks", 0))
         self.text_layer = self.models["text"].text_layer
         self.max_tokens = int(self.models["text"].config.get("max_tokens", 128))
+        self.calibrations = {
+            kind: Calibration.from_state(model.info["calibration"]) for kind, model in self.models.items() if model.info.get("calibration")
+        }
         scorer_state = self.models["combined"].info.get("keyword_scorer")
         self.keyword_scorer: KeywordScorer | None = None
         if scorer_state is not None and self.models["combined"].config.get("keyword_dim"):
@@ -137,7 +165,12 @@ class CategoryClassifier:
         branch = logits if self.models["combined"].config.get("text_input") == "logits" else features
         return softmax(logits), branch
 
-    # ----- models on encoder outputs (batched: used by evaluation too)
+    def calibrated(self, kind: str, probabilities: np.ndarray) -> np.ndarray:
+        """A model's raw probabilities through its calibration (unchanged for a model shipped without one)."""
+        calibration = self.calibrations.get(kind)
+        return np.asarray(probabilities) if calibration is None else calibration.probabilities(probabilities)
+
+    # ----- models on encoder outputs (batched, raw probabilities: used by evaluation too)
 
     @torch.no_grad()
     def image_probabilities(self, inputs: np.ndarray, *, batch_size: int = 256) -> np.ndarray:
@@ -183,14 +216,14 @@ class CategoryClassifier:
         text_vector = np.zeros((1, self.models["combined"].config["text_dim"]), np.float32)
         if images:
             model_inputs, features = self.photo_inputs(images)
-            probabilities["image"] = self.image_probabilities(model_inputs).mean(axis=0).tolist()
+            # Each photo calibrated as the model was (per photo), then averaged.
+            probabilities["image"] = self.calibrated("image", self.image_probabilities(model_inputs)).mean(axis=0).tolist()
             image_mean = features.mean(axis=0, keepdims=True)
         if words:
             text_probabilities, text_vector = self.text_outputs_of([words])
-            probabilities["text"] = text_probabilities[0].tolist()
+            probabilities["text"] = self.calibrated("text", text_probabilities)[0].tolist()
         if images and words:
-            probabilities["combined"] = self.combined_probabilities(image_mean, np.array([True]), text_vector, np.array([True]), [words])[
-                0
-            ].tolist()
+            combined = self.combined_probabilities(image_mean, np.array([True]), text_vector, np.array([True]), [words])
+            probabilities["combined"] = self.calibrated("combined", combined)[0].tolist()
         answering = "combined" if "combined" in probabilities else next(iter(probabilities))
-        return ranked_prediction(self.labels, probabilities, answering)
+        return ranked_prediction(self.labels, probabilities, answering, calibrations=self.calibrations)

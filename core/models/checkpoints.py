@@ -122,6 +122,15 @@ def save_checkpoint(
     os.replace(temporary, path)  # never a half-written checkpoint under the real name
 
 
+def update_checkpoint_info(path: Path, **entries: Any) -> None:
+    """Set entries of a checkpoint's `info` (a calibration, say) without touching its weights; atomically."""
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    payload["info"] = {**payload["info"], **entries}
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(payload, temporary)
+    os.replace(temporary, path)
+
+
 def load_checkpoint(path: str | Path, *, lazy: bool = False) -> LoadedModel:
     """The checkpoint, checked; `lazy=True` reads its header only and builds the nn.Module on first
     use (a text model's BERT layers, and the transformers classes they need, load only if it runs on torch)."""

@@ -43,6 +43,10 @@ def test_manifest_describes_the_shipped_models() -> None:
     assert len(manifest["labels"]) == 13
     assert manifest["models"]["image"]["preprocessing"]["id"] == "efficientnet-lite0"
     assert manifest["training_data_fingerprint"]
+    for entry in manifest["models"].values():  # calibrated on validation products, the two halves apart
+        calibration = entry["calibration"]
+        assert calibration["method"] in {"temperature", "vector"} and 0 < calibration["threshold"] <= 1
+        assert calibration["fitted_on"]["scaling_and_threshold"] > 400 and calibration["fitted_on"]["prediction_sets"] > 400
     assert sum(path.stat().st_size for path in MODELS.iterdir()) < 25_000_000
 
 
@@ -61,9 +65,11 @@ def test_classify_cli_prints_the_json_shape(marketplace_dir: Path, capsys: pytes
     text, photos = _obvious_listing(marketplace_dir, "iphone 12", "Phones, Mobile Phones & Telecoms")
     assert main(["classify", "--image", str(photos[0]), "--text", text]) == 0
     payload = json.loads(capsys.readouterr().out)
-    assert set(payload) == {"category", "model", "top"} and payload["model"] == "combined"
+    assert set(payload) == {"category", "model", "top", "confident", "prediction_set"} and payload["model"] == "combined"
     assert len(payload["top"]) == 5 and all(set(entry) == {"category", "probability"} for entry in payload["top"])
     assert payload["category"] == payload["top"][0]["category"] == "Phones, Mobile Phones & Telecoms"
+    # An obvious listing: the shipped combined model is sure of it, and its set is that one category.
+    assert payload["confident"] is True and payload["prediction_set"] == ["Phones, Mobile Phones & Telecoms"]
     assert main(["classify", "--image", str(photos[0])]) == 0
     assert json.loads(capsys.readouterr().out)["model"] == "image"
 

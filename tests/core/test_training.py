@@ -12,8 +12,10 @@ import pytest
 from sqlalchemy import func, select
 
 from core.data.catalogue_folder import read_catalogue_folder
+from core.evaluation.calibrate import calibrate_models
 from core.evaluation.catalogue import evaluate_catalogue
 from core.inference.category_classifier import CategoryClassifier, NothingToClassify
+from core.models.manifest import read_manifest, verify_model_file
 from core.models.release import ship_models
 from core.training.hyperparameters import DEFAULTS, with_overrides
 from core.training.trainer import RunResult, Trainer, TrainingError
@@ -102,6 +104,37 @@ def test_shipped_models_classify_and_evaluate(trained: dict[str, object], tmp_pa
         assert set(metrics) >= {"accuracy", "top3_accuracy", "macro_f1", "n", "labels", "confusion_matrix", "per_class"}
         assert metrics["accuracy"] > 0.5
         assert sum(map(sum, metrics["confusion_matrix"])) == metrics["n"]
+
+
+def test_calibrated_models_carry_their_calibration_and_decide_with_it(trained: dict[str, object], tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    ship_models({kind: trained[kind].checkpoint for kind in ("image", "text", "combined")}, models, catalogue_fingerprint="test")  # type: ignore[attr-defined]
+    raw = CategoryClassifier(models)
+    assert not raw.calibrations and raw.classify(text="pram and cot").as_json()["confident"] is None
+    trainer: Trainer = trained["trainer"]  # type: ignore[assignment]
+    calibrations = calibrate_models(models, trainer.catalogue, cache_dir=trained["home"] / "cache")  # type: ignore[operator]
+    assert set(calibrations) == {"image", "text", "combined"}
+    manifest = read_manifest(models)
+    for kind in ("image", "text", "combined"):
+        assert verify_model_file(models / f"{kind}.pt")  # the checksum follows the rewritten file
+        assert manifest["models"][kind]["calibration"]["threshold"] == pytest.approx(calibrations[kind].threshold, abs=1e-6)
+
+    classifier = CategoryClassifier(models)
+    assert set(classifier.calibrations) == {"image", "text", "combined"}
+    answer = classifier.classify(text="pram and cot")
+    scaling = calibrations["text"].scaling
+    assert np.allclose(
+        answer.probabilities["text"], scaling.apply(np.asarray([raw.classify(text="pram and cot").probabilities["text"]]))[0]
+    )
+    assert isinstance(answer.confident, bool) and answer.prediction_set and answer.prediction_set[0] == answer.category
+    assert answer.confident == (answer.top[0][1] >= calibrations["text"].threshold)
+    assert answer.verdict in {f"{answer.category} (confident)", "one of: " + ", ".join(answer.prediction_set)}
+
+    catalogue, _report = read_catalogue_folder(trained["source"])  # type: ignore[arg-type]
+    results = evaluate_catalogue(classifier, catalogue)
+    for kind in ("image", "text", "combined"):
+        assert {"ece", "ece_uncalibrated", "reliability", "coverage", "confident", "prediction_sets"} <= set(results[kind])
+        assert sum(row["count"] for row in results[kind]["reliability"]) == results[kind]["n"]
 
 
 def test_image_model_with_fine_tuned_backbone_blocks(trained: dict[str, object], tmp_path: Path) -> None:
