@@ -24,6 +24,7 @@ SNIPPET_WORDS = 12
 # PostgreSQL ranks at most this many of a query's matches (the first the index yields): a query matching
 # most of a million listings then costs about what one matching 2,000 does (benchmarks/bench_postgres.py).
 RANKED_CANDIDATES = 2_000
+BITMAP_WORK_MEM = "32MB"  # for the transaction of a PostgreSQL keyword search (see keyword_search)
 
 _fts = table("products_fts", column("rowid"), column("name"), column("description"))
 _fts_table: ColumnElement[Any] = literal_column("products_fts")
@@ -56,6 +57,10 @@ def keyword_search(session: Session, query: str, *, filters: ProductFilters = Pr
     terms = query_terms(query)
     build = _postgres_statement if session.get_bind().dialect.name == "postgresql" else _sqlite_statement
     filters = filters.resolved(session)
+    if session.get_bind().dialect.name == "postgresql":
+        # A filter's bitmap of a large catalogue goes lossy in the default 4 MB, and every row of every page
+        # it touches is then read again: 16,000 rows instead of 1,800 at a million listings (p95 0.96 s -> 0.11 s).
+        session.execute(select(func.set_config("work_mem", BITMAP_WORK_MEM, True)))
     hits: list[SearchHit] = []
     matched_any = False
     for any_term in (False, True):
