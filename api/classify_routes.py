@@ -30,8 +30,14 @@ PREDICTION_EXAMPLE = {
         {"category": "Baby & Kids Stuff", "probability": 0.0033},
         {"category": "DIY Tools & Materials", "probability": 0.0032},
     ],
+    "confident": True,
+    "prediction_set": ["Home & Garden"],
 }
-ANSWER = answer(PREDICTION_EXAMPLE, "the category and the five most likely")
+ANSWER = answer(
+    PREDICTION_EXAMPLE,
+    "the category and the five most likely; `confident` when the model's calibrated probability reaches its threshold "
+    "(95% accurate on validation), else `prediction_set` is the short list that holds the category 90% of the time",
+)
 Photos = Annotated[list[UploadFile] | None, File(description="up to 8 photos of the item, 10 MB each")]
 Text = Annotated[str | None, Form(description="title and/or description", examples=["Oak dining table with four chairs"])]
 

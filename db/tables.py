@@ -127,6 +127,7 @@ class ReviewItem(Base):
     suggested_label: Mapped[str] = mapped_column(String(200))
     top: Mapped[list] = mapped_column(JSON)  # [[category, probability], ...] best first, 3 entries
     is_issue: Mapped[bool] = mapped_column(default=False)  # cleanlab's find_label_issues flagged it
+    prediction_set: Mapped[list | None] = mapped_column(JSON)  # an upload's conformal set when the model was not sure
     source: Mapped[str] = mapped_column(String(20))  # cross-validation | upload | evaluation
     added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
     status: Mapped[str] = mapped_column(String(20), default="pending", index=True)  # pending | kept | relabelled | not_a_product

@@ -88,6 +88,12 @@ answer_col, chart_col = st.columns([1, 2])
 with answer_col:
     st.metric("Predicted category", prediction.category, help="The top-level category with the highest probability")
     st.markdown(f"Answered by the **{prediction.model}** model · confidence **{prediction.top[0][1]:.1%}**")
+    if prediction.confident:
+        st.success(f"{escape_markdown(prediction.verdict)}: sure enough to file automatically", icon=":material/check_circle:")
+    elif prediction.prediction_set:
+        st.warning(
+            f"Not sure: {escape_markdown(prediction.verdict)}. A listing added from here joins the review queue.", icon=":material/help:"
+        )
     if analysis.price is not None:
         price = analysis.price
         st.metric(

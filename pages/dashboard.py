@@ -57,10 +57,18 @@ if held_out_sets is None:
 elif held_out_sets:
     held_out = held_out_sets[ModelKind.COMBINED]
     health = held_out.metrics()
-    health_cols = st.columns(3)
+    health_cols = st.columns(5)
     health_cols[0].metric("Combined model accuracy", f"{health['accuracy']:.1%}" if health["n"] else "–")
     health_cols[1].metric("Macro-F1", f"{health['macro_f1']:.3f}" if health["n"] else "–")
     health_cols[2].metric("Held-out products", f"{health['n']:,}")
+    confident = health.get("confident")
+    if confident:  # what the model would file without a person, and how often it is right there
+        health_cols[3].metric(
+            "Filed automatically",
+            f"{confident['share']:.1%}",
+            help="Share of the held-out products whose calibrated top probability reaches the model's threshold",
+        )
+        health_cols[4].metric("Accuracy when filed", "–" if confident["accuracy"] is None else f"{confident['accuracy']:.1%}")
     st.caption(held_out.note)
     st.plotly_chart(
         per_class_bar(

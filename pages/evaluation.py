@@ -6,7 +6,7 @@ import streamlit as st
 from core.data.images import media_path_for
 from core.data.markdown import escape_markdown
 from core.enums import ModelKind, RunStatus
-from core.evaluation.figures import confusion_figure, selected_cell
+from core.evaluation.figures import confusion_figure, reliability_figure, selected_cell
 from core.evaluation.metrics import PredictionSet, cell_items, compare_metrics, per_class_frame, review_candidates
 from core.models.manifest import ModelFileError
 from services import review_queue
@@ -54,6 +54,46 @@ def metric_row(metrics: dict) -> None:
     columns[1].metric("Top-3 accuracy", f"{metrics['top3_accuracy']:.1%}" if metrics["n"] else "–")
     columns[2].metric("Macro-F1", f"{metrics['macro_f1']:.3f}" if metrics["n"] else "–")
     columns[3].metric("Items", f"{metrics['n']:,}")
+
+
+def trust_section(metrics: dict) -> None:
+    """Calibration error, the reliability diagram, and what the model files automatically."""
+    if metrics.get("ece") is None:
+        st.caption("No figures of trust for these predictions (stored before they were measured).")
+        return
+    columns = st.columns(4)
+    before = metrics.get("ece_uncalibrated")
+    columns[0].metric(
+        "Calibration error (ECE)",
+        f"{metrics['ece']:.3f}",
+        delta=None if before is None else f"{metrics['ece'] - before:+.3f} from {before:.3f}",
+        delta_color="inverse",
+        help="Expected calibration error over 15 bins of the top probability: how far confidence is from accuracy",
+    )
+    confident, sets = metrics.get("confident"), metrics.get("prediction_sets")
+    if confident:
+        accuracy = confident["accuracy"]
+        columns[1].metric(
+            "Filed automatically",
+            f"{confident['share']:.1%}",
+            help=f"Answers with a calibrated probability of at least {confident['threshold']:.3f} (chosen on validation)",
+        )
+        columns[2].metric("Accuracy of those", "–" if accuracy is None else f"{accuracy:.1%}")
+    if sets:
+        columns[3].metric(
+            f"Prediction sets at {sets['confidence']:.0%}",
+            f"{sets['coverage']:.1%} hold it",
+            help=f"Mean size {sets['mean_size']:.2f} categories; the rest of the answers are given as such a short list",
+        )
+    st.plotly_chart(reliability_figure(metrics), key="eval_reliability")
+    coverage = metrics["coverage"]
+    st.caption(
+        "Most confident answers only: "
+        + ", ".join(
+            f"the top {float(share):.0%} are {accuracy:.1%} accurate" for share, accuracy in coverage["accuracy_at_coverage"].items()
+        )
+        + f"; {coverage['coverage_at_accuracy']:.1%} of the items can be answered at {coverage['target_accuracy']:.0%} accuracy."
+    )
 
 
 def choose_cell() -> None:
@@ -135,7 +175,7 @@ if not product_detail_from_query():
     )
     metric_row(metrics)
 
-    matrix_tab, classes_tab, compare_tab = st.tabs(["Confusion matrix", "Per-class scores", "Compare"])
+    matrix_tab, classes_tab, trust_tab, compare_tab = st.tabs(["Confusion matrix", "Per-class scores", "Calibration", "Compare"])
     with matrix_tab:
         normalise = st.toggle("Share of each true category (row-normalised)", key="eval_normalise")
         st.plotly_chart(
@@ -162,6 +202,8 @@ if not product_detail_from_query():
                 for name in ("precision", "recall", "f1")
             },
         )
+    with trust_tab:
+        trust_section(metrics)
     with compare_tab:
         others = [option for option in options if option != chosen]
         other = st.selectbox("Compare with", others, key="eval_other")

@@ -197,6 +197,8 @@ with review_tab:
                     "**Model suggests**  \n"
                     + "  \n".join(f"{escape_markdown(label)}: {probability:.1%}" for label, probability in card.top)
                 )
+                if card.prediction_set:
+                    st.caption(escape_markdown("The model was not sure: one of " + ", ".join(card.prediction_set)))
             pending = card.status == review_queue.PENDING
             shown = {"seen_version": card.label_version}
             buttons = st.columns(7)

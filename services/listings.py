@@ -55,11 +55,16 @@ class NewListing:
     confidence: float | None = None  # the model's probability of the chosen top-level category
     model: str | None = None  # image | text | combined
     top: Sequence[tuple[str, float]] = ()  # the model's best categories, best first
+    confident: bool | None = None  # the model's answer reached its calibrated threshold
+    prediction_set: Sequence[str] | None = None  # the model's conformal set of categories
 
     @property
     def needs_review(self) -> bool:
-        """The model doubted the category the listing is filed under: it joins the review queue."""
-        return self.confidence is not None and self.confidence < UPLOAD_REVIEW_BELOW and bool(self.top)
+        """The model was not sure of its answer, or doubted the category the listing is filed under: it
+        joins the review queue."""
+        if self.confidence is None or not self.top:
+            return False
+        return self.confident is False or self.confidence < UPLOAD_REVIEW_BELOW
 
 
 def judged_by(listing: NewListing, prediction: Prediction) -> NewListing:
@@ -68,7 +73,15 @@ def judged_by(listing: NewListing, prediction: Prediction) -> NewListing:
     chosen_top = split_category(listing.category)[0] if listing.category.strip() else ""
     answer = prediction.probabilities.get(prediction.model, [])
     confidence = answer[prediction.labels.index(chosen_top)] if chosen_top in prediction.labels and answer else None
-    return replace(listing, predicted_category=prediction.category, confidence=confidence, model=prediction.model, top=prediction.top)
+    return replace(
+        listing,
+        predicted_category=prediction.category,
+        confidence=confidence,
+        model=prediction.model,
+        top=prediction.top,
+        confident=prediction.confident,
+        prediction_set=prediction.prediction_set,
+    )
 
 
 def add_listing(
@@ -161,5 +174,6 @@ def _record_upload(
             list(listing.top[:3]),
             is_issue=False,
             source=source,
+            prediction_set=None if listing.confident else list(listing.prediction_set or []) or None,
         )
         session.add(queue_item(entry))

@@ -100,6 +100,7 @@ class ReviewCard:
     is_issue: bool
     source: str
     status: str
+    prediction_set: list[str] | None = None  # an upload's conformal set when the model was not sure
 
 
 def review_card(engine: Engine, product_id: str) -> ReviewCard | None:
@@ -123,6 +124,7 @@ def review_card(engine: Engine, product_id: str) -> ReviewCard | None:
             item.is_issue,
             item.source,
             item.status,
+            list(item.prediction_set) if item.prediction_set else None,
         )
 
 

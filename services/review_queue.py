@@ -43,6 +43,7 @@ class QueueEntry:
     top: list[tuple[str, float]]
     is_issue: bool
     source: str
+    prediction_set: list[str] | None = None  # the model's set when it was not confident (uploads)
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,7 @@ def queue_item(entry: QueueEntry) -> ReviewItem:
         top=[[label, round(float(probability), 5)] for label, probability in entry.top],
         is_issue=entry.is_issue,
         source=entry.source,
+        prediction_set=entry.prediction_set,
         status=PENDING,
     )
 
@@ -157,15 +159,17 @@ def queue_frame(engine: Engine, *, filters: QueueFilters = QueueFilters(), limit
                     "score": item.score,
                     "is_issue": item.is_issue,
                     "source": item.source,
+                    "prediction_set": list(item.prediction_set) if item.prediction_set else None,
                 }
                 for item, name, path in rows
             ],
-            columns=["product_id", "name", "current", "suggested", "score", "is_issue", "source"],
+            columns=["product_id", "name", "current", "suggested", "score", "is_issue", "source", "prediction_set"],
         )
 
 
 def queue_json(engine: Engine, *, limit: int | None = None) -> dict[str, list[dict[str, object]]]:
-    """{"items": [{"product_id", "name", "current", "suggested", "score"}]}, worst label first: the CLI's and the API's contract."""
+    """{"items": [{"product_id", "name", "current", "suggested", "score", "prediction_set"}]}, worst label first: the CLI's
+    and the API's contract (`prediction_set`: an upload's set of categories when the model was not sure, else null)."""
     items = [
         {
             "product_id": row.product_id,
@@ -173,6 +177,7 @@ def queue_json(engine: Engine, *, limit: int | None = None) -> dict[str, list[di
             "current": row.current.split(CATEGORY_SEPARATOR)[0],
             "suggested": row.suggested,
             "score": round(float(row.score), 6),
+            "prediction_set": row.prediction_set,
         }
         for row in queue_frame(engine, limit=limit).itertuples()
     ]

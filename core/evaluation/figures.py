@@ -178,3 +178,39 @@ def per_class_bar(per_class: pd.DataFrame, *, value: str = "recall", title: str 
         margin={"l": 10, "r": 10, "t": 50, "b": 10},
     )
     return figure
+
+
+def reliability_figure(metrics: Mapping[str, object], *, title: str = "") -> go.Figure:
+    """Accuracy against confidence per bin of the top probability (a calibrated model lies on the
+    diagonal), before and after calibration when the model has one; marker size: the bin's items."""
+    figure = go.Figure(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot", "color": "#999"}, name="perfectly calibrated"))
+    curves = (("reliability_uncalibrated", "before calibration", "#c44e52"), ("reliability", "calibrated", "#4c72b0"))
+    for key, name, colour in curves:
+        bins = metrics.get(key)
+        if not bins:
+            continue
+        if key == "reliability" and "reliability_uncalibrated" not in metrics:
+            name = "the model's probabilities"
+        rows = list(bins)  # type: ignore[call-overload]
+        counts = np.array([row["count"] for row in rows], float)
+        figure.add_trace(
+            go.Scatter(
+                x=[row["confidence"] for row in rows],
+                y=[row["accuracy"] for row in rows],
+                mode="lines+markers",
+                name=name,
+                line={"color": colour},
+                marker={"size": 6 + 18 * np.sqrt(counts / counts.max())},
+                customdata=counts,
+                hovertemplate="confidence %{x:.2f}<br>accuracy %{y:.2f}<br>%{customdata:.0f} items<extra></extra>",
+            )
+        )
+    figure.update_layout(
+        title=title or None,
+        xaxis={"title": "confidence (top probability)", "range": [0, 1.02]},
+        yaxis={"title": "accuracy", "range": [0, 1.02]},
+        height=420,
+        margin={"t": 40 if title else 10, "l": 10, "r": 10, "b": 10},
+        legend={"orientation": "h", "y": -0.2},
+    )
+    return figure

@@ -137,7 +137,7 @@ def test_the_review_queue_has_the_cli_shape(writable_api: WritableApi) -> None:
     )
     listed = writable_api.client.get("/review-queue", params={"limit": 1}).json()
     assert listed == queue_json(writable_api.engine, limit=1) and [item["product_id"] for item in listed["items"]] == ["pram"]
-    assert set(listed["items"][0]) == {"product_id", "name", "current", "suggested", "score"}
+    assert set(listed["items"][0]) == {"product_id", "name", "current", "suggested", "score", "prediction_set"}
 
 
 def test_reads_can_be_closed_by_a_setting(tmp_path: Path) -> None:

@@ -161,6 +161,9 @@ def test_classify_a_shared_photo_and_description(shared_app_env: ImportedCatalog
     assert metrics["Predicted category"] == "Video Games & Consoles"
     assert metrics["Suggested price"].startswith("£")
     assert any("**combined** model" in markdown.value for markdown in app.markdown)
+    verdicts = [alert.value for alert in (*app.success, *app.warning)]  # filed automatically, or a short list
+    assert len(verdicts) == 1
+    assert verdicts[0].startswith(escape_markdown("Video Games & Consoles (confident)")) or "Not sure: one of" in verdicts[0]
     assert len(app.get("plotly_chart")) == 2  # top-5 and each model side by side
     similar = [button for button in app.button if button.key and button.key.startswith("classify_similar_")]
     assert len(similar) == 8
@@ -230,6 +233,9 @@ def test_evaluation_shows_a_matrix_and_a_cell_s_items(shared_app_env: ImportedCa
     assert metrics["Items"] == "1,217" and metrics["Accuracy"].endswith("%")
     charts = app.get("plotly_chart")
     assert charts and "Confusion matrix" in charts[0].proto.spec
+    ece = float(metrics["Calibration error (ECE)"])  # the Calibration tab: before and after, and the decisions
+    assert 0 < ece < 0.1 and metrics["Filed automatically"].endswith("%") and "hold it" in metrics["Prediction sets at 90%"]
+    assert any("before calibration" in chart.proto.spec and "calibrated" in chart.proto.spec for chart in charts)
     app.selectbox(key="eval_true").set_value("Other Goods")
     app.selectbox(key="eval_predicted").set_value("Home & Garden").run()
     assert not app.exception
@@ -333,6 +339,8 @@ def test_dashboard_shows_model_health(shared_app_env: ImportedCatalogue) -> None
     app = open_page("pages/dashboard.py")
     metrics = {metric.label: metric.value for metric in app.metric}
     assert metrics["Held-out products"] == "1,217" and metrics["Combined model accuracy"].endswith("%")
+    filed, accuracy = float(metrics["Filed automatically"].rstrip("%")), float(metrics["Accuracy when filed"].rstrip("%"))
+    assert 40 < filed < 90 and accuracy > float(metrics["Combined model accuracy"].rstrip("%"))
     assert any("accuracy per category" in chart.proto.spec for chart in app.get("plotly_chart"))
 
 

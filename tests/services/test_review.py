@@ -181,7 +181,7 @@ def test_cli_review_queue_json(small, monkeypatch: pytest.MonkeyPatch, capsys: p
     use_home(monkeypatch, home, database_url=engine.url.render_as_string(hide_password=False))
     assert main(["review-queue", "--limit", "5", "--json"]) == 0
     items = json.loads(capsys.readouterr().out)["items"]
-    assert len(items) == 5 and all(set(item) == {"product_id", "name", "current", "suggested", "score"} for item in items)
+    assert len(items) == 5 and all(set(item) == {"product_id", "name", "current", "suggested", "score", "prediction_set"} for item in items)
     assert [item["score"] for item in items] == sorted(item["score"] for item in items)
     assert main(["review-queue", "--limit", "3"]) == 0
     assert "3 items, worst label first" in capsys.readouterr().out

@@ -17,6 +17,7 @@ from db.importer import import_catalogue
 from db.session import make_engine, session_scope
 from db.tables import LabelHistory, Product, ReviewItem
 from services.listings import ListingError, NewListing, UploadedPhoto, add_listing
+from services.review import review_card
 from tests.helpers import product_row, row_counts, write_catalogue
 
 
@@ -137,3 +138,29 @@ def test_a_low_confidence_upload_joins_the_review_queue(catalogue) -> None:  # t
             (unsure_id, "upload", "Appliances", "Home & Garden")
         ]
         assert queued[0].score == pytest.approx(0.2) and len(queued[0].top) == 3
+
+
+def test_an_upload_the_model_is_not_sure_of_joins_the_queue_with_its_set(catalogue) -> None:  # type: ignore[no-untyped-def]
+    engine, media = catalogue
+
+    def listing(name: str, *, confident: bool) -> NewListing:
+        return NewListing(
+            name=name,
+            description="",
+            price=Decimal("3"),
+            location="",
+            category="Home & Garden",
+            confidence=0.7,  # the model's best answer is the category it is filed under
+            predicted_category="Home & Garden",
+            model="combined",
+            top=[("Home & Garden", 0.7), ("Other Goods", 0.2), ("Appliances", 0.05)],
+            confident=confident,
+            prediction_set=["Home & Garden"] if confident else ["Home & Garden", "Other Goods"],
+        )
+
+    unsure_id = add_listing(engine, listing("Letter cage", confident=False), media_dir=media, added_by="ana")
+    add_listing(engine, listing("Garden bench", confident=True), media_dir=media, added_by="ana")
+    with session_scope(engine) as session:
+        queued = session.scalars(select(ReviewItem)).all()
+        assert [(item.product_id, item.prediction_set) for item in queued] == [(unsure_id, ["Home & Garden", "Other Goods"])]
+    assert review_card(engine, unsure_id).prediction_set == ["Home & Garden", "Other Goods"]  # type: ignore[union-attr]
