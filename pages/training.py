@@ -121,13 +121,17 @@ if not finished.empty:
     run_id = st.selectbox("Finished run", list(labels), format_func=labels.get, key="training_activate_run")
     if st.button("Make active", key="training_activate"):
         try:
-            manifest = activate_run(
-                data.engine(),
-                run_id,
-                active_dir=settings.active_models_dir,
-                current_dir=settings.models_dir,
-                catalogue_fingerprint=resources.catalogue().fingerprint(),
-            )
+            with st.spinner("Installing the models and calibrating them on their validation products…"):
+                catalogue = resources.catalogue()
+                manifest = activate_run(
+                    data.engine(),
+                    run_id,
+                    active_dir=settings.active_models_dir,
+                    current_dir=settings.models_dir,
+                    catalogue_fingerprint=catalogue.fingerprint(),
+                    calibrate_on=catalogue,
+                    cache_dir=settings.cache_dir,
+                )
         except ActivationError as error:
             st.error(f"Not activated: {escape_markdown(str(error))}")
         else:

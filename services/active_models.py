@@ -13,8 +13,9 @@ from pathlib import Path
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
+from core.data.catalogue import Catalogue
 from core.enums import ModelKind, RunStatus
-from core.models.manifest import MANIFEST, ModelFileError
+from core.models.manifest import MANIFEST, ModelFileError, read_manifest
 from core.models.release import ship_models
 from core.settings import get_settings
 from db.runs import checkpoint_file
@@ -70,9 +71,20 @@ def runs_to_activate(engine: Engine, run_id: int) -> dict[str, Path]:
         return checkpoints
 
 
-def activate_run(engine: Engine, run_id: int, *, active_dir: Path, current_dir: Path, catalogue_fingerprint: str) -> dict:
+def activate_run(
+    engine: Engine,
+    run_id: int,
+    *,
+    active_dir: Path,
+    current_dir: Path,
+    catalogue_fingerprint: str,
+    calibrate_on: Catalogue | None = None,
+    cache_dir: Path | None = None,
+) -> dict:
     """Install the run (and its partner, see above) into `active_dir`, starting from the models in
-    `current_dir` for the kinds it does not replace. Returns the new manifest."""
+    `current_dir` for the kinds it does not replace. With `calibrate_on` (the catalogue the runs were
+    trained on), the set is calibrated on its validation products before it goes live, so its answers say
+    whether they are confident (core.evaluation.calibrate). Returns the new manifest."""
     checkpoints = runs_to_activate(engine, run_id)
     staging = active_dir.with_name(active_dir.name + ".staging")
     shutil.rmtree(staging, ignore_errors=True)
@@ -85,6 +97,8 @@ def activate_run(engine: Engine, run_id: int, *, active_dir: Path, current_dir: 
     except ModelFileError as error:
         shutil.rmtree(staging, ignore_errors=True)
         raise ActivationError(str(error)) from error
+    if calibrate_on is not None:
+        manifest = _calibrated(staging, calibrate_on, cache_dir=cache_dir or get_settings().cache_dir, manifest=manifest)
     # Swap whole folders: a reader sees the old set or the new one, never a mix.
     retired = active_dir.with_name(active_dir.name + ".old")
     shutil.rmtree(retired, ignore_errors=True)
@@ -93,6 +107,18 @@ def activate_run(engine: Engine, run_id: int, *, active_dir: Path, current_dir: 
     staging.rename(active_dir)
     shutil.rmtree(retired, ignore_errors=True)
     return manifest
+
+
+def _calibrated(models_dir: Path, catalogue: Catalogue, *, cache_dir: Path, manifest: dict) -> dict:
+    """The set calibrated in place, and its manifest; a set that cannot be loaded together (its models
+    disagree on their categories) stays as it is: the classifier refuses it with that message."""
+    from core.evaluation.calibrate import calibrate_models
+
+    try:
+        calibrate_models(models_dir, catalogue, cache_dir=cache_dir)
+    except (ModelFileError, ValueError):
+        return manifest
+    return read_manifest(models_dir)
 
 
 def reset_active_models(active_dir: Path) -> None:

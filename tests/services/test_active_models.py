@@ -47,9 +47,21 @@ def test_activation_installs_the_runs_beside_the_current_models(trained: dict, t
     # The mixed set has different labels (3 generated categories against 13): the classifier refuses it clearly.
     with pytest.raises(ModelFileError, match="disagree on their categories"):
         CategoryClassifier(active)
-    manifest = activate_run(engine, trained["image"].run_id, active_dir=active, current_dir=active, catalogue_fingerprint="fp")
+    manifest = activate_run(
+        engine,
+        trained["image"].run_id,
+        active_dir=active,
+        current_dir=active,
+        catalogue_fingerprint="fp",
+        calibrate_on=trained["trainer"].catalogue,
+        cache_dir=trained["home"] / "cache",
+    )
     classifier = CategoryClassifier(active)
     assert len(classifier.labels) == 3 and manifest["models"]["image"]["run_id"] == trained["image"].run_id
+    # Calibrated before it went live: every model of the set answers confident or with a short list.
+    assert set(classifier.calibrations) == {"image", "text", "combined"}
+    assert all("calibration" in entry for entry in manifest["models"].values())
+    assert classifier.classify(text="pram and cot").prediction_set
     reset_active_models(active)
     assert not active.exists()
 
