@@ -259,6 +259,17 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     ship.add_argument("--db", help="database URL")
     ship.set_defaults(handler=run_ship)
 
+    _add_calibrate(commands)
+
+    baselines = commands.add_parser("baselines", help="measure the seed's baselines on the held-out test products")
+    baselines.add_argument("--seed", type=bounded_int(0, 2**32 - 1), default=42)
+    baselines.add_argument("--backbone", default="efficientnet-lite0")
+    baselines.add_argument("--out", help="also write the figures to this JSON file")
+    baselines.add_argument("--db", help="database URL")
+    baselines.set_defaults(handler=run_baselines_command)
+
+
+def _add_calibrate(commands: argparse._SubParsersAction) -> None:
     calibrate = commands.add_parser(
         "calibrate", help="calibrate the models' probabilities, confidence thresholds and prediction sets on their validation products"
     )
@@ -273,10 +284,3 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     calibrate.add_argument("--quiet", action="store_true")
     calibrate.add_argument("--db", help="database URL")
     calibrate.set_defaults(handler=run_calibrate)
-
-    baselines = commands.add_parser("baselines", help="measure the seed's baselines on the held-out test products")
-    baselines.add_argument("--seed", type=bounded_int(0, 2**32 - 1), default=42)
-    baselines.add_argument("--backbone", default="efficientnet-lite0")
-    baselines.add_argument("--out", help="also write the figures to this JSON file")
-    baselines.add_argument("--db", help="database URL")
-    baselines.set_defaults(handler=run_baselines_command)

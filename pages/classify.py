@@ -16,6 +16,7 @@ from core.settings import get_settings
 from services.listing_analysis import ListingAnalysis, analyse_listing
 from services.listings import ListingError, NewListing, UploadedPhoto, add_listing, judged_by
 from ui import data, resources
+from ui.explanations import explanation
 from ui.widgets import category_picker, job_progress, product_detail_from_query, product_gallery
 
 st.title("Classify a listing")
@@ -112,6 +113,7 @@ with chart_col:
     )
 if len(prediction.probabilities) > 1:
     st.plotly_chart(model_comparison_bar(prediction.labels, prediction.probabilities), key="classify_models")
+explanation(resources.classifier, text=f"{title}\n{description}", photos=lambda: read.photos, category=prediction.category, key="classify")
 
 if analysis.similar:
     st.subheader("Most similar catalogue items", anchor=False)

@@ -3,12 +3,14 @@ shortcuts, every change in the label history, undo, and the history itself."""
 
 import streamlit as st
 
+from core.data.images import open_image
 from core.data.markdown import escape_markdown
 from core.enums import LabelSource
 from core.settings import get_settings
 from services import label_history, review, review_queue
-from ui import data
-from ui.widgets import category_picker, require_catalogue, show_photo
+from ui import data, resources
+from ui.explanations import explanation
+from ui.widgets import category_picker, photo_path, require_catalogue, show_photo
 
 SHORTCUTS = {"keep": "K", "accept": "A", "other": "L", "spam": "N", "skip": "S", "previous": "Left", "next": "Right", "undo": "U"}
 
@@ -199,6 +201,15 @@ with review_tab:
                 )
                 if card.prediction_set:
                     st.caption(escape_markdown("The model was not sure: one of " + ", ".join(card.prediction_set)))
+                explanation(
+                    resources.classifier,
+                    text=f"{card.name}\n{card.description}",
+                    photos=lambda: [
+                        open_image(photo_path(path).read_bytes()) for path in card.image_paths[:1] if photo_path(path).is_file()
+                    ],
+                    category=card.suggested_label,
+                    key="review",
+                )
             pending = card.status == review_queue.PENDING
             shown = {"seen_version": card.label_version}
             buttons = st.columns(7)

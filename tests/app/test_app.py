@@ -165,6 +165,10 @@ def test_classify_a_shared_photo_and_description(shared_app_env: ImportedCatalog
     assert len(verdicts) == 1
     assert verdicts[0].startswith(escape_markdown("Video Games & Consoles (confident)")) or "Not sure: one of" in verdicts[0]
     assert len(app.get("plotly_chart")) == 2  # top-5 and each model side by side
+    app.toggle(key="classify_why").set_value(True).run()  # why: the words and where the image model looked
+    assert not app.exception
+    words = next(markdown.value for markdown in app.markdown if markdown.value.startswith("**Words**"))
+    assert ":green-background[" in words and any("Grad-CAM" in str(image.proto) for image in app.get("image"))
     similar = [button for button in app.button if button.key and button.key.startswith("classify_similar_")]
     assert len(similar) == 8
 

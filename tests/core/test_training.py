@@ -22,7 +22,7 @@ from core.training.trainer import RunResult, Trainer, TrainingError
 from db.runs import checkpoint_file, run_split
 from db.session import make_engine, session_scope
 from db.tables import RunEpoch, RunPrediction, TrainingRun
-from tests.helpers import CLASSES, generated_catalogue, generated_photo
+from tests.helpers import CLASSES, generated_catalogue, generated_photo, use_home
 
 
 @pytest.mark.parametrize("kind", ["image", "text", "combined"])
@@ -135,6 +135,24 @@ def test_calibrated_models_carry_their_calibration_and_decide_with_it(trained: d
     for kind in ("image", "text", "combined"):
         assert {"ece", "ece_uncalibrated", "reliability", "coverage", "confident", "prediction_sets"} <= set(results[kind])
         assert sum(row["count"] for row in results[kind]["reliability"]) == results[kind]["n"]
+
+
+def test_calibrate_command_calibrates_a_folder_and_says_what_it_chose(
+    trained: dict[str, object], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cli.main import main
+
+    models = tmp_path / "models"
+    ship_models({kind: trained[kind].checkpoint for kind in ("image", "text", "combined")}, models, catalogue_fingerprint="test")  # type: ignore[attr-defined]
+    home = trained["home"]
+    use_home(monkeypatch, home, database_url=f"sqlite:///{home / 'catalogue.db'}", media_dir=home / "media")  # type: ignore[operator]
+    assert main(["calibrate", "--models", str(models), "--json", "--target-accuracy", "0.9"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["models"] == str(models) and set(payload["calibration"]) == {"image", "text", "combined"}
+    assert all(entry["target_accuracy"] == 0.9 for entry in payload["calibration"].values())
+    assert read_manifest(models)["models"]["text"]["calibration"] == payload["calibration"]["text"]
+    assert main(["calibrate", "--models", str(tmp_path / "nowhere")]) == 1
+    assert "model file not found" in capsys.readouterr().err
 
 
 def test_image_model_with_fine_tuned_backbone_blocks(trained: dict[str, object], tmp_path: Path) -> None:

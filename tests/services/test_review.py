@@ -195,6 +195,10 @@ def test_review_page_reviews_three_items(small, monkeypatch: pytest.MonkeyPatch)
     app.switch_page("pages/review.py").run()
     assert not app.exception and "Give your name" in app.info[0].value
     app.text_input(key="reviewer_name").input("ana").run()
+    app.toggle(key="review_why").set_value(True).run()  # the words and the photo behind the suggestion
+    assert not app.exception and any(markdown.value.startswith("**Words**") for markdown in app.markdown)
+    assert any("Grad-CAM" in str(image.proto) for image in app.get("image"))
+    app.toggle(key="review_why").set_value(False).run()
     worst = review_queue.queue_frame(engine)["product_id"].tolist()
     names = []
     for key in ("review_keep", "review_accept", "review_spam"):
