@@ -122,6 +122,8 @@ class CategoryClassifier:
         self.calibrations = {
             kind: Calibration.from_state(model.info["calibration"]) for kind, model in self.models.items() if model.info.get("calibration")
         }
+        if self.calibrations:  # the prediction sets' library (a second to import) with the models, not on the first answer
+            import crepes  # noqa: F401
         scorer_state = self.models["combined"].info.get("keyword_scorer")
         self.keyword_scorer: KeywordScorer | None = None
         if scorer_state is not None and self.models["combined"].config.get("keyword_dim"):
