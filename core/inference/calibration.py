@@ -65,9 +65,6 @@ class Scaling:
         return 1.0 / self.scale[0] if self.method == TEMPERATURE else None
 
 
-IDENTITY = Scaling(TEMPERATURE, (1.0,), (0.0,))
-
-
 def fit_scaling(probabilities: np.ndarray, y: np.ndarray, *, method: str) -> Scaling:
     """The scaling of `method` that minimises the log loss of (probabilities, y)."""
     from scipy.optimize import minimize, minimize_scalar
