@@ -204,9 +204,7 @@ with review_tab:
                 explanation(
                     resources.classifier,
                     text=f"{card.name}\n{card.description}",
-                    photos=lambda: [
-                        open_image(photo_path(path).read_bytes()) for path in card.image_paths[:1] if photo_path(path).is_file()
-                    ],
+                    photos=lambda: [open_image(photo_path(path)) for path in card.image_paths[:1] if photo_path(path).is_file()],
                     category=card.suggested_label,
                     key="review",
                 )

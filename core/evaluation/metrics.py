@@ -108,10 +108,10 @@ class PredictionSet:
         """The classification figures, and how far the probabilities can be trusted (reliability.trust_figures)."""
         if self.stored_metrics is not None:
             return self.stored_metrics
-        y = self.frame["true"].to_numpy()
+        y, probabilities = self.frame["true"].to_numpy(), self.probabilities
         return {
-            **classification_metrics(y, self.probabilities, self.labels),
-            **trust_figures(self.probabilities, y, uncalibrated=self.uncalibrated, calibration=self.calibration),
+            **classification_metrics(y, probabilities, self.labels),
+            **trust_figures(probabilities, y, uncalibrated=self.uncalibrated, calibration=self.calibration),
         }
 
 

@@ -4,12 +4,11 @@ numpy only: these figures are stored with the models and drawn without loading t
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from core.inference.calibration import Calibration
+from core.inference.calibration import Calibration, accuracy_by_confidence
 
 ECE_BINS = 15
 COVERAGES = (0.5, 0.7, 0.9)
@@ -50,9 +49,7 @@ def selective_accuracy(probabilities: np.ndarray, y: np.ndarray, *, target_accur
     probabilities, y = np.asarray(probabilities, float), np.asarray(y, int)
     if not len(y):
         return {"accuracy_at_coverage": {}, "coverage_at_accuracy": None, "target_accuracy": target_accuracy}
-    order = np.argsort(-probabilities.max(axis=1), kind="stable")
-    correct = (probabilities.argmax(axis=1) == y)[order]
-    running = np.cumsum(correct) / np.arange(1, len(y) + 1)
+    _, running = accuracy_by_confidence(probabilities, y)
     meets = np.flatnonzero(running >= target_accuracy)
     return {
         "accuracy_at_coverage": {f"{share:.1f}": float(running[max(0, int(round(share * len(y))) - 1)]) for share in COVERAGES},

@@ -34,7 +34,7 @@ def _logits(probabilities: np.ndarray) -> np.ndarray:
     return np.log(np.clip(np.asarray(probabilities, np.float64), _FLOOR, 1.0))
 
 
-def _softmax(logits: np.ndarray) -> np.ndarray:
+def softmax(logits: np.ndarray) -> np.ndarray:
     shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
     return shifted / shifted.sum(axis=-1, keepdims=True)
 
@@ -58,7 +58,7 @@ class Scaling:
         probabilities = np.asarray(probabilities, np.float64)
         if not len(probabilities):
             return probabilities
-        return _softmax(_logits(probabilities) * np.asarray(self.scale) + np.asarray(self.bias))
+        return softmax(_logits(probabilities) * np.asarray(self.scale) + np.asarray(self.bias))
 
     @property
     def temperature(self) -> float | None:
@@ -79,7 +79,7 @@ def fit_scaling(probabilities: np.ndarray, y: np.ndarray, *, method: str) -> Sca
     def loss_and_gradient(parameters: np.ndarray) -> tuple[float, np.ndarray]:
         scale, bias = parameters[:n_classes], parameters[n_classes:]
         scaled = logits * scale + bias
-        error = (_softmax(scaled) - one_hot) / len(y)
+        error = (softmax(scaled) - one_hot) / len(y)
         return _log_loss(scaled, y), np.concatenate([(error * logits).sum(axis=0), error.sum(axis=0)])
 
     start = np.concatenate([np.ones(n_classes), np.zeros(n_classes)])
@@ -108,17 +108,22 @@ def choose_scaling(probabilities: np.ndarray, y: np.ndarray, *, folds: int = 5, 
     return fit_scaling(probabilities, y, method=best), losses
 
 
+def accuracy_by_confidence(probabilities: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(top probabilities, most confident first; the accuracy of the i+1 most confident answers at i)."""
+    probabilities = np.asarray(probabilities, float)
+    order = np.argsort(-probabilities.max(axis=1), kind="stable")
+    correct = (probabilities.argmax(axis=1) == np.asarray(y))[order]
+    return probabilities.max(axis=1)[order], np.cumsum(correct) / np.arange(1, len(order) + 1)
+
+
 def confidence_threshold(probabilities: np.ndarray, y: np.ndarray, *, target_accuracy: float = TARGET_ACCURACY) -> float:
     """The lowest top probability above which the answers are right at least `target_accuracy` of the
     time: the most listings filed automatically at that accuracy. 1.0 (nothing filed) if none reach it."""
-    top = np.asarray(probabilities).max(axis=1)
-    correct = np.asarray(probabilities).argmax(axis=1) == np.asarray(y)
-    order = np.argsort(-top, kind="stable")
-    running_accuracy = np.cumsum(correct[order]) / np.arange(1, len(order) + 1)
+    top, running_accuracy = accuracy_by_confidence(probabilities, y)
     meets = np.flatnonzero(running_accuracy >= target_accuracy)
     if not len(meets):
         return 1.0
-    return float(top[order][meets[-1]])
+    return float(top[meets[-1]])
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from core.encoders.backbones import get_backbone
 from core.encoders.features import image_features, image_maps, load_splittable_backbone, load_text_encoder
 from core.encoders.text_engine import onnx_text_model
 from core.enums import ModelKind
-from core.inference.calibration import Calibration
+from core.inference.calibration import Calibration, softmax
 from core.models.checkpoints import LoadedModel, ModelFileError, load_checkpoint
 from core.models.keyword_branch import KeywordScorer
 from core.models.manifest import file_sha256, verify_model_file
@@ -80,11 +80,6 @@ def ranked_prediction(
     prediction_set = [labels[index] for index in np.argsort(-chosen, kind="stable") if members[index]]
     confident = bool(calibration.is_confident(chosen))
     return Prediction(top[0][0], model, top, probabilities, labels, confident, prediction_set, calibrations)
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    return shifted / shifted.sum(axis=-1, keepdims=True)
 
 
 class NothingToClassify(ValueError):

@@ -117,6 +117,10 @@ def save_checkpoint(
         "int8_state": quantised,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
+    _write(payload, path)
+
+
+def _write(payload: dict[str, Any], path: Path) -> None:
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     torch.save(payload, temporary)
     os.replace(temporary, path)  # never a half-written checkpoint under the real name
@@ -126,9 +130,7 @@ def update_checkpoint_info(path: Path, **entries: Any) -> None:
     """Set entries of a checkpoint's `info` (a calibration, say) without touching its weights; atomically."""
     payload = torch.load(path, map_location="cpu", weights_only=True)
     payload["info"] = {**payload["info"], **entries}
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(payload, temporary)
-    os.replace(temporary, path)
+    _write(payload, path)
 
 
 def load_checkpoint(path: str | Path, *, lazy: bool = False) -> LoadedModel:
