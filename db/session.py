@@ -99,7 +99,8 @@ def init_schema(engine: Engine, *, attempts: int = 5) -> None:
 
 def _already_made(error: DBAPIError) -> bool:
     message = str(error.orig).lower()
-    return "already exists" in message or "duplicate column" in message
+    # SQLite says "vtable constructor failed" when another process creates the FTS5 table under it.
+    return "already exists" in message or "duplicate column" in message or "vtable constructor failed" in message
 
 
 def _create_schema(engine: Engine) -> None:
