@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import TypeVar
 
 import anyio
@@ -17,6 +18,8 @@ from core.data.uploads import MAX_PHOTOS, MAX_UPLOAD_BYTES
 
 MAX_BODY_BYTES = MAX_PHOTOS * MAX_UPLOAD_BYTES + 1024 * 1024  # eight full-size photos and the form around them
 T = TypeVar("T")
+# the Server-Timing metrics of the request being answered, filled by the middleware and the model worker
+_request_timings: ContextVar[dict[str, float] | None] = ContextVar("request_timings", default=None)
 
 
 class BodyTooLarge(Exception):
@@ -84,15 +87,26 @@ class ModelWorker:
         self.limiter = anyio.CapacityLimiter(1)
 
     async def run(self, work: Callable[[], T]) -> T:
+        timings = _request_timings.get()
+
+        def timed_work() -> T:  # timed in the worker thread: the model's part of the answer, without the wait for a turn
+            started = time.perf_counter()
+            try:
+                return work()
+            finally:
+                if timings is not None:
+                    timings["model"] = timings.get("model", 0.0) + (time.perf_counter() - started) * 1000
+
         with anyio.move_on_after(self.timeout_seconds) as scope:
-            return await anyio.to_thread.run_sync(work, limiter=self.limiter, abandon_on_cancel=True)
+            return await anyio.to_thread.run_sync(timed_work, limiter=self.limiter, abandon_on_cancel=True)
         assert scope.cancelled_caught
         raise ApiProblem(503, f"the request took longer than {self.timeout_seconds:g} s; try again, or with fewer photos")
 
 
 class ServerTimingMiddleware:
-    """`Server-Timing: app;dur=MS` on every response: the time inside the application, so a caller can
-    tell the server's part of a slow answer from the network's."""
+    """`Server-Timing: app;dur=MS` on every response, the time inside the application, so a caller can
+    tell the server's part of a slow answer from the network's; `, model;dur=MS` where model work ran (the
+    classification or search itself), so the HTTP layer's own part is the difference."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -102,11 +116,29 @@ class ServerTimingMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
+        timings: dict[str, float] = {}
+        token = _request_timings.set(timings)
 
         async def timed_send(message: Message) -> None:
             if message["type"] == "http.response.start":
-                duration = f"app;dur={(time.perf_counter() - started) * 1000:.1f}".encode()
-                message = {**message, "headers": [*message.get("headers", []), (b"server-timing", duration)]}
+                metrics = {"app": (time.perf_counter() - started) * 1000, **timings}
+                value = ", ".join(f"{name};dur={milliseconds:.1f}" for name, milliseconds in metrics.items()).encode()
+                message = {**message, "headers": [*message.get("headers", []), (b"server-timing", value)]}
             await send(message)
 
-        await self.app(scope, receive, timed_send)
+        try:
+            await self.app(scope, receive, timed_send)
+        finally:
+            _request_timings.reset(token)
+
+
+def server_timing(header: str) -> dict[str, float]:
+    """The metrics of a `Server-Timing` header, `{"app": MS, "model": MS}`, for callers and tests."""
+    metrics = {}
+    for metric in header.split(","):
+        name, _, parameters = metric.strip().partition(";")
+        for parameter in parameters.split(";"):
+            key, _, value = parameter.strip().partition("=")
+            if key == "dur":
+                metrics[name] = float(value)
+    return metrics

@@ -8,6 +8,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from sqlalchemy import select
 
+from api.limits import server_timing
 from core.data.cleaning import model_text
 from core.data.uploads import MAX_QUERY_CHARS, MAX_TEXT_CHARS
 from core.search.keyword_query import query_terms
@@ -49,6 +50,21 @@ def test_shared_listings_classify_to_their_category_as_in_process(
             one = shared_api.post(f"/classify/{kind}", files=[upload(path.name, path.read_bytes())], data={"text": text}).json()
             assert one["model"] == kind and len(one["top"]) == 5
     assert right >= 10, f"{right} of {len(products)} shared listings classified to their category"
+
+
+def test_server_timing_splits_the_model_from_the_http_layer(shared_api: TestClient, shared_catalogue: ImportedCatalogue) -> None:
+    product = shared_products(shared_catalogue, 1)[0]
+    path = shared_catalogue.home / "images" / product.images[0].file_path
+    answered = shared_api.post("/classify", files=[upload(path.name, path.read_bytes())], data={"text": product.name})
+    classified = server_timing(answered.headers["server-timing"])
+    assert set(classified) == {"app", "model"} and 0 < classified["model"] <= classified["app"]
+    searched_response = shared_api.get("/search", params={"q": product.name, "mode": "hybrid"})
+    assert searched_response.status_code == 200, searched_response.text
+    searched = server_timing(searched_response.headers["server-timing"])
+    assert set(searched) == {"app", "model"} and searched["model"] <= searched["app"]
+    assert set(server_timing(shared_api.get("/healthz").headers["server-timing"])) == {"app"}  # no model work: no model metric
+    refused = shared_api.post("/classify/image", data={"text": product.name})  # refused before any model work
+    assert refused.status_code == 422 and set(server_timing(refused.headers["server-timing"])) == {"app"}
 
 
 def test_search_finds_a_product_in_every_mode(shared_api: TestClient, shared_catalogue: ImportedCatalogue) -> None:

@@ -14,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from api.limits import ModelWorker
+from api.limits import ModelWorker, server_timing
 from api.problems import ApiProblem
 from benchmarks.common import PostgresServer, serve_api
 from cli.main import main
@@ -115,6 +115,13 @@ def test_model_work_that_outlasts_the_timeout_frees_the_request() -> None:
     assert problem is not None and problem.status == 503 and "longer than 0.2 s" in problem.detail
     assert waited < 1.5
     assert anyio.run(worker.run, lambda: 42) == 42
+
+
+def test_server_timing_headers_are_read_metric_by_metric() -> None:
+    assert server_timing("app;dur=21.9, model;dur=19.5") == {"app": 21.9, "model": 19.5}
+    assert server_timing('cache;desc="hit";dur=0.2,db;dur=3') == {"cache": 0.2, "db": 3.0}
+    assert server_timing("miss, app;dur=1") == {"app": 1.0}  # a metric without a duration is no figure
+    assert server_timing("") == {}
 
 
 def test_cors_is_off_unless_origins_are_configured(tmp_path: Path) -> None:
