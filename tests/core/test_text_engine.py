@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from core.encoders import text_engine
+from core.runtime.compute import Precision, forced_precision
 from core.runtime.onnx_runtime import Engine, export_in_child
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -28,7 +29,8 @@ def test_onnx_sentence_embeddings_are_the_torch_encoders(text_encoder) -> None: 
     engine, encode = text_engine.sentence_encoder()
     assert engine is Engine.ONNX
     onnx = encode(TEXTS)
-    torch_embeddings = text_encoder.encode_sentences(TEXTS).numpy()
+    with forced_precision(Precision.FP32):  # the graph is fp32: on a CPU with native bf16, torch would otherwise run bf16
+        torch_embeddings = text_encoder.encode_sentences(TEXTS).numpy()
     assert onnx.shape == (len(TEXTS), 384)
     assert np.allclose(onnx, torch_embeddings, atol=1e-4)
     assert np.allclose(np.linalg.norm(onnx, axis=1), 1, atol=1e-5)
@@ -36,7 +38,8 @@ def test_onnx_sentence_embeddings_are_the_torch_encoders(text_encoder) -> None: 
 
 def test_onnx_text_model_gives_the_torch_text_models_outputs(shipped_classifier) -> None:  # type: ignore[no-untyped-def]
     onnx_probabilities, onnx_branch = shipped_classifier.text_outputs_of(TEXTS)
-    torch_probabilities, torch_branch = shipped_classifier.text_outputs(shipped_classifier.text_states(TEXTS))
+    with forced_precision(Precision.FP32):
+        torch_probabilities, torch_branch = shipped_classifier.text_outputs(shipped_classifier.text_states(TEXTS))
     assert np.allclose(onnx_probabilities, torch_probabilities, atol=1e-4)
     assert np.allclose(onnx_branch, torch_branch, atol=1e-3)
     assert (onnx_probabilities.argmax(axis=1) == torch_probabilities.argmax(axis=1)).all()
