@@ -65,12 +65,6 @@ def in_blocks(*calls: Callable[[], object], runs: int, block: int = 5, pause: fl
     return [statistics.median(times) for times in samples]
 
 
-def multipart_body(photo: bytes, text: str) -> tuple[bytes, str]:
-    """A classify request's body and content type, encoded once."""
-    request = httpx.Request("POST", "http://api/classify", files=[("photos", ("photo.jpg", photo, "image/jpeg"))], data={"text": text})
-    return request.read(), request.headers["content-type"]
-
-
 class LeanClient:
     """One kept-alive HTTP/1.1 connection from the standard library, sending bodies encoded beforehand: the
     cost of a request is then the API's (the wire, the server's HTTP layer), not the client library's."""
@@ -183,7 +177,8 @@ def main() -> None:
 
         classifier = CategoryClassifier(settings.models_dir)
         photo, text = listings[0]
-        body, content_type = multipart_body(photo, text)
+        prepared = httpx.Request("POST", **classify_request(0, url))  # the same request as httpx sends, encoded once
+        body, content_type = prepared.read(), prepared.headers["content-type"]
         timings: dict[str, list[dict[str, float]]] = {"httpx": [], "lean": []}
         lean = LeanClient(url)
 
@@ -203,12 +198,12 @@ def main() -> None:
                 runs=args.overhead_runs,
             )
     rows.append(("classify median, in-process (the CLI's call)", f"{local_seconds * 1000:.1f} ms"))
-    for name, seconds, client in (
+    for name, seconds, way in (
         ("a lean client (body encoded once, http.client)", lean_seconds, "lean"),
         ("httpx (encodes and parses in Python)", httpx_seconds, "httpx"),
     ):
-        app_ms = statistics.median(timing["app"] for timing in timings[client])
-        model_ms = statistics.median(timing["model"] for timing in timings[client])
+        app_ms = statistics.median(timing["app"] for timing in timings[way])
+        model_ms = statistics.median(timing["model"] for timing in timings[way])
         rows.append(
             (
                 f"classify median through the API, {name}",
