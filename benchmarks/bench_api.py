@@ -92,11 +92,11 @@ def under_load(
     rounds: int = 12,
 ) -> tuple[dict[int, dict[str, float]], list[float]]:
     """Each level of concurrent clients (each its own connection, all on one event loop: a light load
-    generator beside the server on the same cores) sends `requests` calls in all, in `rounds` short bursts
-    taken in turn with the other levels' (levels run whole one after another were told apart by the VM's
-    drifting speed, 20% within seconds, more than by the server). Every burst sends the same calls. A level
-    stops at `seconds` of its own time. Returns each level's figures and, round by round, the last level's
-    requests/s over the first's (neighbours in time, so the drift touches both alike)."""
+    generator beside the server on the same cores) sends `requests` calls (rounded down to whole bursts)
+    in `rounds` short bursts taken in turn with the other levels' (levels run whole one after another were
+    told apart by the VM's drifting speed, 20% within seconds, more than by the server). Every burst sends
+    the same calls. A level stops at `seconds` of its own time. Returns each level's figures and, round by
+    round, the last level's requests/s over the first's (neighbours in time: the drift touches both alike)."""
     latencies: dict[int, list[float]] = {clients: [] for clients in levels}
     busy = dict.fromkeys(levels, 0.0)
     errors = dict.fromkeys(levels, 0)
@@ -196,7 +196,7 @@ def main() -> None:
             rows.append(
                 (
                     f"API {name}: throughput {CLIENT_COUNTS[-1]} clients / 1 client",
-                    f"{levels[CLIENT_COUNTS[-1]]['rps'] / levels[1]['rps']:.2f} overall; round by round median "
+                    f"{levels[CLIENT_COUNTS[-1]]['rps'] / levels[CLIENT_COUNTS[0]]['rps']:.2f} overall; round by round median "
                     f"{statistics.median(ratios):.2f} (quartiles {quartiles[0]:.2f}-{quartiles[1]:.2f}, {len(ratios)} rounds; "
                     "must not fall below 1.0)",
                 )
