@@ -22,7 +22,7 @@ import time
 import urllib.parse
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx2 as httpx
 import numpy as np
@@ -37,6 +37,7 @@ from db.session import make_engine, session_scope
 from db.tables import Product
 
 CLIENT_COUNTS = (1, 4, 8)
+T = TypeVar("T")
 QUERIES = ["iphone 12", "oak dining table", "something to sit on in the garden", "baby clothes 6 months", "electric drill"]
 
 
@@ -49,21 +50,23 @@ def sample_listings(count: int) -> list[tuple[bytes, str]]:
     return [((settings.media_dir / product.image_paths[0]).read_bytes(), f"{product.name}\n{product.description}") for product in products]
 
 
-def in_blocks(*calls: Callable[[], object], runs: int, block: int = 5, pause: float = 0.3) -> list[float]:
-    """Median seconds of each call over `runs` calls, timed in short blocks of `block` calls taken in turn
-    with a pause between: each process's idle inference threads settle before the other's block (timed call
-    by call in turn, the API server's and this process's threads contend, and both look twice as slow), and
-    many short blocks spread the VM's drifting speed over every call alike (it moves 20% within seconds)."""
+def in_blocks(*calls: Callable[[], T], runs: int, block: int = 5, pause: float = 0.3) -> tuple[list[float], list[list[T]]]:
+    """Median seconds of each call over `runs` calls, and what its timed calls returned, timed in short
+    blocks of `block` calls taken in turn with a pause between: each process's idle inference threads settle
+    before the other's block (timed call by call in turn, the API server's and this process's threads
+    contend, and both look twice as slow), and many short blocks spread the VM's drifting speed over every
+    call alike (it moves 20% within seconds)."""
     samples: list[list[float]] = [[] for _ in calls]
+    answers: list[list[T]] = [[] for _ in calls]
     for _ in range(max(1, runs // block)):
-        for call, times in zip(calls, samples):
+        for call, times, returned in zip(calls, samples, answers):
             time.sleep(pause)
-            call()  # untimed: the first call after a pause wakes the threads
+            call()  # untimed, its answer dropped: the first call after a pause wakes the threads
             for _ in range(block):
                 started = time.perf_counter()
-                call()
+                returned.append(call())
                 times.append(time.perf_counter() - started)
-    return [statistics.median(times) for times in samples]
+    return [statistics.median(times) for times in samples], answers
 
 
 class LeanClient:
@@ -208,24 +211,25 @@ def main() -> None:
         photo, text = listings[0]
         prepared = httpx.Request("POST", **classify_request(0, url))  # the same request as httpx sends, encoded once
         body, content_type = prepared.read(), prepared.headers["content-type"]
-        timings: dict[str, list[dict[str, float]]] = {"httpx": [], "lean": []}
         lean = LeanClient(url)
 
-        def through_httpx(client: httpx.Client) -> None:
+        def through_httpx(client: httpx.Client) -> dict[str, float]:
             response = classify(client, 0, url)
             assert response.status_code == 200, response.text
-            timings["httpx"].append(server_timing(response.headers["server-timing"]))
+            return server_timing(response.headers["server-timing"])
 
-        def through_lean_client() -> None:
-            timings["lean"].append(lean.post("/classify", body=body, content_type=content_type))
+        def in_process() -> dict[str, float]:
+            classifier.classify(images=[open_image(photo, name="photo.jpg")], text=text)
+            return {}
 
         with httpx.Client(timeout=60) as client:
-            httpx_seconds, lean_seconds, local_seconds = in_blocks(
+            (httpx_seconds, lean_seconds, local_seconds), (httpx_timings, lean_timings, _) = in_blocks(
                 lambda: through_httpx(client),
-                through_lean_client,
-                lambda: classifier.classify(images=[open_image(photo, name="photo.jpg")], text=text),
+                lambda: lean.post("/classify", body=body, content_type=content_type),
+                in_process,
                 runs=args.overhead_runs,
             )
+        timings = {"httpx": httpx_timings, "lean": lean_timings}
     rows.append(("classify median, in-process (the CLI's call)", f"{local_seconds * 1000:.1f} ms"))
     for name, seconds, way in (
         ("a lean client (body encoded once, http.client)", lean_seconds, "lean"),
