@@ -229,14 +229,13 @@ def main() -> None:
                 in_process,
                 runs=args.overhead_runs,
             )
-        timings = {"httpx": httpx_timings, "lean": lean_timings}
     rows.append(("classify median, in-process (the CLI's call)", f"{local_seconds * 1000:.1f} ms"))
-    for name, seconds, way in (
-        ("a lean client (body encoded once, http.client)", lean_seconds, "lean"),
-        ("httpx (encodes and parses in Python)", httpx_seconds, "httpx"),
+    for name, seconds, timings in (
+        ("a lean client (body encoded once, http.client)", lean_seconds, lean_timings),
+        ("httpx (encodes and parses in Python)", httpx_seconds, httpx_timings),
     ):
-        app_ms = statistics.median(timing["app"] for timing in timings[way])
-        model_ms = statistics.median(timing["model"] for timing in timings[way])
+        app_ms = statistics.median(timing["app"] for timing in timings)
+        model_ms = statistics.median(timing["model"] for timing in timings)
         rows.append(
             (
                 f"classify median through the API, {name}",
