@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,10 +56,16 @@ class PostgresServer:
     """A PostgreSQL 16 server (with pgvector) of a test session's or a benchmark's own, from the pgserver
     wheel: started in a folder (a temporary one), listening on a Unix socket only, stopped by `stop()`."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, *, settings: Mapping[str, str] | None = None) -> None:
+        """`settings`: server parameters (`shared_buffers`, ...) written with ALTER SYSTEM, then a restart."""
         import pgserver
 
         self.server = pgserver.get_server(folder, cleanup_mode="stop")
+        if settings:
+            for name, value in settings.items():
+                self.server.psql(f"ALTER SYSTEM SET {name} = '{value}';")
+            self.server.cleanup()
+            self.server = pgserver.get_server(folder, cleanup_mode="stop")
         self._databases = itertools.count()
 
     def new_database(self) -> str:

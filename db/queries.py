@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Select, func, or_, select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, aliased, selectinload
 
 from core.data.catalogue import Catalogue, ImageRecord, ProductRecord
 from core.data.cleaning import CATEGORY_SEPARATOR
@@ -43,6 +43,25 @@ class ProductFilters:
         if not self.category or self.category_ids is not None:
             return self
         return replace(self, category_ids=tuple(connection.scalars(self._subtree())))
+
+    @property
+    def is_top_level(self) -> bool:
+        """The category is a whole top level (no deeper part), so its subtree is that top level's products."""
+        return bool(self.category) and CATEGORY_SEPARATOR.strip() not in (self.category or "")
+
+    def top_level_id(self, connection: Session | Connection) -> int | None:
+        """The one top-level category that the (resolved) category's subtree lies under, if there is a category."""
+        if not self.category_ids:
+            return None
+        top_level = aliased(Category)
+        first_part = func.split_part(Category.path, CATEGORY_SEPARATOR, 1)
+        tops = connection.scalars(
+            select(top_level.id)
+            .join(Category, (top_level.path == first_part) & (top_level.depth == 0))
+            .where(Category.id.in_(list(self.category_ids)))
+            .distinct()
+        ).all()
+        return tops[0] if len(tops) == 1 else None
 
     def apply(self, statement: Select[Any]) -> Select[Any]:
         if self.category_ids is not None:

@@ -27,7 +27,6 @@ import numpy as np
 from pgvector.sqlalchemy import VECTOR
 from sqlalchemy import REAL, Column, Connection, Engine, Integer, MetaData, String, Table, cast, func, literal_column, select, text
 from sqlalchemy.dialects.postgresql import ARRAY, insert
-from sqlalchemy.orm import aliased
 
 from core.data.cleaning import CATEGORY_SEPARATOR
 from core.search.vector_index import Neighbour, normalise_rows
@@ -39,6 +38,13 @@ _SPACE_NAME = re.compile(r"[A-Za-z0-9_.:+-]{1,200}")
 # Candidates a graph walk keeps: at 100, some queries far from a 100k catalogue found none of their true 10.
 HNSW_EF_SEARCH = 400
 HNSW_EF_SEARCH_MAX = 1000  # pgvector's ceiling
+# A filtered walk (a category's graph, then the other filters on its candidates) keeps pgvector's most:
+# at a million listings 400 found 0.74 to 0.86 of the true 10 (benchmarks/bench_postgres.py).
+HNSW_EF_SEARCH_FILTERED = HNSW_EF_SEARCH_MAX
+# Graph links per node, and candidates while building: at a million clustered listings ef_construction 64
+# (pgvector's default) linked the clusters too poorly for a filtered walk to reach recall@10 0.95.
+HNSW_M = 16
+HNSW_EF_CONSTRUCTION = 128
 WRITE_BATCH = 500
 _metadata = MetaData()
 spaces = Table("vector_spaces", _metadata, Column("space", String(200), primary_key=True), Column("centre", ARRAY(REAL)))
@@ -149,7 +155,8 @@ def ensure_hnsw_index(engine: Engine, space: str, dim: int) -> None:
             connection.execute(
                 text(
                     f"CREATE INDEX IF NOT EXISTS {_hnsw_index_name(space, top_category_id)} ON {VECTORS_TABLE} "
-                    f"USING hnsw ((embedding::vector({int(dim)})) vector_cosine_ops) WHERE {predicate}"
+                    f"USING hnsw ((embedding::vector({int(dim)})) vector_cosine_ops) "
+                    f"WITH (m = {HNSW_M}, ef_construction = {HNSW_EF_CONSTRUCTION}) WHERE {predicate}"
                 )
             )
 
@@ -261,10 +268,11 @@ class StoredVectorIndex:
             if not self.filters.is_empty:
                 filters = self.filters.resolved(connection)
                 statement = filters.apply(statement.join(Product, Product.id == table.c.product_id))
-                top_category_id = _top_level_of(connection, filters.category_ids)
+                top_category_id = filters.top_level_id(connection)
                 if top_category_id is not None:  # a literal again: the planner picks the category's own index
                     statement = statement.where(table.c.top_category_id == literal_column(str(int(top_category_id))))
-            ef_search = min(max(self.ef_search, rows_wanted), HNSW_EF_SEARCH_MAX)
+            ef_search = max(self.ef_search, HNSW_EF_SEARCH_FILTERED if restricted else 0, rows_wanted)
+            ef_search = min(ef_search, HNSW_EF_SEARCH_MAX)
             connection.execute(text("SELECT set_config('hnsw.ef_search', :ef, true)"), {"ef": str(ef_search)})
             rows = connection.execute(statement.order_by(distance).limit(rows_wanted)).all()
             if restricted and len({row[0] for row in rows}) < k:
@@ -276,18 +284,3 @@ class StoredVectorIndex:
         for product_id, cosine_distance in rows:
             seen.setdefault(product_id, 1.0 - float(cosine_distance))
         return list(seen.items())
-
-
-def _top_level_of(connection: Connection, category_ids: Sequence[int] | None) -> int | None:
-    """The one top-level category that `category_ids` (a category's subtree) lie under, if any."""
-    if not category_ids:
-        return None
-    top_level = aliased(Category)
-    first_part = func.split_part(Category.path, CATEGORY_SEPARATOR, 1)
-    tops = connection.scalars(
-        select(top_level.id)
-        .join(Category, (top_level.path == first_part) & (top_level.depth == 0))
-        .where(Category.id.in_(list(category_ids)))
-        .distinct()
-    ).all()
-    return tops[0] if len(tops) == 1 else None
