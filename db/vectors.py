@@ -13,12 +13,19 @@ centre keeps rows written at different times comparable.
 pgvector (0.6) filters the rows a graph walk found after the walk, so a search for one category would
 find few of its rows in the walk over the whole space. Each row therefore carries its product's
 top-level category (`top_category_id`, kept in step by triggers whatever changes a label), and each
-space has a partial HNSW index per top-level category beside the one over the whole space: a search
-filtered to a category walks that category's graph."""
+space has, beside its HNSW graph, a partial IVFFlat index per top-level category: a search filtered
+to a category scans the lists of that category's index nearest the query. IVFFlat rather than a graph
+per category: at a million listings a query far from a category's rows (a phone searched among
+appliances) found 0.91 of its true 10 in that category's graph even at pgvector's most candidates,
+and 0.95 to 0.99 in a fifth of its lists; it builds in seconds where the graphs took minutes. Its
+lists are fixed when it is built, so it is built again once its category has grown fourfold. The
+category indexes order by inner product (the stored vectors are unit length, so the order is the
+cosine order): the space's cosine graph cannot serve that order, so the planner takes the category's."""
 
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
@@ -38,13 +45,15 @@ _SPACE_NAME = re.compile(r"[A-Za-z0-9_.:+-]{1,200}")
 # Candidates a graph walk keeps: at 100, some queries far from a 100k catalogue found none of their true 10.
 HNSW_EF_SEARCH = 400
 HNSW_EF_SEARCH_MAX = 1000  # pgvector's ceiling
-# A filtered walk (a category's graph, then the other filters on its candidates) keeps pgvector's most:
-# at a million listings 400 found 0.74 to 0.86 of the true 10 (benchmarks/bench_postgres.py).
+# A walk the filters cut (a price range, a list of allowed products; no category) keeps pgvector's most.
 HNSW_EF_SEARCH_FILTERED = HNSW_EF_SEARCH_MAX
-# Graph links per node, and candidates while building: at a million clustered listings ef_construction 64
-# (pgvector's default) linked the clusters too poorly for a filtered walk to reach recall@10 0.95.
+# Graph links per node, and candidates while building (pgvector's default is 64).
 HNSW_M = 16
 HNSW_EF_CONSTRUCTION = 128
+# A category search scans this share of its index's lists: at a million listings recall@10 0.97 to 0.99 at 1/10,
+# 0.99 to 1.00 at 1/7 (benchmarks/bench_postgres.py); the time grows with the rows scanned.
+IVF_PROBED_SHARE = 0.125
+IVF_REBUILD_GROWTH = 4  # a category index is built again once its category holds this many times its rows
 WRITE_BATCH = 500
 _metadata = MetaData()
 spaces = Table("vector_spaces", _metadata, Column("space", String(200), primary_key=True), Column("centre", ARRAY(REAL)))
@@ -143,20 +152,61 @@ def _hnsw_index_name(space: str, top_category_id: int | None = None) -> str:
     return f"ix_{VECTORS_TABLE}_hnsw_{hashlib.sha1(part.encode()).hexdigest()[:10]}"
 
 
-def ensure_hnsw_index(engine: Engine, space: str, dim: int) -> None:
-    """The space's HNSW indexes (cosine distance), partial indexes made once: one over the space's rows,
-    one over each top-level category's (new top-level categories get theirs on the next call)."""
+def category_index_name(space: str, top_category_id: int) -> str:
+    return f"ix_{VECTORS_TABLE}_ivf_{hashlib.sha1(f'{space}/{top_category_id}'.encode()).hexdigest()[:10]}"
+
+
+def ivf_lists_for(rows: int) -> int:
+    """Lists for a category index of `rows` vectors: the square root (pgvector advises rows / 1000 up to a
+    million; shorter lists, more of them, kept recall for queries far from the category)."""
+    return max(1, math.isqrt(max(rows, 0)))
+
+
+def ivf_probes_for(lists: int) -> int:
+    return max(1, math.ceil(lists * IVF_PROBED_SHARE))
+
+
+def index_lists(connection: Connection, index_name: str) -> int | None:
+    """The lists an IVFFlat index was built with; None when there is no such index."""
+    options = connection.scalar(text("SELECT reloptions FROM pg_class WHERE relname = :name AND relkind = 'i'"), {"name": index_name})
+    if options is None:
+        return None
+    return next((int(option.split("=", 1)[1]) for option in options if option.startswith("lists=")), None)
+
+
+def ensure_vector_indexes(engine: Engine, space: str, dim: int) -> None:
+    """The space's HNSW graph (cosine distance) over all its rows, made once, and an IVFFlat index (inner
+    product) per top-level category holding vectors, made or built again when its category has grown
+    IVF_REBUILD_GROWTH-fold since. A catalogue from before the category indexes loses its per-category graphs."""
     space = _checked_space(space)
     with engine.begin() as connection:
         connection.execute(text("SELECT pg_advisory_xact_lock(hashtext(:space))"), {"space": space})
-        top_level_ids = [None, *connection.scalars(select(Category.id).where(Category.depth == 0).order_by(Category.id))]
-        for top_category_id in top_level_ids:
-            predicate = f"space = '{space}'" + ("" if top_category_id is None else f" AND top_category_id = {int(top_category_id)}")
+        connection.execute(
+            text(
+                f"CREATE INDEX IF NOT EXISTS {_hnsw_index_name(space)} ON {VECTORS_TABLE} "
+                f"USING hnsw ((embedding::vector({int(dim)})) vector_cosine_ops) "
+                f"WITH (m = {HNSW_M}, ef_construction = {HNSW_EF_CONSTRUCTION}) WHERE space = '{space}'"
+            )
+        )
+        top_level_ids = connection.scalars(select(Category.id).where(Category.depth == 0)).all()
+        for top_category_id in top_level_ids:  # the per-category graphs of an older catalogue
+            connection.execute(text(f"DROP INDEX IF EXISTS {_hnsw_index_name(space, top_category_id)}"))
+        table = _vectors_table(pgvector=True)
+        counts = connection.execute(
+            select(table.c.top_category_id, func.count())
+            .where(table.c.space == space, table.c.top_category_id.is_not(None))
+            .group_by(table.c.top_category_id)
+        ).all()
+        for top_category_id, rows in counts:
+            name, wanted = category_index_name(space, top_category_id), ivf_lists_for(rows)
+            built = index_lists(connection, name)
+            if built is not None and wanted < built * math.isqrt(IVF_REBUILD_GROWTH):
+                continue
+            connection.execute(text(f"DROP INDEX IF EXISTS {name}"))
             connection.execute(
                 text(
-                    f"CREATE INDEX IF NOT EXISTS {_hnsw_index_name(space, top_category_id)} ON {VECTORS_TABLE} "
-                    f"USING hnsw ((embedding::vector({int(dim)})) vector_cosine_ops) "
-                    f"WITH (m = {HNSW_M}, ef_construction = {HNSW_EF_CONSTRUCTION}) WHERE {predicate}"
+                    f"CREATE INDEX {name} ON {VECTORS_TABLE} USING ivfflat ((embedding::vector({int(dim)})) vector_ip_ops) "
+                    f"WITH (lists = {wanted}) WHERE space = '{space}' AND top_category_id = {int(top_category_id)}"
                 )
             )
 
@@ -226,10 +276,10 @@ def read_vectors(engine: Engine, space: str, *, dim: int) -> tuple[list[str], np
 class StoredVectorIndex:
     """core.search.vector_index.VectorIndex over a space's pgvector rows: cosine search through its HNSW
     index, filters in the same SQL query. Several vectors may share a product (its photos): a product
-    scores as its best vector and appears once. pgvector (0.6) filters the graph walk's candidates after
-    the walk: a category filter walks the category's own graph (see the module's note); when the other
-    filters leave fewer than `k` of the walk's rows, the search is exact over the rows the filters let
-    through (few, when they cut the walk's candidates that much)."""
+    scores as its best vector and appears once. pgvector (0.6) filters an index's candidates after the
+    index scan: a category filter scans the category's own index (see the module's note); when the other
+    filters leave fewer than `k` of the scan's rows, the search is exact over the rows the filters let
+    through (few, when they cut the scan's candidates that much)."""
 
     engine: Engine
     space: str
@@ -257,30 +307,38 @@ class StoredVectorIndex:
 
     def _nearest(self, vector: np.ndarray, *, k: int, allowed: Collection[str] | None) -> list[tuple[str, float]]:
         table = _vectors_table(pgvector=True)
-        distance = cast(table.c.embedding, VECTOR(self.dim)).cosine_distance(vector.tolist())
+        embedding = cast(table.c.embedding, VECTOR(self.dim))
         rows_wanted = 3 * k  # a product's photos share its k: room for each to take a row
-        # The space as a literal: the planner then matches the space's partial HNSW index in every plan.
-        statement = select(table.c.product_id, distance).where(table.c.space == literal_column(f"'{_checked_space(self.space)}'"))
+        # The space as a literal: the planner then matches the space's partial indexes in every plan.
+        where_space = table.c.space == literal_column(f"'{_checked_space(self.space)}'")
         restricted = not self.filters.is_empty or allowed is not None
-        if allowed is not None:
-            statement = statement.where(table.c.product_id.in_(list(allowed)))
         with self.engine.begin() as connection:
-            if not self.filters.is_empty:
-                filters = self.filters.resolved(connection)
+            filters = self.filters.resolved(connection)
+            top_category_id = filters.top_level_id(connection)
+            lists = None if top_category_id is None else index_lists(connection, category_index_name(self.space, top_category_id))
+            if lists is not None:
+                # The category's IVFFlat index orders by inner product (pgvector's <#> is its negative):
+                # the cosine for these unit vectors, in an order the space's cosine graph cannot serve.
+                distance = embedding.max_inner_product(vector.tolist())
+                connection.execute(text("SELECT set_config('ivfflat.probes', :probes, true)"), {"probes": str(ivf_probes_for(lists))})
+            else:
+                distance = embedding.cosine_distance(vector.tolist())
+                ef_search = max(self.ef_search, HNSW_EF_SEARCH_FILTERED if restricted else 0, rows_wanted)
+                connection.execute(text("SELECT set_config('hnsw.ef_search', :ef, true)"), {"ef": str(min(ef_search, HNSW_EF_SEARCH_MAX))})
+            statement = select(table.c.product_id, distance).where(where_space)
+            if allowed is not None:
+                statement = statement.where(table.c.product_id.in_(list(allowed)))
+            if not filters.is_empty:
                 statement = filters.apply(statement.join(Product, Product.id == table.c.product_id))
-                top_category_id = filters.top_level_id(connection)
-                if top_category_id is not None:  # a literal again: the planner picks the category's own index
-                    statement = statement.where(table.c.top_category_id == literal_column(str(int(top_category_id))))
-            ef_search = max(self.ef_search, HNSW_EF_SEARCH_FILTERED if restricted else 0, rows_wanted)
-            ef_search = min(ef_search, HNSW_EF_SEARCH_MAX)
-            connection.execute(text("SELECT set_config('hnsw.ef_search', :ef, true)"), {"ef": str(ef_search)})
+            if top_category_id is not None:  # a literal again: the planner matches the category's own index
+                statement = statement.where(table.c.top_category_id == literal_column(str(int(top_category_id))))
             rows = connection.execute(statement.order_by(distance).limit(rows_wanted)).all()
             if restricted and len({row[0] for row in rows}) < k:
-                # The filters let too few of the walk's candidates through (they keep a small part of the
+                # The filters let too few of the index's candidates through (they keep a small part of the
                 # catalogue, or one far from the query): exact over the rows they let through. "+ 0" keeps
-                # the planner off the HNSW index, so it starts from the filtered rows instead.
+                # the planner off the vector indexes, so it starts from the filtered rows instead.
                 rows = connection.execute(statement.order_by(distance + 0).limit(rows_wanted)).all()
         seen: dict[str, float] = {}
-        for product_id, cosine_distance in rows:
-            seen.setdefault(product_id, 1.0 - float(cosine_distance))
+        for product_id, value in rows:
+            seen.setdefault(product_id, -float(value) if lists is not None else 1.0 - float(value))
         return list(seen.items())

@@ -94,8 +94,8 @@ def embed_into_catalogue(
     if len(texts) or len(photos) or gone:
         after_bulk_write(engine, (vectors.VECTORS_TABLE,))
     if vectors.uses_pgvector(engine):
-        vectors.ensure_hnsw_index(engine, TEXT_SPACE, EMBEDDING_DIM)
-        vectors.ensure_hnsw_index(engine, space, backbone.feature_dim)
+        vectors.ensure_vector_indexes(engine, TEXT_SPACE, EMBEDDING_DIM)
+        vectors.ensure_vector_indexes(engine, space, backbone.feature_dim)
 
 
 def embed_for_search(engine: Engine, catalogue: Catalogue, *, cache_dir: Path, progress: StageProgress | None = None) -> None:

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import sqlite3
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sqlalchemy import text
+from sqlalchemy import select, text
 
+from benchmarks.common import PostgresServer
 from core.search.keyword_query import MATCH_END, MATCH_START, fts_match_expression, query_terms
 from db.importer import import_catalogue
-from db.keyword_search import keyword_search
+from db.keyword_search import _postgres_statement, keyword_search
+from db.postgres import keyword_index_name
 from db.queries import ProductFilters, browse_products, category_paths, get_product
 from db.session import make_engine, session_scope
+from db.tables import Category, Product
 from tests.helpers import BACKENDS, product_row, write_catalogue
 
 HOSTILE = [
@@ -139,6 +143,74 @@ def test_filters(engine) -> None:  # type: ignore[no-untyped-def]
     assert _ids(engine, "sofa", location="yorkshire") == ["sofa1", "sofa2"]
     assert _ids(engine, "sofa", location="NORTH york") == ["sofa2"]
     assert _ids(engine, "iphone", location="%") == []  # LIKE wildcards are escaped
+
+
+def test_a_top_level_filter_holds_its_whole_subtree(engine) -> None:  # type: ignore[no-untyped-def]
+    # On PostgreSQL a top level is searched through its own partial index (db.postgres), subcategories in it.
+    assert _ids(engine, "sofa", category="HOME & garden") == ["sofa1", "sofa2"]
+    assert _ids(engine, "sofa", category="Home & Garden", max_price=100) == ["sofa2"]
+    assert _ids(engine, "iphone", category="Phones, Mobile Phones & Telecoms", location="camden") == ["phone1"]
+    assert _ids(engine, "kettle electrique", category="Appliances") == ["kettle"]
+    assert _ids(engine, "sofa", category="Appliances") == []
+    assert _ids(engine, "sofa", category="Nowhere") == []
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_relabelled_product_is_found_under_its_new_top_level(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'catalogue.db'}" if backend == "sqlite" else request.getfixturevalue("postgres_server").new_database()
+    rows = [
+        product_row("a", product_name="Blue kettle | Gumtree", category="Appliances / Kettles"),
+        product_row("b", product_name="Blue sofa | Gumtree", category="Home & Garden / Sofas"),
+    ]
+    write_catalogue(tmp_path / "source", rows, [])
+    engine = make_engine(url)
+    import_catalogue(tmp_path / "source", engine=engine, media_dir=tmp_path / "media")
+    with session_scope(engine) as session:
+        product = session.scalars(select(Product).where(Product.id == "b")).one()
+        product.category_id = session.scalars(select(Category.id).where(Category.path == "Appliances / Kettles")).one()
+    assert _ids(engine, "blue", category="Appliances") == ["a", "b"]
+    assert _ids(engine, "blue", category="Home & Garden") == []
+    engine.dispose()
+
+
+def test_a_top_level_filter_reads_its_own_index_on_postgresql(postgres_server: PostgresServer, tmp_path: Path) -> None:
+    engine = make_engine(postgres_server.new_database())
+    rows = [product_row(f"p{number}", category=category) for number, category in enumerate(["Appliances / Kettles", "Home & Garden"] * 3)]
+    write_catalogue(tmp_path / "source", rows, [])
+    import_catalogue(tmp_path / "source", engine=engine, media_dir=tmp_path / "media")
+    with session_scope(engine) as session:
+        appliances = session.scalars(select(Category.id).where(Category.path == "Appliances")).one()
+        tops = dict(session.execute(text("SELECT id, top_category_id FROM products")).all())
+        assert set(tops.values()) == set(session.scalars(select(Category.id).where(Category.depth == 0)))
+        assert ProductFilters(category="Appliances").resolved(session).top_level_id(session) == appliances
+    statement = _postgres_statement("item", any_term=False, filters=ProductFilters(), limit=5, top_category_id=appliances)
+    sql = str(statement.compile(dialect=engine.dialect, compile_kwargs={"literal_binds": True}))
+    with engine.connect() as connection, connection.begin() as transaction:
+        # Six rows are cheapest read whole, or through the (top level, price) index: both out of the way here.
+        connection.execute(text("SET LOCAL enable_seqscan = off"))
+        connection.execute(text("DROP INDEX ix_products_top_category_price"))
+        plan = "\n".join(connection.scalars(text(f"EXPLAIN {sql}")))
+        transaction.rollback()
+    assert keyword_index_name(appliances) in plan
+    engine.dispose()
+
+
+def test_an_older_postgresql_catalogue_gains_the_products_top_levels(postgres_server: PostgresServer, tmp_path: Path) -> None:
+    url = postgres_server.new_database()
+    engine = make_engine(url)
+    write_catalogue(tmp_path / "source", [product_row("a", category="Appliances / Kettles")], [])
+    import_catalogue(tmp_path / "source", engine=engine, media_dir=tmp_path / "media")
+    with engine.begin() as connection:  # as a catalogue made before products carried their top level
+        connection.execute(text("DROP TRIGGER marketplace_product_top_category ON products"))
+        connection.execute(text("ALTER TABLE products DROP COLUMN top_category_id CASCADE"))
+    engine.dispose()
+    engine = make_engine(url)
+    assert _ids(engine, "item", category="Appliances") == ["a"]
+    with session_scope(engine) as session:
+        assert session.scalar(text("SELECT count(*) FROM products WHERE top_category_id IS NULL")) == 0
+        trigger = session.scalar(text("SELECT count(*) FROM pg_trigger WHERE tgname = 'marketplace_product_top_category'"))
+        assert trigger == 1
+    engine.dispose()
 
 
 @pytest.mark.parametrize("query", HOSTILE)

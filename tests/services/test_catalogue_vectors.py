@@ -16,7 +16,7 @@ from db.importer import import_catalogue
 from db.queries import ProductFilters, training_catalogue
 from db.session import make_engine, session_scope
 from db.tables import Product
-from db.vectors import _hnsw_index_name, uses_pgvector
+from db.vectors import _hnsw_index_name, category_index_name, ensure_vector_indexes, index_lists, ivf_lists_for, uses_pgvector
 from services.catalogue_vectors import TEXT_SPACE, catalogue_embedding_progress, catalogue_indexes, embed_into_catalogue, vector_search_note
 from services.review import fix_label
 from services.search import search_catalogue, similar_products
@@ -122,7 +122,7 @@ def _vector_plans(engine: Engine, search) -> list[str]:  # type: ignore[no-untyp
     statements: list[tuple[str, object]] = []
 
     def record(conn, cursor, statement, parameters, context, executemany) -> None:  # type: ignore[no-untyped-def]
-        if "<=>" in statement:
+        if "<=>" in statement or "<#>" in statement:
             statements.append((statement, parameters))
 
     event.listen(engine, "before_cursor_execute", record)
@@ -141,7 +141,7 @@ def _vector_plans(engine: Engine, search) -> list[str]:  # type: ignore[no-untyp
     return plans
 
 
-def test_a_category_search_walks_that_categorys_graph_and_follows_relabels(
+def test_a_category_search_scans_that_categorys_index_and_follows_relabels(
     postgres_server: PostgresServer, source: Path, tmp_path: Path
 ) -> None:
     engine, catalogue = _imported(postgres_server.new_database(), source, tmp_path)
@@ -150,7 +150,7 @@ def test_a_category_search_walks_that_categorys_graph_and_follows_relabels(
         tops = dict(connection.execute(text("SELECT path, id FROM categories WHERE depth = 0")).all())
     appliances = ProductFilters(category="appliances")
     plans = _vector_plans(engine, lambda: indexes.text.filtered(appliances).search(indexes.text_query("fridge"), k=3))
-    assert plans and _hnsw_index_name(TEXT_SPACE, tops["Appliances"]) in plans[0]
+    assert plans and category_index_name(TEXT_SPACE, tops["Appliances"]) in plans[0]
     plans = _vector_plans(engine, lambda: indexes.text.search(indexes.text_query("fridge"), k=3))
     assert plans and _hnsw_index_name(TEXT_SPACE) in plans[0]
 
@@ -183,3 +183,44 @@ def test_vectors_stored_before_rows_carried_their_category_gain_it(postgres_serv
         )
         total = connection.scalar(text("SELECT count(*) FROM catalogue_vectors WHERE top_category_id IS NOT NULL"))
     assert wrong == 0 and total == len(catalogue.products) + len(catalogue.images)
+
+
+def test_each_category_gets_an_index_sized_to_it_and_built_again_when_it_grows(
+    postgres_server: PostgresServer, source: Path, tmp_path: Path
+) -> None:
+    engine, catalogue = _imported(postgres_server.new_database(), source, tmp_path)
+    embed_into_catalogue(engine, catalogue, cache_dir=tmp_path / "cache")
+    with engine.connect() as connection:
+        counts = dict(
+            connection.execute(
+                text("SELECT top_category_id, count(*) FROM catalogue_vectors WHERE space = :space GROUP BY top_category_id"),
+                {"space": TEXT_SPACE},
+            ).all()
+        )
+        for top_category_id, rows in counts.items():
+            assert index_lists(connection, category_index_name(TEXT_SPACE, top_category_id)) == ivf_lists_for(rows)
+    largest = max(counts, key=counts.__getitem__)
+    assert ivf_lists_for(counts[largest]) >= 2
+    with engine.begin() as connection:  # as if built when the category was a quarter of its size, by an older version
+        connection.execute(text(f"DROP INDEX {category_index_name(TEXT_SPACE, largest)}"))
+        connection.execute(
+            text(
+                f"CREATE INDEX {category_index_name(TEXT_SPACE, largest)} ON catalogue_vectors USING ivfflat "
+                f"((embedding::vector(384)) vector_ip_ops) WITH (lists = 1) WHERE space = '{TEXT_SPACE}' AND top_category_id = {largest}"
+            )
+        )
+        connection.execute(
+            text(
+                f"CREATE INDEX {_hnsw_index_name(TEXT_SPACE, largest)} ON catalogue_vectors USING hnsw "
+                f"((embedding::vector(384)) vector_cosine_ops) WHERE space = '{TEXT_SPACE}' AND top_category_id = {largest}"
+            )
+        )
+    ensure_vector_indexes(engine, TEXT_SPACE, 384)
+    with engine.connect() as connection:
+        assert index_lists(connection, category_index_name(TEXT_SPACE, largest)) == ivf_lists_for(counts[largest])
+        assert index_lists(connection, _hnsw_index_name(TEXT_SPACE, largest)) is None  # the older per-category graph is gone
+        assert (
+            connection.scalar(text("SELECT count(*) FROM pg_class WHERE relname = :name"), {"name": _hnsw_index_name(TEXT_SPACE, largest)})
+            == 0
+        )
+    engine.dispose()
