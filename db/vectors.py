@@ -53,6 +53,10 @@ HNSW_EF_CONSTRUCTION = 128
 # A category search scans this share of its index's lists: at a million listings recall@10 0.97 to 0.99 at 1/10,
 # 0.99 to 1.00 at 1/7 (benchmarks/bench_postgres.py); the time grows with the rows scanned.
 IVF_PROBED_SHARE = 0.125
+# ... and at least this many rows (all of a smaller category's): lists of real listings, unlike the benchmark's
+# clustered copies, do not hold a far query's neighbours together (recall@10 0.54 on the shared catalogue's
+# appliances at an eighth, 1.00 read whole); about 12 ms of scanning here.
+IVF_MIN_SCANNED_ROWS = 10_000
 IVF_REBUILD_GROWTH = 4  # a category index is built again once its category holds this many times its rows
 WRITE_BATCH = 500
 _metadata = MetaData()
@@ -163,7 +167,9 @@ def ivf_lists_for(rows: int) -> int:
 
 
 def ivf_probes_for(lists: int) -> int:
-    return max(1, math.ceil(lists * IVF_PROBED_SHARE))
+    """Lists to scan: IVF_PROBED_SHARE of them, but IVF_MIN_SCANNED_ROWS rows at least (a list holds about
+    `lists` rows, by ivf_lists_for), so a category of up to that many rows is read whole."""
+    return min(lists, max(1, math.ceil(lists * IVF_PROBED_SHARE), math.ceil(IVF_MIN_SCANNED_ROWS / lists)))
 
 
 def index_lists(connection: Connection, index_name: str) -> int | None:

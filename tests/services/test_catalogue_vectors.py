@@ -4,6 +4,7 @@ answers as the exact in-memory search on SQLite."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,17 @@ from db.importer import import_catalogue
 from db.queries import ProductFilters, training_catalogue
 from db.session import make_engine, session_scope
 from db.tables import Product
-from db.vectors import _hnsw_index_name, category_index_name, ensure_vector_indexes, index_lists, ivf_lists_for, uses_pgvector
+from db.vectors import (
+    IVF_MIN_SCANNED_ROWS,
+    IVF_PROBED_SHARE,
+    _hnsw_index_name,
+    category_index_name,
+    ensure_vector_indexes,
+    index_lists,
+    ivf_lists_for,
+    ivf_probes_for,
+    uses_pgvector,
+)
 from services.catalogue_vectors import TEXT_SPACE, catalogue_embedding_progress, catalogue_indexes, embed_into_catalogue, vector_search_note
 from services.review import fix_label
 from services.search import search_catalogue, similar_products
@@ -224,3 +235,11 @@ def test_each_category_gets_an_index_sized_to_it_and_built_again_when_it_grows(
             == 0
         )
     engine.dispose()
+
+
+def test_a_category_index_scans_a_share_of_its_lists_and_a_small_category_whole() -> None:
+    assert ivf_probes_for(ivf_lists_for(500)) == ivf_lists_for(500)  # the shared catalogue's appliances: read whole
+    assert ivf_probes_for(ivf_lists_for(IVF_MIN_SCANNED_ROWS)) == ivf_lists_for(IVF_MIN_SCANNED_ROWS)
+    lists = ivf_lists_for(1_000_000)
+    assert ivf_probes_for(lists) == math.ceil(lists * IVF_PROBED_SHARE) < lists
+    assert ivf_probes_for(lists) * lists >= IVF_MIN_SCANNED_ROWS
