@@ -2,17 +2,18 @@
 
 - the import of the shared catalogue into each;
 - keyword search p50/p95 with filters on each;
-- vector search: pgvector HNSW against exact search (recall@10, p50/p95, with and without filters),
-  the HNSW build time and index size;
+- vector search: pgvector (HNSW, IVFFlat per category) against exact search (recall@10, p50/p95, with and without filters),
+  the index build time and sizes;
 - 8 concurrent reviewers' label changes per second on each.
 
     python -m benchmarks.bench_postgres [--sizes 100000 1000000] [--repeat 200] [--skip-import]
 
 PostgreSQL 16 with pgvector 0.6.2 is started from the pgserver wheel in a temporary folder (a Unix
-socket, default settings but the memory a server of its own is given: shared_buffers a quarter of RAM and
-effective_cache_size three quarters, as PostgreSQL's manual advises, and maintenance_work_mem for the index builds). The synthetic listings are
-the shared catalogue's texts and categories repeated, each text vector its listing's real embedding
-plus noise, so that vectors cluster as real ones do; queries are the search benchmark's queries.
+socket; default settings but the memory a server of its own is given, as PostgreSQL's manual advises:
+shared_buffers a quarter of RAM, effective_cache_size three quarters, and maintenance_work_mem for the
+index builds). The synthetic listings are the shared catalogue's texts and categories repeated, each
+text vector its listing's real embedding plus noise, so that vectors cluster as real ones do; queries
+are the search benchmark's queries.
 """
 
 from __future__ import annotations
@@ -87,7 +88,8 @@ def _keyword_rows(engine: Engine, label: str, *, repeat: int) -> list[tuple[str,
 
 
 def _vector_rows(engine: Engine, space: str, exact: ExactIndex, label: str, *, queries: np.ndarray, repeat: int) -> list[tuple[str, str]]:
-    """HNSW (in SQL, filters in the query) against exact in-memory search over the same vectors."""
+    """pgvector in SQL (the space's HNSW graph; a category's IVFFlat index with a category filter; the filters in
+    the query) against exact in-memory search over the same vectors."""
     rows = []
     stored = StoredVectorIndex(engine, space, exact.dim)
     with session_scope(engine) as session:
@@ -108,7 +110,10 @@ def _vector_rows(engine: Engine, space: str, exact: ExactIndex, label: str, *, q
                 repeat=max(10, repeat // 4),
             )
             rows.append(
-                (f"{label}: vector search, {name}", f"HNSW {_ms(hnsw)}, recall@10 {np.mean(recalls):.3f} · exact in memory {_ms(brute)}")
+                (
+                    f"{label}: vector search, {name}",
+                    f"pgvector {_ms(hnsw)}, recall@10 {np.mean(recalls):.3f} · exact in memory {_ms(brute)}",
+                )
             )
     return rows
 
