@@ -85,8 +85,8 @@ def init_schema(engine: Engine, *, attempts: int = 5) -> None:
 
     On PostgreSQL the whole schema step runs in one transaction under an advisory lock, so instances
     starting at once on an empty database take turns. SQLite has no such lock: each process checks,
-    then creates, so one can find a table or column another has just made; that is harmless, so it
-    simply looks again."""
+    then creates, so one can find a table or column another has just made, or the schema changed under
+    its snapshot; that is harmless, so it simply looks again."""
     for attempt in range(attempts):
         try:
             _create_schema(engine)
@@ -99,8 +99,10 @@ def init_schema(engine: Engine, *, attempts: int = 5) -> None:
 
 def _already_made(error: DBAPIError) -> bool:
     message = str(error.orig).lower()
-    # SQLite says "vtable constructor failed" when another process creates the FTS5 table under it.
-    return "already exists" in message or "duplicate column" in message or "vtable constructor failed" in message
+    # SQLite says "vtable constructor failed" when another process creates the FTS5 table under it, and
+    # "database is locked" at once, without waiting, when another process wrote the schema after this
+    # transaction first read it (WAL keeps it to its snapshot): in both cases a new attempt reads afresh.
+    return any(sign in message for sign in ("already exists", "duplicate column", "vtable constructor failed", "database is locked"))
 
 
 def _create_schema(engine: Engine) -> None:

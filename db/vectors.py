@@ -17,7 +17,7 @@ space has, beside its HNSW graph, a partial IVFFlat index per top-level category
 to a category scans the lists of that category's index nearest the query. IVFFlat rather than a graph
 per category: at a million listings a query far from a category's rows (a phone searched among
 appliances) found 0.91 of its true 10 in that category's graph even at pgvector's most candidates,
-and 0.95 to 0.99 in a fifth of its lists; it builds in seconds where the graphs took minutes. Its
+and 0.97 in an eighth of its lists; it builds in seconds where the graphs took minutes. Its
 lists are fixed when it is built, so it is built again once its category has grown fourfold. The
 category indexes order by inner product (the stored vectors are unit length, so the order is the
 cosine order): the space's cosine graph cannot serve that order, so the planner takes the category's."""
@@ -51,11 +51,12 @@ HNSW_EF_SEARCH_FILTERED = HNSW_EF_SEARCH_MAX
 HNSW_M = 16
 HNSW_EF_CONSTRUCTION = 128
 # A category search scans this share of its index's lists: at a million listings recall@10 0.97 to 0.99 at 1/10,
-# 0.99 to 1.00 at 1/7 (benchmarks/bench_postgres.py); the time grows with the rows scanned.
+# 0.99 to 1.00 at 1/7 in one experiment, 0.93 to 0.97 at 1/8 in benchmarks/bench_postgres.py; the time grows
+# with the rows scanned.
 IVF_PROBED_SHARE = 0.125
 # ... and at least this many rows (all of a smaller category's): lists of real listings, unlike the benchmark's
 # clustered copies, do not hold a far query's neighbours together (recall@10 0.54 on the shared catalogue's
-# appliances at an eighth, 1.00 read whole); about 12 ms of scanning here.
+# appliances at an eighth, 1.00 read whole); 13 ms a search for 7,000 rows at 100,000 listings.
 IVF_MIN_SCANNED_ROWS = 10_000
 IVF_REBUILD_GROWTH = 4  # a category index is built again once its category holds this many times its rows
 WRITE_BATCH = 500
