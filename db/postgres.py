@@ -82,6 +82,16 @@ def keyword_index_name(top_category_id: int) -> str:
     return f"ix_products_search_vector_top_{int(top_category_id)}"
 
 
+def has_column(connection: Connection, table: str, column: str) -> bool:
+    query = "SELECT count(*) FROM pg_attribute WHERE attrelid = CAST(:table AS regclass) AND attname = :column"
+    return bool(connection.scalar(text(query), {"table": table, "column": column}))
+
+
+def has_trigger(connection: Connection, table: str, trigger: str) -> bool:
+    query = "SELECT count(*) FROM pg_trigger WHERE tgrelid = CAST(:table AS regclass) AND tgname = :trigger"
+    return bool(connection.scalar(text(query), {"table": table, "trigger": trigger}))
+
+
 def lock_schema(connection: Connection) -> None:
     """Wait for any other instance's schema step; released when `connection`'s transaction ends."""
     connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
@@ -108,15 +118,12 @@ def create_search_schema(connection: Connection) -> None:
             connection.execute(text(statement))
     for statement in _SEARCH_VECTOR_DDL:
         connection.execute(text(statement))
-    column_is_new = not connection.scalar(
-        text("SELECT count(*) FROM pg_attribute WHERE attrelid = 'products'::regclass AND attname = 'top_category_id'")
-    )
+    column_is_new = not has_column(connection, "products", "top_category_id")
     for statement in _TOP_CATEGORY_DDL:
         connection.execute(text(statement))
     if column_is_new:  # a catalogue made before products carried their top level
         connection.execute(text("UPDATE products SET top_category_id = marketplace_top_category_of(category_id)"))
-    trigger_exists = "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'products'::regclass AND tgname = 'marketplace_product_top_category'"
-    if not connection.scalar(text(trigger_exists)):
+    if not has_trigger(connection, "products", "marketplace_product_top_category"):
         connection.execute(text(_TOP_CATEGORY_TRIGGER))
     # A price range within a top level without reading the rows: the filter of "Home & Garden under £100".
     connection.execute(text("CREATE INDEX IF NOT EXISTS ix_products_top_category_price ON products (top_category_id, price_pence)"))

@@ -35,8 +35,8 @@ from pgvector.sqlalchemy import VECTOR
 from sqlalchemy import REAL, Column, Connection, Engine, Integer, MetaData, String, Table, cast, func, literal_column, select, text
 from sqlalchemy.dialects.postgresql import ARRAY, insert
 
-from core.data.cleaning import CATEGORY_SEPARATOR
 from core.search.vector_index import Neighbour, normalise_rows
+from db.postgres import has_column, has_trigger
 from db.queries import ProductFilters
 from db.tables import Category, Product
 
@@ -79,10 +79,9 @@ def _vectors_table(*, pgvector: bool) -> Table:
 
 # A vector row's top-level category follows its product's label: set on write, updated on relabel.
 _TOP_CATEGORY_FUNCTIONS = (
-    f"""CREATE OR REPLACE FUNCTION marketplace_top_category(product varchar) RETURNS integer LANGUAGE sql STABLE AS $$
-        SELECT top_level.id FROM products JOIN categories ON categories.id = products.category_id
-        JOIN categories AS top_level ON top_level.depth = 0 AND top_level.path = split_part(categories.path, '{CATEGORY_SEPARATOR}', 1)
-        WHERE products.id = product $$""",
+    # marketplace_top_category_of comes with the search schema (db.postgres), made first.
+    """CREATE OR REPLACE FUNCTION marketplace_top_category(product varchar) RETURNS integer LANGUAGE sql STABLE AS $$
+        SELECT marketplace_top_category_of(category_id) FROM products WHERE id = product $$""",
     """CREATE OR REPLACE FUNCTION marketplace_vector_top_category() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN NEW.top_category_id := marketplace_top_category(NEW.product_id); RETURN NEW; END $$""",
     # Only rows whose top level changes: a vector row updated is inserted again into its space's graphs.
@@ -124,13 +123,11 @@ def create_vector_schema(connection: Connection) -> None:
     spaces.create(connection, checkfirst=True)
     for statement in _TOP_CATEGORY_FUNCTIONS:
         connection.execute(text(statement))
-    column_exists = "SELECT count(*) FROM pg_attribute WHERE attrelid = CAST(:table AS regclass) AND attname = 'top_category_id'"
-    if not connection.scalar(text(column_exists), {"table": VECTORS_TABLE}):
+    if not has_column(connection, VECTORS_TABLE, "top_category_id"):
         connection.execute(text(f"ALTER TABLE {VECTORS_TABLE} ADD COLUMN top_category_id integer"))
         connection.execute(text(f"UPDATE {VECTORS_TABLE} SET top_category_id = marketplace_top_category(product_id)"))
     for (table, trigger), statement in _TOP_CATEGORY_TRIGGERS.items():
-        trigger_exists = "SELECT count(*) FROM pg_trigger WHERE tgrelid = CAST(:table AS regclass) AND tgname = :trigger"
-        if not connection.scalar(text(trigger_exists), {"table": table, "trigger": trigger}):
+        if not has_trigger(connection, table, trigger):
             connection.execute(text(statement))
 
 
