@@ -198,7 +198,7 @@ def main() -> None:
             quartiles = np.percentile(ratios, [25, 75])
             rows.append(
                 (
-                    f"API {name}: throughput {CLIENT_COUNTS[-1]} clients / 1 client",
+                    f"API {name}: throughput {CLIENT_COUNTS[-1]} clients / {CLIENT_COUNTS[0]} client{'s' if CLIENT_COUNTS[0] > 1 else ''}",
                     f"{levels[CLIENT_COUNTS[-1]]['rps'] / levels[CLIENT_COUNTS[0]]['rps']:.2f} overall; round by round median "
                     f"{statistics.median(ratios):.2f} (quartiles {quartiles[0]:.2f}-{quartiles[1]:.2f}, {len(ratios)} rounds; "
                     "must not fall below 1.0)",

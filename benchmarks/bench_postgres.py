@@ -101,7 +101,7 @@ def _vector_rows(engine: Engine, space: str, exact: ExactIndex, label: str, *, q
                 for query in queries
             ]
             position = iter(range(10**9))
-            hnsw = time_calls(lambda index=index: index.search(queries[next(position) % len(queries)], k=10), repeat=repeat)
+            indexed = time_calls(lambda index=index: index.search(queries[next(position) % len(queries)], k=10), repeat=repeat)
             position = iter(range(10**9))
             brute = time_calls(
                 lambda filters=filters: exact.search(
@@ -112,7 +112,7 @@ def _vector_rows(engine: Engine, space: str, exact: ExactIndex, label: str, *, q
             rows.append(
                 (
                     f"{label}: vector search, {name}",
-                    f"pgvector {_ms(hnsw)}, recall@10 {np.mean(recalls):.3f} · exact in memory {_ms(brute)}",
+                    f"pgvector {_ms(indexed)}, recall@10 {np.mean(recalls):.3f} · exact in memory {_ms(brute)}",
                 )
             )
     return rows
