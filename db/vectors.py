@@ -303,46 +303,65 @@ class StoredVectorIndex:
         if k <= 0:
             return []
         best: dict[str, float] = {}
-        for vector in normalise_rows(np.asarray(query, np.float32).reshape(-1, self.dim)):
-            for product_id, score in self._nearest(vector, k=k, allowed=allowed):
-                best[product_id] = max(score, best.get(product_id, -np.inf))
+        with self.engine.begin() as connection:  # the filters looked up once for all of the query's vectors
+            filters = self.filters.resolved(connection)
+            top_category_id = filters.top_level_id(connection)
+            lists = None if top_category_id is None else index_lists(connection, category_index_name(self.space, top_category_id))
+            restricted = not filters.is_empty or allowed is not None
+            if lists is not None:
+                connection.execute(text("SELECT set_config('ivfflat.probes', :probes, true)"), {"probes": str(ivf_probes_for(lists))})
+            else:
+                ef_search = max(self.ef_search, HNSW_EF_SEARCH_FILTERED if restricted else 0, 3 * k)
+                connection.execute(text("SELECT set_config('hnsw.ef_search', :ef, true)"), {"ef": str(min(ef_search, HNSW_EF_SEARCH_MAX))})
+            for vector in normalise_rows(np.asarray(query, np.float32).reshape(-1, self.dim)):
+                nearest = self._nearest(
+                    connection,
+                    vector,
+                    k=k,
+                    filters=filters,
+                    allowed=allowed,
+                    top_category_id=top_category_id if lists is not None else None,
+                )
+                for product_id, score in nearest:
+                    best[product_id] = max(score, best.get(product_id, -np.inf))
         ranked = sorted(best.items(), key=lambda item: (-item[1], item[0]))[:k]
         return [Neighbour(key, score) for key, score in ranked]
 
-    def _nearest(self, vector: np.ndarray, *, k: int, allowed: Collection[str] | None) -> list[tuple[str, float]]:
+    def _nearest(
+        self,
+        connection: Connection,
+        vector: np.ndarray,
+        *,
+        k: int,
+        filters: ProductFilters,
+        allowed: Collection[str] | None,
+        top_category_id: int | None,
+    ) -> list[tuple[str, float]]:
+        """A vector's nearest rows under the filters: through the category's IVFFlat index when
+        `top_category_id` is given (its probes set), else through the space's graph (its ef_search set)."""
         table = _vectors_table(pgvector=True)
         embedding = cast(table.c.embedding, VECTOR(self.dim))
         rows_wanted = 3 * k  # a product's photos share its k: room for each to take a row
         # The space as a literal: the planner then matches the space's partial indexes in every plan.
         where_space = table.c.space == literal_column(f"'{_checked_space(self.space)}'")
-        restricted = not self.filters.is_empty or allowed is not None
-        with self.engine.begin() as connection:
-            filters = self.filters.resolved(connection)
-            top_category_id = filters.top_level_id(connection)
-            lists = None if top_category_id is None else index_lists(connection, category_index_name(self.space, top_category_id))
-            if lists is not None:
-                # The category's IVFFlat index orders by inner product (pgvector's <#> is its negative):
-                # the cosine for these unit vectors, in an order the space's cosine graph cannot serve.
-                distance = embedding.max_inner_product(vector.tolist())
-                connection.execute(text("SELECT set_config('ivfflat.probes', :probes, true)"), {"probes": str(ivf_probes_for(lists))})
-            else:
-                distance = embedding.cosine_distance(vector.tolist())
-                ef_search = max(self.ef_search, HNSW_EF_SEARCH_FILTERED if restricted else 0, rows_wanted)
-                connection.execute(text("SELECT set_config('hnsw.ef_search', :ef, true)"), {"ef": str(min(ef_search, HNSW_EF_SEARCH_MAX))})
-            statement = select(table.c.product_id, distance).where(where_space)
-            if allowed is not None:
-                statement = statement.where(table.c.product_id.in_(list(allowed)))
-            if not filters.is_empty:
-                statement = filters.apply(statement.join(Product, Product.id == table.c.product_id))
-            if top_category_id is not None:  # a literal again: the planner matches the category's own index
-                statement = statement.where(table.c.top_category_id == literal_column(str(int(top_category_id))))
-            rows = connection.execute(statement.order_by(distance).limit(rows_wanted)).all()
-            if restricted and len({row[0] for row in rows}) < k:
-                # The filters let too few of the index's candidates through (they keep a small part of the
-                # catalogue, or one far from the query): exact over the rows they let through. "+ 0" keeps
-                # the planner off the vector indexes, so it starts from the filtered rows instead.
-                rows = connection.execute(statement.order_by(distance + 0).limit(rows_wanted)).all()
+        # The category's IVFFlat index orders by inner product (pgvector's <#> is its negative): the cosine
+        # for these unit vectors, in an order the space's cosine graph cannot serve.
+        by_category = top_category_id is not None
+        distance = embedding.max_inner_product(vector.tolist()) if by_category else embedding.cosine_distance(vector.tolist())
+        statement = select(table.c.product_id, distance).where(where_space)
+        if allowed is not None:
+            statement = statement.where(table.c.product_id.in_(list(allowed)))
+        if not filters.is_empty:
+            statement = filters.apply(statement.join(Product, Product.id == table.c.product_id))
+        if top_category_id is not None:  # a literal again: the planner matches the category's own index
+            statement = statement.where(table.c.top_category_id == literal_column(str(int(top_category_id))))
+        rows = connection.execute(statement.order_by(distance).limit(rows_wanted)).all()
+        if (not filters.is_empty or allowed is not None) and len({row[0] for row in rows}) < k:
+            # The filters let too few of the index's candidates through (they keep a small part of the
+            # catalogue, or one far from the query): exact over the rows they let through. "+ 0" keeps
+            # the planner off the vector indexes, so it starts from the filtered rows instead.
+            rows = connection.execute(statement.order_by(distance + 0).limit(rows_wanted)).all()
         seen: dict[str, float] = {}
         for product_id, value in rows:
-            seen.setdefault(product_id, -float(value) if lists is not None else 1.0 - float(value))
+            seen.setdefault(product_id, -float(value) if by_category else 1.0 - float(value))
         return list(seen.items())
