@@ -1,15 +1,23 @@
 """Keyword search over product names and descriptions with each backend's own full-text index:
 FTS5 with bm25 on SQLite, a weighted tsvector with ts_rank on PostgreSQL (db.postgres). Both rank
 title words over description words, take any string as a query (every word is quoted, never read
-as an operator), and fall back to any word but stop words when no product holds them all."""
+as an operator), and fall back to any word but stop words when no product holds them all.
+
+SQLite's bm25 ranks every match of that fallback, rare words weighing most. PostgreSQL ranks at most
+RANKED_CANDIDATES matches, so at a million listings the any-word matches of "baby clothes 6 months" (100,000,
+most holding only "6" or "months") were the first 2,000 the index yielded, few of them baby clothes, and their
+bitmap alone took 16 ms. Its fallback therefore drops the commonest words first (the server's statistics of the
+search vector say which): products holding all but the commonest word, then fewer, down to the rarest word
+alone; then each other word alone to fill what is left, rarest first. Each step is a selective all-words query."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, column, func, literal, literal_column, select, table
+from sqlalchemy import ColumnElement, Select, column, func, literal, literal_column, select, table, text
 from sqlalchemy.orm import Session, selectinload
 
 from core.search.keyword_query import MATCH_END, MATCH_START, fallback_terms, fts_match_expression, query_terms
@@ -21,9 +29,16 @@ from db.tables import Category, Product
 NAME_WEIGHT = 4.0
 DESCRIPTION_WEIGHT = 1.0
 SNIPPET_WORDS = 12
+# ts_headline parses all of the text it is given (0.18 ms a thousand characters, for each hit of a page):
+# PostgreSQL's snippets come from this much of a description, the whole of 96% of the shared catalogue's.
+SNIPPET_SOURCE_CHARACTERS = 1_000
 # PostgreSQL ranks at most this many of a query's matches (the first the index yields): a query matching
 # most of a million listings then costs about what one matching 2,000 does (benchmarks/bench_postgres.py).
 RANKED_CANDIDATES = 2_000
+# The fallback's broadest steps (each word alone) rank fewer: a single word's many matches,
+# whose first 2,000 are no better chosen than their first 250, and a filter the index does not hold (a price
+# range) has the server read ten rows for each it keeps ("office chair" in Home & Garden under £100: 23 -> 5 ms).
+FILL_CANDIDATES = 250
 BITMAP_WORK_MEM = "32MB"  # for the transaction of a PostgreSQL keyword search (see keyword_search)
 
 _fts = table("products_fts", column("rowid"), column("name"), column("description"))
@@ -67,21 +82,86 @@ def keyword_search(session: Session, query: str, *, filters: ProductFilters = Pr
         # A filter's bitmap of a large catalogue goes lossy in the default 4 MB, and every row of every page
         # it touches is then read again: 16,000 rows instead of 1,800 at a million listings (p95 0.96 s -> 0.11 s).
         session.execute(select(func.set_config("work_mem", BITMAP_WORK_MEM, True)))
-    hits: list[SearchHit] = []
-    matched_any = False
-    for any_term in (False, True):
-        if not terms:
-            break
+    if not terms:
+        return SearchResult([], (time.perf_counter() - started) * 1000, False)
+    if postgres:
+        statement = _postgres_statement(query, filters=filters, limit=limit, top_category_id=top_category_id)
+    else:
+        statement = _sqlite_statement(query, any_term=False, filters=filters, limit=limit)
+    hits = _hits(session, statement)
+    if not hits and len(terms) > 1:
         if postgres:
-            statement = _postgres_statement(query, any_term=any_term, filters=filters, limit=limit, top_category_id=top_category_id)
+            hits = _postgres_fallback(session, terms, filters=filters, limit=limit, top_category_id=top_category_id)
         else:
-            statement = _sqlite_statement(query, any_term=any_term, filters=filters, limit=limit)
-        rows = session.execute(statement.options(selectinload(Product.images), selectinload(Product.category))).all()
-        hits = [SearchHit(ProductView.of(product), path, float(score), snippet or "") for product, path, score, snippet in rows]
-        if hits or len(terms) < 2:
-            matched_any = any_term
+            hits = _hits(session, _sqlite_statement(query, any_term=True, filters=filters, limit=limit))
+        return SearchResult(hits, (time.perf_counter() - started) * 1000, bool(hits))
+    return SearchResult(hits, (time.perf_counter() - started) * 1000, False)
+
+
+def _hits(session: Session, statement: Select[Any]) -> list[SearchHit]:
+    rows = session.execute(statement.options(selectinload(Product.images), selectinload(Product.category))).all()
+    return [SearchHit(ProductView.of(product), path, float(score), snippet or "") for product, path, score, snippet in rows]
+
+
+def term_frequencies(session: Session, terms: Sequence[str]) -> dict[str, float]:
+    """PostgreSQL: the share of products whose search vector holds each term, from the server's statistics
+    (its most common thousand lexemes); 0 for a rarer term, or for every term before the table is analysed."""
+    folded = [fold_diacritics(term) for term in terms]
+    lexemes = session.execute(
+        text(
+            f"SELECT term, tsvector_to_array(to_tsvector('{SEARCH_CONFIG}'::regconfig, term)) FROM unnest(CAST(:terms AS text[])) AS term"
+        ),
+        {"terms": folded},
+    ).all()
+    statistics = session.execute(
+        text(
+            "SELECT most_common_elems::text::text[], most_common_elem_freqs FROM pg_stats "
+            "WHERE schemaname = current_schema() AND tablename = 'products' AND attname = 'search_vector'"
+        )
+    ).first()
+    share = dict(zip(*statistics)) if statistics is not None and statistics[0] is not None else {}
+    by_folded = {term: min((share.get(lexeme, 0.0) for lexeme in found), default=0.0) for term, found in lexemes}
+    return {term: by_folded.get(folded_term, 0.0) for term, folded_term in zip(terms, folded)}
+
+
+def _postgres_fallback(
+    session: Session, terms: list[str], *, filters: ProductFilters, limit: int, top_category_id: int | None
+) -> list[SearchHit]:
+    """No product holds every word: those holding the most of the rarest words first (see the module's note).
+    Each step ranks keys only; the rows and snippets are read once, for the hits kept."""
+    wanted = fallback_terms(terms)
+    frequency = term_frequencies(session, wanted)
+    by_rarity = sorted(wanted, key=lambda term: frequency[term])  # stable: as typed among equals
+    # The rarest words together, the commonest dropped first (all of the words but stop words is a query not
+    # yet tried when the query had stop words); then each word alone, rarest first, which is any word with the
+    # rarer words' matches ahead (a word no product holds, or one rarer than the statistics list, counts as rarest).
+    longest = len(by_rarity) if len(by_rarity) < len(terms) else len(by_rarity) - 1
+    steps = [(by_rarity[:count], RANKED_CANDIDATES) for count in range(longest, 1, -1)]
+    steps += [([term], FILL_CANDIDATES) for term in by_rarity]
+    ranks: dict[int, float] = {}
+    for required, candidates in steps:
+        ranked = _ranked_matches(
+            wanted, required=required, filters=filters, limit=limit, candidates=candidates, top_category_id=top_category_id
+        )
+        for pk, rank in session.execute(ranked).all():
+            ranks.setdefault(pk, float(rank))
+        if len(ranks) >= limit:
             break
-    return SearchResult(hits, (time.perf_counter() - started) * 1000, matched_any)
+    kept = list(ranks)[:limit]
+    snippet = _snippet(_ts_query(wanted, operator="|"))
+    rows = session.execute(
+        select(Product, Category.path, snippet)
+        .join(Product.category)
+        .where(Product.pk.in_(kept))
+        .options(selectinload(Product.images), selectinload(Product.category))
+    ).all()
+    by_pk = {product.pk: (product, path, text_snippet) for product, path, text_snippet in rows}
+    hits = []
+    for pk in kept:
+        if pk in by_pk:  # gone since the step found it
+            product, path, text_snippet = by_pk[pk]
+            hits.append(SearchHit(ProductView.of(product), path, ranks[pk], text_snippet or ""))
+    return hits
 
 
 def _sqlite_statement(query: str, *, any_term: bool, filters: ProductFilters, limit: int) -> Select[Any]:
@@ -97,26 +177,47 @@ def _sqlite_statement(query: str, *, any_term: bool, filters: ProductFilters, li
     return filters.apply(statement).order_by(rank, Product.pk).limit(limit)
 
 
-def _postgres_statement(
-    query: str, *, any_term: bool, filters: ProductFilters, limit: int, top_category_id: int | None = None
-) -> Select[Any]:
-    terms = query_terms(query)
-    terms = fallback_terms(terms) if any_term else terms
+def _ts_query(terms: Sequence[str], *, operator: str) -> ColumnElement[Any]:
     # The words are letters and digits only (query_terms), each quoted as one term: nothing is an operator.
-    expression = (" | " if any_term else " & ").join(f"'{fold_diacritics(term)}'" for term in terms)
+    expression = f" {operator} ".join(f"'{fold_diacritics(term)}'" for term in terms)
+    return func.to_tsquery(literal_column(f"'{SEARCH_CONFIG}'::regconfig"), literal(expression))
+
+
+def _snippet(ts_query: ColumnElement[Any]) -> ColumnElement[Any]:
     config: ColumnElement[Any] = literal_column(f"'{SEARCH_CONFIG}'::regconfig")
-    ts_query = func.to_tsquery(config, literal(expression))
-    # Ranked on narrow rows (key and search vector) first, at most RANKED_CANDIDATES of them; the whole
-    # rows, and ts_headline (which reads the whole description), only for the `limit` best.
-    matches = filters.apply(select(Product.pk, _search_vector.label("search_vector")).where(_search_vector.op("@@")(ts_query)))
+    return func.ts_headline(config, func.left(Product.description, SNIPPET_SOURCE_CHARACTERS), ts_query, _HEADLINE_OPTIONS)
+
+
+def _ranked_matches(
+    terms: Sequence[str], *, required: Sequence[str], filters: ProductFilters, limit: int, candidates: int, top_category_id: int | None
+) -> Select[Any]:
+    """(key, rank) of the best `limit` products whose search vector holds every `required` word, ranked by any
+    of `terms` (all of them when they are the required ones); ranked on narrow rows (key and search vector), at
+    most `candidates` of them, the first the index yields."""
+    match_query = _ts_query(required, operator="&")
+    rank_query = match_query if list(required) == list(terms) else _ts_query(terms, operator="|")
+    # Within a top level, its own full-text index: the planner would rather AND the (top level, price) index's
+    # bitmap with the whole catalogue's full-text one, whose matches of a common word are ten times as many.
+    matches = filters.apply(
+        select(Product.pk, _search_vector.label("search_vector")).where(_search_vector.op("@@")(match_query)),
+        price_index=top_category_id is None,
+    )
     if top_category_id is not None:  # a literal: the planner then reads the category's own index (db.postgres)
         matches = matches.where(_top_category == literal_column(str(int(top_category_id))))
-    candidates = matches.limit(RANKED_CANDIDATES).subquery("candidates")
-    rank = func.ts_rank(literal_column(f"'{_TS_WEIGHTS}'::float4[]"), candidates.c.search_vector, ts_query, _TS_LENGTH_NORMALISATION)
-    ranked = select(candidates.c.pk, rank.label("rank")).order_by(rank.desc(), candidates.c.pk).limit(limit).subquery("ranked")
-    snippet = func.ts_headline(config, Product.description, ts_query, _HEADLINE_OPTIONS)
+    found = matches.limit(candidates).subquery("candidates")
+    rank = func.ts_rank(literal_column(f"'{_TS_WEIGHTS}'::float4[]"), found.c.search_vector, rank_query, _TS_LENGTH_NORMALISATION)
+    return select(found.c.pk, rank.label("rank")).order_by(rank.desc(), found.c.pk).limit(limit)
+
+
+def _postgres_statement(query: str, *, filters: ProductFilters, limit: int, top_category_id: int | None = None) -> Select[Any]:
+    """The best matches of all the query's words with their rows, category path, rank and snippet: the whole
+    rows, and ts_headline (which parses the description), only for the `limit` best."""
+    terms = query_terms(query)
+    ranked = _ranked_matches(
+        terms, required=terms, filters=filters, limit=limit, candidates=RANKED_CANDIDATES, top_category_id=top_category_id
+    ).subquery("ranked")
     return (
-        select(Product, Category.path, ranked.c.rank, snippet)
+        select(Product, Category.path, ranked.c.rank, _snippet(_ts_query(terms, operator="&")))
         .join(ranked, ranked.c.pk == Product.pk)
         .join(Product.category)
         .order_by(ranked.c.rank.desc(), Product.pk)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Select, func, or_, select
-from sqlalchemy.orm import Session, aliased, selectinload
+from sqlalchemy.orm import Session, selectinload
 
 from core.data.catalogue import Catalogue, ImageRecord, ProductRecord
 from core.data.cleaning import CATEGORY_SEPARATOR
@@ -49,29 +49,32 @@ class ProductFilters:
         """The category is a whole top level (no deeper part), so its subtree is that top level's products."""
         return bool(self.category) and CATEGORY_SEPARATOR.strip() not in (self.category or "")
 
-    def top_level_id(self, connection: Session | Connection) -> int | None:
-        """The one top-level category that the (resolved) category's subtree lies under, if there is a category."""
-        if not self.category_ids:
-            return None
-        top_level = aliased(Category)
-        first_part = func.split_part(Category.path, CATEGORY_SEPARATOR, 1)
-        tops = connection.scalars(
-            select(top_level.id)
-            .join(Category, (top_level.path == first_part) & (top_level.depth == 0))
-            .where(Category.id.in_(list(self.category_ids)))
-            .distinct()
-        ).all()
-        return tops[0] if len(tops) == 1 else None
+    @property
+    def narrows_top_level(self) -> bool:
+        """The filters keep part of a top level's products: a deeper category, a price range or a location."""
+        deeper = bool(self.category) and not self.is_top_level
+        return deeper or self.min_price is not None or self.max_price is not None or bool((self.location or "").strip())
 
-    def apply(self, statement: Select[Any]) -> Select[Any]:
+    def top_level_id(self, connection: Session | Connection) -> int | None:
+        """The top-level category that the (resolved) category's subtree lies under: the one whose path is the
+        category's first part (a subtree's paths all start with it); None without a category, or an empty subtree."""
+        if not self.category_ids or not self.category:
+            return None
+        first_part = self.category.split(CATEGORY_SEPARATOR)[0].lower()
+        return connection.scalar(select(Category.id).where(Category.depth == 0, func.lower(Category.path) == first_part))
+
+    def apply(self, statement: Select[Any], *, price_index: bool = True) -> Select[Any]:
+        """`statement` with the filters; `price_index=False` writes the price range as an expression no index
+        serves, so that the planner reads another index (a category's own) and checks the price on its rows."""
         if self.category_ids is not None:
             statement = statement.where(Product.category_id.in_(self.category_ids))
         elif self.category:
             statement = statement.where(Product.category_id.in_(self._subtree().scalar_subquery()))
+        price = Product.price_pence if price_index else Product.price_pence + 0
         if self.min_price is not None:
-            statement = statement.where(Product.price_pence >= round(Decimal(str(self.min_price)) * 100))
+            statement = statement.where(price >= round(Decimal(str(self.min_price)) * 100))
         if self.max_price is not None:
-            statement = statement.where(Product.price_pence <= round(Decimal(str(self.max_price)) * 100))
+            statement = statement.where(price <= round(Decimal(str(self.max_price)) * 100))
         if self.location and self.location.strip():
             statement = statement.where(Product.location.icontains(self.location.strip(), autoescape=True))
         return statement

@@ -14,7 +14,7 @@ from sqlalchemy import select, text
 from benchmarks.common import PostgresServer
 from core.search.keyword_query import MATCH_END, MATCH_START, fts_match_expression, query_terms
 from db.importer import import_catalogue
-from db.keyword_search import _postgres_statement, keyword_search
+from db.keyword_search import _postgres_statement, keyword_search, term_frequencies
 from db.postgres import keyword_index_name
 from db.queries import ProductFilters, browse_products, category_paths, get_product
 from db.session import make_engine, session_scope
@@ -133,6 +133,41 @@ def test_all_words_first_then_any_word(engine) -> None:  # type: ignore[no-untyp
     assert result.matched_any_term and [hit.product.id for hit in result.hits] == ["sofa1", "sofa2"]
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_any_word_fallback_puts_the_rarest_words_first(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"sqlite:///{tmp_path / 'catalogue.db'}" if backend == "sqlite" else request.getfixturevalue("postgres_server").new_database()
+    # Thirty listings hold only the common word, ahead of the one that holds the rare word too: PostgreSQL ranks
+    # only the first candidates its index yields, here fewer than the common word's matches.
+    rows = [product_row(f"common{number}", product_description="Outgrown at 6 months.") for number in range(30)]
+    rows.append(product_row("baby", product_name="Baby bundle | Gumtree", product_description="Baby clothes, 6 months."))
+    write_catalogue(tmp_path / "source", rows, [])
+    engine = make_engine(url)
+    import_catalogue(tmp_path / "source", engine=engine, media_dir=tmp_path / "media")
+    monkeypatch.setattr("db.keyword_search.RANKED_CANDIDATES", 5)
+    monkeypatch.setattr("db.keyword_search.FILL_CANDIDATES", 5)
+    with session_scope(engine) as session:
+        if backend == "postgresql":
+            frequency = term_frequencies(session, ["months", "baby", "zebra"])
+            assert frequency["months"] > frequency["baby"] >= frequency["zebra"] == 0
+        result = keyword_search(session, "months zebra baby", limit=10)
+    ids = [hit.product.id for hit in result.hits]
+    assert result.matched_any_term and ids[0] == "baby"
+    assert len(ids) > 1 and set(ids[1:]) <= {f"common{number}" for number in range(30)}  # any word fills the rest
+    engine.dispose()
+
+
+def test_a_snippet_marks_a_match_in_a_long_description(engine) -> None:  # type: ignore[no-untyped-def]
+    with session_scope(engine) as session:
+        product = session.scalars(select(Product).where(Product.id == "kettle")).one()
+        product.description = "Runs fine. " + "Descaled weekly. " * 2000
+        session.flush()
+        (hit,) = keyword_search(session, "descaled").hits
+        assert f"{MATCH_START}Descaled{MATCH_END}" in hit.snippet and len(hit.snippet) < 300
+        session.rollback()
+
+
 def test_filters(engine) -> None:  # type: ignore[no-untyped-def]
     assert _ids(engine, "iphone", category="Phones, Mobile Phones & Telecoms / Mobile Phone Accessories") == ["phone2"]
     assert _ids(engine, "iphone", category="Phones, Mobile Phones") == []  # a path prefix, not a substring
@@ -153,6 +188,24 @@ def test_a_top_level_filter_holds_its_whole_subtree(engine) -> None:  # type: ig
     assert _ids(engine, "kettle electrique", category="Appliances") == ["kettle"]
     assert _ids(engine, "sofa", category="Appliances") == []
     assert _ids(engine, "sofa", category="Nowhere") == []
+
+
+def test_filters_that_cut_a_top_level_and_the_top_level_they_lie_under(engine) -> None:  # type: ignore[no-untyped-def]
+    assert not ProductFilters(category="Appliances").narrows_top_level
+    assert not ProductFilters().narrows_top_level
+    for narrowing in (
+        ProductFilters(category="Appliances / Kettles"),
+        ProductFilters(category="Appliances", max_price=10),
+        ProductFilters(min_price=1),
+        ProductFilters(category="Appliances", location="leeds"),
+    ):
+        assert narrowing.narrows_top_level
+    with session_scope(engine) as session:
+        home = session.scalar(select(Category.id).where(Category.path == "Home & Garden"))
+        deeper = ProductFilters(category="home & garden / dining, living room furniture").resolved(session)
+        assert home is not None and deeper.top_level_id(session) == home
+        assert ProductFilters(category="Nowhere").resolved(session).top_level_id(session) is None
+        assert ProductFilters().resolved(session).top_level_id(session) is None
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -183,7 +236,7 @@ def test_a_top_level_filter_reads_its_own_index_on_postgresql(postgres_server: P
         tops = dict(session.execute(text("SELECT id, top_category_id FROM products")).all())
         assert set(tops.values()) == set(session.scalars(select(Category.id).where(Category.depth == 0)))
         assert ProductFilters(category="Appliances").resolved(session).top_level_id(session) == appliances
-    statement = _postgres_statement("item", any_term=False, filters=ProductFilters(), limit=5, top_category_id=appliances)
+    statement = _postgres_statement("item", filters=ProductFilters(), limit=5, top_category_id=appliances)
     sql = str(statement.compile(dialect=engine.dialect, compile_kwargs={"literal_binds": True}))
     with engine.connect() as connection, connection.begin() as transaction:
         # Six rows are cheapest read whole, or through the (top level, price) index: both out of the way here.

@@ -20,6 +20,7 @@ from db.tables import Product
 from db.vectors import (
     IVF_MIN_SCANNED_ROWS,
     IVF_PROBED_SHARE,
+    IVF_PROBED_SHARE_NARROWED,
     _hnsw_index_name,
     category_index_name,
     ensure_vector_indexes,
@@ -243,3 +244,34 @@ def test_a_category_index_scans_a_share_of_its_lists_and_a_small_category_whole(
     lists = ivf_lists_for(1_000_000)
     assert ivf_probes_for(lists) == math.ceil(lists * IVF_PROBED_SHARE) < lists
     assert ivf_probes_for(lists) * lists >= IVF_MIN_SCANNED_ROWS
+    # A price range (or a subcategory, a location) cuts the category too: its nearest rows lie further out.
+    assert ivf_probes_for(lists, narrowed=True) == math.ceil(lists * IVF_PROBED_SHARE_NARROWED) > ivf_probes_for(lists)
+    assert ivf_probes_for(ivf_lists_for(500), narrowed=True) == ivf_lists_for(500)
+
+
+def test_a_category_search_cut_by_other_filters_scans_more_of_its_lists(
+    postgres_server: PostgresServer, source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine, catalogue = _imported(postgres_server.new_database(), source, tmp_path)
+    indexes = catalogue_indexes(engine, catalogue, cache_dir=tmp_path / "cache")
+    # The generated categories are small enough to be read whole: shares that tell the two apart.
+    monkeypatch.setattr("db.vectors.IVF_MIN_SCANNED_ROWS", 1)
+    monkeypatch.setattr("db.vectors.IVF_PROBED_SHARE", 0.01)
+    monkeypatch.setattr("db.vectors.IVF_PROBED_SHARE_NARROWED", 1.0)
+    probes: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany) -> None:  # type: ignore[no-untyped-def]
+        if "ivfflat.probes" in statement:
+            probes.append(str(parameters["probes"]))
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        for filters in (ProductFilters(category="Appliances"), ProductFilters(category="Appliances", max_price=1000)):
+            indexes.text.filtered(filters).search(indexes.text_query("fridge"), k=3)
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    with engine.connect() as connection:
+        top = connection.scalar(text("SELECT id FROM categories WHERE path = 'Appliances'"))
+        lists = index_lists(connection, category_index_name(TEXT_SPACE, int(top)))
+    assert lists is not None and lists > 1 and probes == ["1", str(lists)]
+    engine.dispose()
