@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, column, func, literal, literal_column, select, table, text
+from sqlalchemy import ColumnElement, Select, case, column, func, literal, literal_column, select, table, text
 from sqlalchemy.orm import Session, selectinload
 
 from core.search.keyword_query import MATCH_END, MATCH_START, fallback_terms, fts_match_expression, query_terms
@@ -144,25 +144,19 @@ def _postgres_fallback(
         ranked = _ranked_matches(
             wanted, required=required, filters=filters, limit=limit, candidates=candidates, top_category_id=top_category_id
         )
-        for pk, rank in session.execute(ranked).all():
-            ranks.setdefault(pk, float(rank))
+        for pk, score in session.execute(ranked).all():
+            ranks.setdefault(pk, float(score))
         if len(ranks) >= limit:
             break
-    kept = list(ranks)[:limit]
+    kept = {pk: ranks[pk] for pk in list(ranks)[:limit]}
+    if not kept:
+        return []
+    # The rows in the steps' order, each with the rank its step gave it.
+    rank = case(kept, value=Product.pk)
+    position = case({pk: number for number, pk in enumerate(kept)}, value=Product.pk)
     snippet = _snippet(_ts_query(wanted, operator="|"))
-    rows = session.execute(
-        select(Product, Category.path, snippet)
-        .join(Product.category)
-        .where(Product.pk.in_(kept))
-        .options(selectinload(Product.images), selectinload(Product.category))
-    ).all()
-    by_pk = {product.pk: (product, path, text_snippet) for product, path, text_snippet in rows}
-    hits = []
-    for pk in kept:
-        if pk in by_pk:  # gone since the step found it
-            product, path, text_snippet = by_pk[pk]
-            hits.append(SearchHit(ProductView.of(product), path, ranks[pk], text_snippet or ""))
-    return hits
+    statement = select(Product, Category.path, rank, snippet).join(Product.category).where(Product.pk.in_(list(kept)))
+    return _hits(session, statement.order_by(position))
 
 
 def _sqlite_statement(query: str, *, any_term: bool, filters: ProductFilters, limit: int) -> Select[Any]:

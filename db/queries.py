@@ -31,7 +31,12 @@ class ProductFilters:
 
     @property
     def is_empty(self) -> bool:
-        return not self.category and self.min_price is None and self.max_price is None and not (self.location or "").strip()
+        return not self.category and not self._cuts_rows
+
+    @property
+    def _cuts_rows(self) -> bool:
+        """A price range or a location: filters on each product's own fields."""
+        return self.min_price is not None or self.max_price is not None or bool((self.location or "").strip())
 
     def _subtree(self) -> Select[Any]:
         path, wanted = func.lower(Category.path), (self.category or "").lower()
@@ -52,8 +57,7 @@ class ProductFilters:
     @property
     def narrows_top_level(self) -> bool:
         """The filters keep part of a top level's products: a deeper category, a price range or a location."""
-        deeper = bool(self.category) and not self.is_top_level
-        return deeper or self.min_price is not None or self.max_price is not None or bool((self.location or "").strip())
+        return (bool(self.category) and not self.is_top_level) or self._cuts_rows
 
     def top_level_id(self, connection: Session | Connection) -> int | None:
         """The top-level category that the (resolved) category's subtree lies under: the one whose path is the

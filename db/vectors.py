@@ -64,6 +64,7 @@ IVF_PROBED_SHARE_NARROWED = 1 / 5
 # appliances at an eighth, 1.00 read whole); 13 ms a search for 7,000 rows at 100,000 listings.
 IVF_MIN_SCANNED_ROWS = 10_000
 IVF_REBUILD_GROWTH = 4  # a category index is built again once its category holds this many times its rows
+ROWS_PER_HIT = 3  # rows a search reads for each product it returns: a product's photos share its place
 WRITE_BATCH = 500
 _metadata = MetaData()
 spaces = Table("vector_spaces", _metadata, Column("space", String(200), primary_key=True), Column("centre", ARRAY(REAL)))
@@ -319,7 +320,7 @@ class StoredVectorIndex:
                 probes = ivf_probes_for(lists, narrowed=filters.narrows_top_level or allowed is not None)
                 connection.execute(text("SELECT set_config('ivfflat.probes', :probes, true)"), {"probes": str(probes)})
             else:
-                ef_search = max(self.ef_search, HNSW_EF_SEARCH_FILTERED if restricted else 0, 3 * k)
+                ef_search = max(self.ef_search, HNSW_EF_SEARCH_FILTERED if restricted else 0, ROWS_PER_HIT * k)
                 connection.execute(text("SELECT set_config('hnsw.ef_search', :ef, true)"), {"ef": str(min(ef_search, HNSW_EF_SEARCH_MAX))})
             for vector in normalise_rows(np.asarray(query, np.float32).reshape(-1, self.dim)):
                 nearest = self._nearest(
@@ -328,6 +329,7 @@ class StoredVectorIndex:
                     k=k,
                     filters=filters,
                     allowed=allowed,
+                    restricted=restricted,
                     top_category_id=top_category_id if lists is not None else None,
                 )
                 for product_id, score in nearest:
@@ -343,13 +345,15 @@ class StoredVectorIndex:
         k: int,
         filters: ProductFilters,
         allowed: Collection[str] | None,
+        restricted: bool,
         top_category_id: int | None,
     ) -> list[tuple[str, float]]:
         """A vector's nearest rows under the filters: through the category's IVFFlat index when
-        `top_category_id` is given (its probes set), else through the space's graph (its ef_search set)."""
+        `top_category_id` is given (its probes set), else through the space's graph (its ef_search set);
+        `restricted`: the filters or `allowed` keep part of the space."""
         table = _vectors_table(pgvector=True)
         embedding = cast(table.c.embedding, VECTOR(self.dim))
-        rows_wanted = 3 * k  # a product's photos share its k: room for each to take a row
+        rows_wanted = ROWS_PER_HIT * k
         # The space as a literal: the planner then matches the space's partial indexes in every plan.
         where_space = table.c.space == literal_column(f"'{_checked_space(self.space)}'")
         # The category's IVFFlat index orders by inner product (pgvector's <#> is its negative): the cosine
@@ -364,7 +368,7 @@ class StoredVectorIndex:
         if top_category_id is not None:  # a literal again: the planner matches the category's own index
             statement = statement.where(table.c.top_category_id == literal_column(str(int(top_category_id))))
         rows = connection.execute(statement.order_by(distance).limit(rows_wanted)).all()
-        if (not filters.is_empty or allowed is not None) and len({row[0] for row in rows}) < k:
+        if restricted and len({row[0] for row in rows}) < k:
             # The filters let too few of the index's candidates through (they keep a small part of the
             # catalogue, or one far from the query): exact over the rows they let through. "+ 0" keeps
             # the planner off the vector indexes, so it starts from the filtered rows instead.
