@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, case, column, func, literal, literal_column, select, table, text
+from sqlalchemy import ARRAY, ColumnElement, Integer, Select, any_, bindparam, column, func, literal, literal_column, select, table, text
 from sqlalchemy.orm import Session, selectinload
 
 from core.search.keyword_query import MATCH_END, MATCH_START, fallback_terms, fts_match_expression, query_terms
@@ -73,16 +73,21 @@ def keyword_search(session: Session, query: str, *, filters: ProductFilters = Pr
     started = time.perf_counter()
     terms = query_terms(query)
     postgres = session.get_bind().dialect.name == "postgresql"
-    filters = filters.resolved(session)
-    top_category_id = filters.top_level_id(session) if postgres else None
-    if top_category_id is not None and filters.is_top_level:
-        # The top level's own index holds exactly its products: a list of its subcategories beside it would
-        # only tempt the planner into a bitmap of the whole category (db.postgres).
-        filters = replace(filters, category=None, category_ids=None)
+    top_category_id = None
     if postgres:
-        # A filter's bitmap of a large catalogue goes lossy in the default 4 MB, and every row of every page
-        # it touches is then read again: 16,000 rows instead of 1,800 at a million listings (p95 0.96 s -> 0.11 s).
-        session.execute(select(func.set_config("work_mem", BITMAP_WORK_MEM, True)))
+        # One statement: the category's top level (its own index holds exactly its products: a list of its
+        # subcategories beside it would only tempt the planner into a bitmap of the whole category, db.postgres),
+        # a deeper category's subtree, and more memory for bitmaps: a filter's bitmap of a large catalogue goes
+        # lossy in the default 4 MB, and every row of every page it touches is then read again (16,000 rows
+        # instead of 1,800 at a million listings, p95 0.96 s -> 0.11 s).
+        top_id, subtree = filters.top_level_columns()
+        row = session.execute(select(top_id, subtree, func.set_config("work_mem", BITMAP_WORK_MEM, True))).one()
+        within = filters.by_top_level(row.top_id, row.subtree)
+        if within is None:
+            return SearchResult([], (time.perf_counter() - started) * 1000, False)
+        filters, top_category_id = within
+    else:
+        filters = filters.resolved(session)
     if not terms:
         return SearchResult([], (time.perf_counter() - started) * 1000, False)
     if postgres:
@@ -108,20 +113,21 @@ def term_frequencies(session: Session, terms: Sequence[str]) -> dict[str, float]
     """PostgreSQL: the share of products whose search vector holds each term, from the server's statistics
     (its most common thousand lexemes); 0 for a rarer term, or for every term before the table is analysed."""
     folded = [fold_diacritics(term) for term in terms]
-    lexemes = session.execute(
+    # One statement: the statistics' thousand lexemes stay on the server, each term's share is looked up there.
+    shares = session.execute(
         text(
-            f"SELECT term, tsvector_to_array(to_tsvector('{SEARCH_CONFIG}'::regconfig, term)) FROM unnest(CAST(:terms AS text[])) AS term"
+            f"""WITH common AS (
+                SELECT element, share FROM pg_stats, unnest(most_common_elems::text::text[], most_common_elem_freqs) AS s(element, share)
+                WHERE schemaname = current_schema() AND tablename = 'products' AND attname = 'search_vector')
+            SELECT term, coalesce(min(coalesce(common.share, 0)), 0)
+            FROM unnest(CAST(:terms AS text[])) AS term
+            LEFT JOIN LATERAL unnest(tsvector_to_array(to_tsvector('{SEARCH_CONFIG}'::regconfig, term))) AS lexeme ON true
+            LEFT JOIN common ON common.element = lexeme
+            GROUP BY term"""
         ),
         {"terms": folded},
     ).all()
-    statistics = session.execute(
-        text(
-            "SELECT most_common_elems::text::text[], most_common_elem_freqs FROM pg_stats "
-            "WHERE schemaname = current_schema() AND tablename = 'products' AND attname = 'search_vector'"
-        )
-    ).first()
-    share = dict(zip(*statistics)) if statistics is not None and statistics[0] is not None else {}
-    by_folded = {term: min((share.get(lexeme, 0.0) for lexeme in found), default=0.0) for term, found in lexemes}
+    by_folded = {term: float(share) for term, share in shares}
     return {term: by_folded.get(folded_term, 0.0) for term, folded_term in zip(terms, folded)}
 
 
@@ -151,12 +157,15 @@ def _postgres_fallback(
     kept = {pk: ranks[pk] for pk in list(ranks)[:limit]}
     if not kept:
         return []
-    # The rows in the steps' order, each with the rank its step gave it.
-    rank = case(kept, value=Product.pk)
-    position = case({pk: number for number, pk in enumerate(kept)}, value=Product.pk)
+    # The rows in the steps' order, each with the rank its step gave it; the keys as one array, so the statement's
+    # text is the same whatever they are (the driver and the server then reuse its parse and plan).
+    keys = bindparam("keys", list(kept), type_=ARRAY(Integer))
     snippet = _snippet(_ts_query(wanted, operator="|"))
-    statement = select(Product, Category.path, rank, snippet).join(Product.category).where(Product.pk.in_(list(kept)))
-    return _hits(session, statement.order_by(position))
+    statement = select(Product, Category.path, snippet).join(Product.category).where(Product.pk == any_(keys))
+    rows = session.execute(
+        statement.order_by(func.array_position(keys, Product.pk)).options(selectinload(Product.images), selectinload(Product.category))
+    ).all()
+    return [SearchHit(ProductView.of(product), path, kept[product.pk], snippet or "") for product, path, snippet in rows]
 
 
 def _sqlite_statement(query: str, *, any_term: bool, filters: ProductFilters, limit: int) -> Select[Any]:
@@ -191,13 +200,19 @@ def _ranked_matches(
     most `candidates` of them, the first the index yields."""
     match_query = _ts_query(required, operator="&")
     rank_query = match_query if list(required) == list(terms) else _ts_query(terms, operator="|")
+    # Stop words are in most listings: the index finds the rows holding the other words, and the stop words are
+    # checked on those rows (ts_match_vq is @@, in a form no index serves). Reading their posting lists in the
+    # index took 8 ms of "something to sit on in the garden" at a million listings, the rest 1 ms.
+    content = fallback_terms(list(required))
+    matched: ColumnElement[Any]
+    if len(content) < len(required):
+        matched = _search_vector.op("@@")(_ts_query(content, operator="&")) & func.ts_match_vq(_search_vector, match_query)
+    else:
+        matched = _search_vector.op("@@")(match_query)
     # Within a top level, its own full-text index, the price checked on the rows it yields: the planner would
     # rather AND the (top level, price) index's bitmap with the whole catalogue's full-text one, and a common word
     # matches ten times as many there ("controllers" in Home & Garden: 52,000 against 800, 10 ms against 0.2 ms).
-    matches = filters.apply(
-        select(Product.pk, _search_vector.label("search_vector")).where(_search_vector.op("@@")(match_query)),
-        price_index=top_category_id is None,
-    )
+    matches = filters.apply(select(Product.pk, _search_vector.label("search_vector")).where(matched), price_index=top_category_id is None)
     if top_category_id is not None:  # a literal: the planner then reads the category's own index (db.postgres)
         matches = matches.where(_top_category == literal_column(str(int(top_category_id))))
     found = matches.limit(candidates).subquery("candidates")

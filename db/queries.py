@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Select, func, or_, select
+from sqlalchemy import ColumnElement, Connection, Select, func, null, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from core.data.catalogue import Catalogue, ImageRecord, ProductRecord
@@ -38,16 +39,23 @@ class ProductFilters:
         """A price range or a location: filters on each product's own fields."""
         return self.min_price is not None or self.max_price is not None or bool((self.location or "").strip())
 
-    def _subtree(self) -> Select[Any]:
+    def subtree_select(self) -> Select[Any]:
+        """The ids of the category and of every category below it."""
         path, wanted = func.lower(Category.path), (self.category or "").lower()
         return select(Category.id).where(or_(path == wanted, path.startswith(wanted + CATEGORY_SEPARATOR, autoescape=True)))
+
+    def top_level_select(self) -> Select[Any]:
+        """The id of the top-level category whose path is the category's first part (a subtree's paths all
+        start with it): no row without a category, or for an unknown top level."""
+        first_part = (self.category or "").split(CATEGORY_SEPARATOR)[0].lower()
+        return select(Category.id).where(Category.depth == 0, func.lower(Category.path) == first_part)
 
     def resolved(self, connection: Session | Connection) -> ProductFilters:
         """These filters with the category's subtree looked up: a full-text or vector scan then filters on a
         list of ids once, where PostgreSQL's planner would repeat the scan for each category of the subtree."""
         if not self.category or self.category_ids is not None:
             return self
-        return replace(self, category_ids=tuple(connection.scalars(self._subtree())))
+        return replace(self, category_ids=tuple(connection.scalars(self.subtree_select())))
 
     @property
     def is_top_level(self) -> bool:
@@ -59,13 +67,26 @@ class ProductFilters:
         """The filters keep part of a top level's products: a deeper category, a price range or a location."""
         return (bool(self.category) and not self.is_top_level) or self._cuts_rows
 
-    def top_level_id(self, connection: Session | Connection) -> int | None:
-        """The top-level category that the (resolved) category's subtree lies under: the one whose path is the
-        category's first part (a subtree's paths all start with it); None without a category, or an empty subtree."""
-        if not self.category_ids or not self.category:
+    def top_level_columns(self) -> tuple[ColumnElement[Any], ColumnElement[Any]]:
+        """PostgreSQL, for a statement that looks them up beside other things: the category's top level's id,
+        and a category below a top level's subtree as an array of ids (NULL when not needed); see by_top_level."""
+        top_id: ColumnElement[Any] = self.top_level_select().scalar_subquery() if self.category else null()
+        deeper = bool(self.category) and not self.is_top_level and self.category_ids is None
+        subtree = self.subtree_select().subquery("subtree")
+        return top_id.label("top_id"), (select(func.array_agg(subtree.c.id)).scalar_subquery() if deeper else null()).label("subtree")
+
+    def by_top_level(self, top_id: int | None, subtree: Sequence[int] | None) -> tuple[ProductFilters, int | None] | None:
+        """These filters as a search within the top level that top_level_columns found: (filters, top-level id),
+        the category left to the top level's id when it is a whole top level (its rows carry it, and the top level's
+        own indexes hold them), a deeper category's subtree looked up; None when no product can match."""
+        if not self.category:
+            return self, None
+        subtree_ids = self.category_ids if self.is_top_level or self.category_ids is not None else tuple(subtree or ())
+        if top_id is None or subtree_ids == ():
             return None
-        first_part = self.category.split(CATEGORY_SEPARATOR)[0].lower()
-        return connection.scalar(select(Category.id).where(Category.depth == 0, func.lower(Category.path) == first_part))
+        if self.is_top_level:
+            return replace(self, category=None, category_ids=None), int(top_id)
+        return replace(self, category_ids=subtree_ids), int(top_id)
 
     def apply(self, statement: Select[Any], *, price_index: bool = True) -> Select[Any]:
         """`statement` with the filters; `price_index=False` writes the price range as an expression no index
@@ -73,7 +94,7 @@ class ProductFilters:
         if self.category_ids is not None:
             statement = statement.where(Product.category_id.in_(self.category_ids))
         elif self.category:
-            statement = statement.where(Product.category_id.in_(self._subtree().scalar_subquery()))
+            statement = statement.where(Product.category_id.in_(self.subtree_select().scalar_subquery()))
         price = Product.price_pence if price_index else Product.price_pence + 0
         if self.min_price is not None:
             statement = statement.where(price >= round(Decimal(str(self.min_price)) * 100))

@@ -29,10 +29,29 @@ import math
 import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from pgvector.sqlalchemy import VECTOR
-from sqlalchemy import REAL, Column, Connection, Engine, Integer, MetaData, String, Table, cast, func, literal_column, select, text
+from sqlalchemy import (
+    REAL,
+    Column,
+    ColumnElement,
+    Connection,
+    Engine,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    cast,
+    func,
+    literal,
+    literal_column,
+    select,
+    text,
+)
 from sqlalchemy.dialects.postgresql import ARRAY, insert
 
 from core.search.vector_index import Neighbour, normalise_rows
@@ -161,6 +180,12 @@ def _hnsw_index_name(space: str, top_category_id: int | None = None) -> str:
 
 
 def category_index_name(space: str, top_category_id: int) -> str:
+    # md5, which the server has too: a search finds the index's lists by this name in SQL (search_plan).
+    return f"ix_{VECTORS_TABLE}_ivf_{hashlib.md5(f'{space}/{top_category_id}'.encode()).hexdigest()[:10]}"
+
+
+def _sha1_category_index_name(space: str, top_category_id: int) -> str:
+    """What category_index_name was before searches looked the index up in SQL (the server has no sha1)."""
     return f"ix_{VECTORS_TABLE}_ivf_{hashlib.sha1(f'{space}/{top_category_id}'.encode()).hexdigest()[:10]}"
 
 
@@ -178,6 +203,13 @@ def ivf_probes_for(lists: int, *, narrowed: bool = False) -> int:
     return min(lists, max(1, math.ceil(lists * share), math.ceil(IVF_MIN_SCANNED_ROWS / lists)))
 
 
+def ivf_probes_expression(lists: ColumnElement[Any], *, narrowed: bool = False) -> ColumnElement[Any]:
+    """ivf_probes_for as SQL, for a search to set its probes in the statement that reads the lists."""
+    share = literal(IVF_PROBED_SHARE_NARROWED if narrowed else IVF_PROBED_SHARE, Float)
+    at_least = func.ceil(literal(float(IVF_MIN_SCANNED_ROWS), Float) / lists)
+    return cast(func.least(lists, func.greatest(1, func.ceil(lists * share), at_least)), Integer)
+
+
 def index_lists(connection: Connection, index_name: str) -> int | None:
     """The lists an IVFFlat index was built with; None when there is no such index."""
     options = connection.scalar(text("SELECT reloptions FROM pg_class WHERE relname = :name AND relkind = 'i'"), {"name": index_name})
@@ -189,7 +221,8 @@ def index_lists(connection: Connection, index_name: str) -> int | None:
 def ensure_vector_indexes(engine: Engine, space: str, dim: int) -> None:
     """The space's HNSW graph (cosine distance) over all its rows, made once, and an IVFFlat index (inner
     product) per top-level category holding vectors, made or built again when its category has grown
-    IVF_REBUILD_GROWTH-fold since. A catalogue from before the category indexes loses its per-category graphs."""
+    IVF_REBUILD_GROWTH-fold since. A catalogue from before the category indexes loses its per-category graphs;
+    a category index named as before searches looked it up in SQL is renamed."""
     space = _checked_space(space)
     with engine.begin() as connection:
         connection.execute(text("SELECT pg_advisory_xact_lock(hashtext(:space))"), {"space": space})
@@ -201,8 +234,11 @@ def ensure_vector_indexes(engine: Engine, space: str, dim: int) -> None:
             )
         )
         top_level_ids = connection.scalars(select(Category.id).where(Category.depth == 0)).all()
-        for top_category_id in top_level_ids:  # the per-category graphs of an older catalogue
+        for top_category_id in top_level_ids:  # the per-category graphs of an older catalogue, its index names
             connection.execute(text(f"DROP INDEX IF EXISTS {_hnsw_index_name(space, top_category_id)}"))
+            name = category_index_name(space, top_category_id)
+            if index_lists(connection, name) is None:
+                connection.execute(text(f"ALTER INDEX IF EXISTS {_sha1_category_index_name(space, top_category_id)} RENAME TO {name}"))
         table = _vectors_table(pgvector=True)
         counts = connection.execute(
             select(table.c.top_category_id, func.count())
@@ -310,47 +346,26 @@ class StoredVectorIndex:
     def search(self, query: np.ndarray, *, k: int, allowed: Collection[str] | None = None) -> list[Neighbour]:
         if k <= 0:
             return []
+        restricted = not self.filters.is_empty or allowed is not None
+        ef_search = min(max(self.ef_search, HNSW_EF_SEARCH_FILTERED if restricted else 0, ROWS_PER_HIT * k), HNSW_EF_SEARCH_MAX)
         best: dict[str, float] = {}
-        with self.engine.begin() as connection:  # the filters looked up once for all of the query's vectors
-            filters = self.filters.resolved(connection)
-            top_category_id = filters.top_level_id(connection)
-            lists = None if top_category_id is None else index_lists(connection, category_index_name(self.space, top_category_id))
-            restricted = not filters.is_empty or allowed is not None
-            if lists is not None:
-                probes = ivf_probes_for(lists, narrowed=filters.narrows_top_level or allowed is not None)
-                connection.execute(text("SELECT set_config('ivfflat.probes', :probes, true)"), {"probes": str(probes)})
-            else:
-                ef_search = max(self.ef_search, HNSW_EF_SEARCH_FILTERED if restricted else 0, ROWS_PER_HIT * k)
-                connection.execute(text("SELECT set_config('hnsw.ef_search', :ef, true)"), {"ef": str(min(ef_search, HNSW_EF_SEARCH_MAX))})
+        with self.engine.begin() as connection:  # planned once for all of the query's vectors
+            plan = search_plan(
+                connection, self.space, self.filters, narrowed=self.filters.narrows_top_level or allowed is not None, ef_search=ef_search
+            )
+            if plan.matches_nothing:
+                return []
             for vector in normalise_rows(np.asarray(query, np.float32).reshape(-1, self.dim)):
-                nearest = self._nearest(
-                    connection,
-                    vector,
-                    k=k,
-                    filters=filters,
-                    allowed=allowed,
-                    restricted=restricted,
-                    top_category_id=top_category_id if lists is not None else None,
-                )
-                for product_id, score in nearest:
+                for product_id, score in self._nearest(connection, vector, k=k, plan=plan, allowed=allowed, restricted=restricted):
                     best[product_id] = max(score, best.get(product_id, -np.inf))
         ranked = sorted(best.items(), key=lambda item: (-item[1], item[0]))[:k]
         return [Neighbour(key, score) for key, score in ranked]
 
     def _nearest(
-        self,
-        connection: Connection,
-        vector: np.ndarray,
-        *,
-        k: int,
-        filters: ProductFilters,
-        allowed: Collection[str] | None,
-        restricted: bool,
-        top_category_id: int | None,
+        self, connection: Connection, vector: np.ndarray, *, k: int, plan: SearchPlan, allowed: Collection[str] | None, restricted: bool
     ) -> list[tuple[str, float]]:
-        """A vector's nearest rows under the filters: through the category's IVFFlat index when
-        `top_category_id` is given (its probes set), else through the space's graph (its ef_search set);
-        `restricted`: the filters or `allowed` keep part of the space."""
+        """A vector's nearest rows under the plan's filters: through its top level's IVFFlat index when it has
+        one, else through the space's graph; `restricted`: the filters or `allowed` keep part of the space."""
         table = _vectors_table(pgvector=True)
         embedding = cast(table.c.embedding, VECTOR(self.dim))
         rows_wanted = ROWS_PER_HIT * k
@@ -358,15 +373,15 @@ class StoredVectorIndex:
         where_space = table.c.space == literal_column(f"'{_checked_space(self.space)}'")
         # The category's IVFFlat index orders by inner product (pgvector's <#> is its negative): the cosine
         # for these unit vectors, in an order the space's cosine graph cannot serve.
-        by_category = top_category_id is not None
+        by_category = plan.lists is not None
         distance = embedding.max_inner_product(vector.tolist()) if by_category else embedding.cosine_distance(vector.tolist())
         statement = select(table.c.product_id, distance).where(where_space)
         if allowed is not None:
             statement = statement.where(table.c.product_id.in_(list(allowed)))
-        if not filters.is_empty:
-            statement = filters.apply(statement.join(Product, Product.id == table.c.product_id))
-        if top_category_id is not None:  # a literal again: the planner matches the category's own index
-            statement = statement.where(table.c.top_category_id == literal_column(str(int(top_category_id))))
+        if not plan.filters.is_empty:
+            statement = plan.filters.apply(statement.join(Product, Product.id == table.c.product_id))
+        if plan.top_category_id is not None:  # a literal again: the planner matches the category's own index
+            statement = statement.where(table.c.top_category_id == literal_column(str(int(plan.top_category_id))))
         rows = connection.execute(statement.order_by(distance).limit(rows_wanted)).all()
         if restricted and len({row[0] for row in rows}) < k:
             # The filters let too few of the index's candidates through (they keep a small part of the
@@ -377,3 +392,53 @@ class StoredVectorIndex:
         for product_id, value in rows:
             seen.setdefault(product_id, -float(value) if by_category else 1.0 - float(value))
         return list(seen.items())
+
+
+_pg_class = Table("pg_class", MetaData(), Column("relname", String), Column("relkind", String), Column("reloptions", ARRAY(Text)))
+
+
+@dataclass(frozen=True)
+class SearchPlan:
+    """What a stored vector search filters on, looked up in one statement (search_plan)."""
+
+    filters: ProductFilters  # a deeper category's subtree looked up; a top level's left to top_category_id
+    top_category_id: int | None  # the category's top level: its rows carry it, and its index holds them
+    lists: int | None  # that top level's IVFFlat index's lists; None: no such index (the space's graph serves)
+    probes: int | None  # the lists the search scans (ivf_probes_for)
+    matches_nothing: bool = False  # an unknown category
+
+
+def search_plan(connection: Connection, space: str, filters: ProductFilters, *, narrowed: bool, ef_search: int) -> SearchPlan:
+    """A search's filters and indexes in one statement (each statement is a round trip, a millisecond on a busy
+    server): the category's top level, the lists of that top level's index, a deeper category's subtree, and,
+    set for the transaction, the IVFFlat probes (ivf_probes_for; the server computes them from the lists) and
+    the graph's `ef_search`."""
+    top_id, subtree = filters.top_level_columns()
+    top = select(top_id, subtree).subquery("top_level")
+    # category_index_name, in SQL
+    digest = func.md5(literal(f"{_checked_space(space)}/") + cast(top.c.top_id, Text))
+    options = func.array_to_string(_pg_class.c.reloptions, ",")
+    lists = (
+        select(cast(func.substring(options, r"lists=(\d+)"), Integer))
+        .where(_pg_class.c.relkind == "i", _pg_class.c.relname == literal(f"ix_{VECTORS_TABLE}_ivf_") + func.left(digest, 10))
+        .scalar_subquery()
+    )
+    found = select(top.c.top_id, top.c.subtree, lists.label("lists")).subquery("found")
+    probes = ivf_probes_expression(found.c.lists, narrowed=narrowed)
+    row = connection.execute(
+        select(
+            found.c.top_id,
+            found.c.subtree,
+            found.c.lists,
+            probes.label("probes"),
+            func.set_config("ivfflat.probes", cast(func.coalesce(probes, 1), Text), True),
+            func.set_config("hnsw.ef_search", str(ef_search), True),
+        )
+    ).one()
+    within = filters.by_top_level(row.top_id, row.subtree)
+    if within is None:
+        return SearchPlan(filters, None, None, None, matches_nothing=True)
+    planned, top_category_id = within
+    if top_category_id is None:
+        return SearchPlan(planned, None, None, None)
+    return SearchPlan(planned, top_category_id, row.lists, row.probes)

@@ -8,7 +8,7 @@ import math
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, event, select, text
+from sqlalchemy import Connection, Engine, event, func, select, text
 
 from benchmarks.common import PostgresServer
 from core.data.catalogue import Catalogue
@@ -21,12 +21,16 @@ from db.vectors import (
     IVF_MIN_SCANNED_ROWS,
     IVF_PROBED_SHARE,
     IVF_PROBED_SHARE_NARROWED,
+    SearchPlan,
     _hnsw_index_name,
+    _sha1_category_index_name,
     category_index_name,
     ensure_vector_indexes,
     index_lists,
     ivf_lists_for,
+    ivf_probes_expression,
     ivf_probes_for,
+    search_plan,
     uses_pgvector,
 )
 from services.catalogue_vectors import TEXT_SPACE, catalogue_embedding_progress, catalogue_indexes, embed_into_catalogue, vector_search_note
@@ -238,6 +242,21 @@ def test_each_category_gets_an_index_sized_to_it_and_built_again_when_it_grows(
     engine.dispose()
 
 
+def test_a_category_index_named_as_before_is_renamed_not_built_again(postgres_server: PostgresServer, source: Path, tmp_path: Path) -> None:
+    engine, catalogue = _imported(postgres_server.new_database(), source, tmp_path)
+    embed_into_catalogue(engine, catalogue, cache_dir=tmp_path / "cache")
+    oid_of = text("SELECT oid FROM pg_class WHERE relname = :name")
+    with engine.begin() as connection:
+        top = int(connection.scalar(text("SELECT id FROM categories WHERE path = 'Appliances'")))
+        name, older_name = category_index_name(TEXT_SPACE, top), _sha1_category_index_name(TEXT_SPACE, top)
+        built = connection.scalar(oid_of, {"name": name})
+        connection.execute(text(f"ALTER INDEX {name} RENAME TO {older_name}"))  # as an older version named it
+    ensure_vector_indexes(engine, TEXT_SPACE, 384)
+    with engine.connect() as connection:
+        assert connection.scalar(oid_of, {"name": name}) == built and connection.scalar(oid_of, {"name": older_name}) is None
+    engine.dispose()
+
+
 def test_a_category_index_scans_a_share_of_its_lists_and_a_small_category_whole() -> None:
     assert ivf_probes_for(ivf_lists_for(500)) == ivf_lists_for(500)  # the shared catalogue's appliances: read whole
     assert ivf_probes_for(ivf_lists_for(IVF_MIN_SCANNED_ROWS)) == ivf_lists_for(IVF_MIN_SCANNED_ROWS)
@@ -258,20 +277,55 @@ def test_a_category_search_cut_by_other_filters_scans_more_of_its_lists(
     monkeypatch.setattr("db.vectors.IVF_MIN_SCANNED_ROWS", 1)
     monkeypatch.setattr("db.vectors.IVF_PROBED_SHARE", 0.01)
     monkeypatch.setattr("db.vectors.IVF_PROBED_SHARE_NARROWED", 1.0)
-    probes: list[str] = []
+    probes: list[tuple[int | None, str]] = []  # (the plan's probes, the server's setting for the search)
 
-    def record(conn, cursor, statement, parameters, context, executemany) -> None:  # type: ignore[no-untyped-def]
-        if "ivfflat.probes" in statement:
-            probes.append(str(parameters["probes"]))
+    def recording_plan(connection: Connection, *args, **kwargs) -> SearchPlan:  # type: ignore[no-untyped-def]
+        plan = search_plan(connection, *args, **kwargs)
+        probes.append((plan.probes, str(connection.scalar(text("SELECT current_setting('ivfflat.probes')")))))
+        return plan
 
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        for filters in (ProductFilters(category="Appliances"), ProductFilters(category="Appliances", max_price=1000)):
-            indexes.text.filtered(filters).search(indexes.text_query("fridge"), k=3)
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
+    monkeypatch.setattr("db.vectors.search_plan", recording_plan)
+    for filters in (ProductFilters(category="Appliances"), ProductFilters(category="Appliances", max_price=1000)):
+        assert indexes.text.filtered(filters).search(indexes.text_query("fridge"), k=3)
     with engine.connect() as connection:
         top = connection.scalar(text("SELECT id FROM categories WHERE path = 'Appliances'"))
         lists = index_lists(connection, category_index_name(TEXT_SPACE, int(top)))
-    assert lists is not None and lists > 1 and probes == ["1", str(lists)]
+    assert lists is not None and lists > 1 and probes == [(1, "1"), (lists, str(lists))]
+    engine.dispose()
+
+
+def test_the_server_computes_the_probes_by_the_same_rule(postgres_server: PostgresServer) -> None:
+    engine = make_engine(postgres_server.new_database(), create_schema=False)
+    lists = func.generate_series(1, 3_000).table_valued("lists").render_derived(name="counts").c.lists
+    with engine.connect() as connection:
+        for narrowed in (False, True):
+            computed = connection.execute(select(lists, ivf_probes_expression(lists, narrowed=narrowed))).all()
+            assert len(computed) == 3_000
+            assert all(probes == ivf_probes_for(count, narrowed=narrowed) for count, probes in computed), narrowed
+    engine.dispose()
+
+
+def test_a_search_plan_leaves_a_top_level_to_its_rows_and_looks_up_a_deeper_category(
+    postgres_server: PostgresServer, source: Path, tmp_path: Path
+) -> None:
+    engine, catalogue = _imported(postgres_server.new_database(), source, tmp_path)
+    embed_into_catalogue(engine, catalogue, cache_dir=tmp_path / "cache")
+    deeper_path = next(product.category for product in catalogue.products if product.label == "Appliances")
+    with engine.begin() as connection:
+        categories = dict(connection.execute(text("SELECT path, id FROM categories")).all())
+        top = search_plan(connection, TEXT_SPACE, ProductFilters(category="appliances", max_price=50), narrowed=True, ef_search=40)
+        assert (top.top_category_id, top.filters.category, top.filters.max_price) == (categories["Appliances"], None, 50)
+        assert top.lists == index_lists(connection, category_index_name(TEXT_SPACE, categories["Appliances"]))
+        deeper = search_plan(connection, TEXT_SPACE, ProductFilters(category=deeper_path.upper()), narrowed=True, ef_search=40)
+        assert deeper.top_category_id == categories["Appliances"] and deeper.filters.category_ids == (categories[deeper_path],)
+        for unknown in ("Nowhere", "Appliances / Nowhere"):
+            assert search_plan(connection, TEXT_SPACE, ProductFilters(category=unknown), narrowed=False, ef_search=40).matches_nothing
+        whole = search_plan(connection, TEXT_SPACE, ProductFilters(), narrowed=False, ef_search=123)
+        assert whole.top_category_id is None and whole.lists is None
+        assert connection.scalar(text("SELECT current_setting('hnsw.ef_search')")) == "123"
+    indexes = catalogue_indexes(engine, catalogue, cache_dir=tmp_path / "cache")
+    assert indexes.text.filtered(ProductFilters(category="Nowhere")).search(indexes.text_query("fridge"), k=3) == []
+    found = indexes.text.filtered(ProductFilters(category=deeper_path)).search(indexes.text_query("fridge"), k=50)
+    labelled = {product.id: product.category for product in catalogue.products}
+    assert found and all(labelled[neighbour.key] == deeper_path for neighbour in found)
     engine.dispose()
