@@ -45,6 +45,7 @@ from db.vectors import (
     HNSW_EF_CONSTRUCTION,
     HNSW_EF_SEARCH,
     HNSW_M,
+    IVF_LISTS_PER_ROOT,
     IVF_PROBED_SHARE,
     IVF_PROBED_SHARE_NARROWED,
     StoredVectorIndex,
@@ -316,7 +317,7 @@ def main() -> None:
             print("PostgreSQL:", server.server.psql("SELECT version();").splitlines()[2].strip())
             print("settings:", ", ".join(f"{name} {value}" for name, value in settings.items()))
             print(
-                f"HNSW: m {HNSW_M}, ef_construction {HNSW_EF_CONSTRUCTION}, ef_search {HNSW_EF_SEARCH}; per category IVFFlat, lists √rows, "
+                f"HNSW: m {HNSW_M}, ef_construction {HNSW_EF_CONSTRUCTION}, ef_search {HNSW_EF_SEARCH}; per category IVFFlat, lists {IVF_LISTS_PER_ROOT}√rows, "
                 f"{IVF_PROBED_SHARE:.1%} probed ({IVF_PROBED_SHARE_NARROWED:.1%} when other filters cut the category)"
             )
             rows, source_url = catalogue_rows(server, scratch, repeat=args.repeat, skip_import=args.skip_import)

@@ -29,6 +29,7 @@ import math
 import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -69,18 +70,24 @@ HNSW_EF_SEARCH_FILTERED = HNSW_EF_SEARCH_MAX
 # Graph links per node, and candidates while building (pgvector's default is 64).
 HNSW_M = 16
 HNSW_EF_CONSTRUCTION = 128
-# A category search scans this share of its index's lists: at a million listings recall@10 0.90 and 0.97 at 1/8
-# in two runs of benchmarks/bench_postgres.py (the builds' random samples differ), 0.99 to 1.00 at 1/7 to 1/6 in
-# experiments; the time grows with the rows scanned.
-IVF_PROBED_SHARE = 1 / 6
+# A category index has this many lists per square root of its rows (FAISS's guide: 4 to 16): finer lists hold a
+# query's neighbours in fewer rows. Scanning a tenth of the lists found 0.986 of the true 10 with 4 per root
+# against 0.941 with 1 (the shared catalogue's real text vectors, 100 queries); at a million listings, Appliances
+# 0.997 at a twentieth of 4 per root against 0.937 at an eighth of 1 per root, in half the time.
+IVF_LISTS_PER_ROOT = 4
+# The k-means of a build holds a float per sample and list (pgvector samples 50 rows per list): the lists of a
+# very large category are cut to build within this much memory (maintenance_work_mem is raised to it for the build).
+IVF_BUILD_MEMORY = 1 << 30
+# A category search scans this share of its index's lists (recall@10 0.997 at a twentieth at a million listings,
+# on the benchmark's clustered copies; real listings' neighbours lie further apart, hence the margin) ...
+IVF_PROBED_SHARE = 1 / 10
 # ... and this share when other filters also cut the category (a price range, a subcategory, a location): the
 # nearest rows they let through lie further out, in lists a smaller share misses (Home & Garden under £100 at a
-# million listings: 0.93 at 1/8 and 0.94 at 1/6 in the benchmark's runs, 0.96 at 1/8 and 0.99 at 1/6 and 1/5 in
-# an experiment).
-IVF_PROBED_SHARE_NARROWED = 1 / 5
+# million listings: 0.990 at a twentieth, 0.997 at a sixteenth and at an eighth).
+IVF_PROBED_SHARE_NARROWED = 1 / 8
 # ... and at least this many rows (all of a smaller category's): lists of real listings, unlike the benchmark's
 # clustered copies, do not hold a far query's neighbours together (recall@10 0.54 on the shared catalogue's
-# appliances at an eighth, 1.00 read whole); 13 ms a search for 7,000 rows at 100,000 listings.
+# appliances at an eighth of 1 list per root, 1.00 read whole); 13 ms a search for 7,000 rows at 100,000 listings.
 IVF_MIN_SCANNED_ROWS = 10_000
 IVF_REBUILD_GROWTH = 4  # a category index is built again once its category holds this many times its rows
 ROWS_PER_HIT = 3  # rows a search reads for each product it returns: a product's photos share its place
@@ -89,6 +96,7 @@ _metadata = MetaData()
 spaces = Table("vector_spaces", _metadata, Column("space", String(200), primary_key=True), Column("centre", ARRAY(REAL)))
 
 
+@cache  # built once: a search builds its statement from it, and a Table's columns cost a millisecond
 def _vectors_table(*, pgvector: bool) -> Table:
     return Table(
         VECTORS_TABLE,
@@ -189,24 +197,37 @@ def _sha1_category_index_name(space: str, top_category_id: int) -> str:
     return f"ix_{VECTORS_TABLE}_ivf_{hashlib.sha1(f'{space}/{top_category_id}'.encode()).hexdigest()[:10]}"
 
 
-def ivf_lists_for(rows: int) -> int:
-    """Lists for a category index of `rows` vectors: the square root (pgvector advises rows / 1000 up to a
-    million; shorter lists, more of them, kept recall for queries far from the category)."""
-    return max(1, math.isqrt(max(rows, 0)))
+def ivf_build_memory(lists: int, dim: int, rows: int) -> int:
+    """Bytes pgvector (0.6) asks of maintenance_work_mem to build an IVFFlat index of `lists` lists over `rows`
+    `dim`-d vectors: room for its samples (50 a list, 10,000 at least), the centres, and a float per sample taken
+    and list (k-means' bounds) that outgrows the rest."""
+    samples, vector = max(50 * lists, 10_000), 8 + 4 * dim
+    taken = min(samples, max(rows, 1))
+    return samples * vector + 3 * lists * vector + 4 * (taken * lists + lists * lists + 2 * taken + 4 * lists)
 
 
-def ivf_probes_for(lists: int, *, narrowed: bool = False) -> int:
-    """Lists to scan: IVF_PROBED_SHARE of them (IVF_PROBED_SHARE_NARROWED when other filters cut the category
-    too), but IVF_MIN_SCANNED_ROWS rows at least (a list holds about `lists` rows, by ivf_lists_for), so a
-    category of up to that many rows is read whole."""
+def ivf_lists_for(rows: int, dim: int) -> int:
+    """Lists for a category index of `rows` vectors of `dim` dimensions: IVF_LISTS_PER_ROOT per square root of
+    the rows (pgvector advises rows / 1000 up to a million: few long lists), fewer where the build would need
+    more than IVF_BUILD_MEMORY."""
+    lists = max(1, min(rows, IVF_LISTS_PER_ROOT * math.isqrt(max(rows, 0))))  # no more lists than rows
+    while lists > 1 and ivf_build_memory(lists, dim, rows) > IVF_BUILD_MEMORY:
+        lists = lists * 9 // 10
+    return lists
+
+
+def ivf_probes_for(lists: int, *, rows: float, narrowed: bool = False) -> int:
+    """Lists to scan of an index of `lists` lists over `rows` rows: IVF_PROBED_SHARE of them
+    (IVF_PROBED_SHARE_NARROWED when other filters cut the category too), but IVF_MIN_SCANNED_ROWS rows at
+    least, so a category of up to that many rows is read whole."""
     share = IVF_PROBED_SHARE_NARROWED if narrowed else IVF_PROBED_SHARE
-    return min(lists, max(1, math.ceil(lists * share), math.ceil(IVF_MIN_SCANNED_ROWS / lists)))
+    return min(lists, max(1, math.ceil(lists * share), math.ceil(IVF_MIN_SCANNED_ROWS * lists / max(rows, 1))))
 
 
-def ivf_probes_expression(lists: ColumnElement[Any], *, narrowed: bool = False) -> ColumnElement[Any]:
-    """ivf_probes_for as SQL, for a search to set its probes in the statement that reads the lists."""
+def ivf_probes_expression(lists: ColumnElement[Any], rows: ColumnElement[Any], *, narrowed: bool = False) -> ColumnElement[Any]:
+    """ivf_probes_for as SQL, for a search to set its probes in the statement that reads the index's lists and rows."""
     share = literal(IVF_PROBED_SHARE_NARROWED if narrowed else IVF_PROBED_SHARE, Float)
-    at_least = func.ceil(literal(float(IVF_MIN_SCANNED_ROWS), Float) / lists)
+    at_least = func.ceil(literal(float(IVF_MIN_SCANNED_ROWS), Float) * lists / func.greatest(rows, 1))
     return cast(func.least(lists, func.greatest(1, func.ceil(lists * share), at_least)), Integer)
 
 
@@ -245,12 +266,17 @@ def ensure_vector_indexes(engine: Engine, space: str, dim: int) -> None:
             .where(table.c.space == space, table.c.top_category_id.is_not(None))
             .group_by(table.c.top_category_id)
         ).all()
+        allowed_kb = int(connection.scalar(text("SELECT setting FROM pg_settings WHERE name = 'maintenance_work_mem'")))
         for top_category_id, rows in counts:
-            name, wanted = category_index_name(space, top_category_id), ivf_lists_for(rows)
+            name, wanted = category_index_name(space, top_category_id), ivf_lists_for(rows, dim)
             built = index_lists(connection, name)
             if built is not None and wanted < built * math.isqrt(IVF_REBUILD_GROWTH):
                 continue
             connection.execute(text(f"DROP INDEX IF EXISTS {name}"))
+            needed_kb = ivf_build_memory(wanted, dim, rows) // 1024 + 1
+            if needed_kb > allowed_kb:  # the server's default (64 MB) refuses a large category's build
+                connection.execute(select(func.set_config("maintenance_work_mem", f"{needed_kb}kB", True)))
+                allowed_kb = needed_kb
             connection.execute(
                 text(
                     f"CREATE INDEX {name} ON {VECTORS_TABLE} USING ivfflat ((embedding::vector({int(dim)})) vector_ip_ops) "
@@ -394,7 +420,14 @@ class StoredVectorIndex:
         return list(seen.items())
 
 
-_pg_class = Table("pg_class", MetaData(), Column("relname", String), Column("relkind", String), Column("reloptions", ARRAY(Text)))
+_pg_class = Table(
+    "pg_class",
+    MetaData(),
+    Column("relname", String),
+    Column("relkind", String),
+    Column("reloptions", ARRAY(Text)),
+    Column("reltuples", Float),
+)
 
 
 @dataclass(frozen=True)
@@ -411,20 +444,22 @@ class SearchPlan:
 def search_plan(connection: Connection, space: str, filters: ProductFilters, *, narrowed: bool, ef_search: int) -> SearchPlan:
     """A search's filters and indexes in one statement (each statement is a round trip, a millisecond on a busy
     server): the category's top level, the lists of that top level's index, a deeper category's subtree, and,
-    set for the transaction, the IVFFlat probes (ivf_probes_for; the server computes them from the lists) and
-    the graph's `ef_search`."""
+    set for the transaction, the IVFFlat probes (ivf_probes_for; the server computes them from the index's lists
+    and rows) and the graph's `ef_search`."""
     top_id, subtree = filters.top_level_columns()
     top = select(top_id, subtree).subquery("top_level")
     # category_index_name, in SQL
     digest = func.md5(literal(f"{_checked_space(space)}/") + cast(top.c.top_id, Text))
     options = func.array_to_string(_pg_class.c.reloptions, ",")
-    lists = (
-        select(cast(func.substring(options, r"lists=(\d+)"), Integer))
+    index = (
+        select(cast(func.substring(options, r"lists=(\d+)"), Integer).label("lists"), _pg_class.c.reltuples.label("rows"))
         .where(_pg_class.c.relkind == "i", _pg_class.c.relname == literal(f"ix_{VECTORS_TABLE}_ivf_") + func.left(digest, 10))
-        .scalar_subquery()
+        .lateral("category_index")
     )
-    found = select(top.c.top_id, top.c.subtree, lists.label("lists")).subquery("found")
-    probes = ivf_probes_expression(found.c.lists, narrowed=narrowed)
+    found = (
+        select(top.c.top_id, top.c.subtree, index.c.lists, index.c.rows).select_from(top.outerjoin(index, literal(True))).subquery("found")
+    )
+    probes = ivf_probes_expression(found.c.lists, found.c.rows, narrowed=narrowed)
     row = connection.execute(
         select(
             found.c.top_id,

@@ -8,7 +8,7 @@ import math
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Connection, Engine, event, func, select, text
+from sqlalchemy import ARRAY, Connection, Engine, Float, event, func, literal, select, text
 
 from benchmarks.common import PostgresServer
 from core.data.catalogue import Catalogue
@@ -18,6 +18,8 @@ from db.queries import ProductFilters, training_catalogue
 from db.session import make_engine, session_scope
 from db.tables import Product
 from db.vectors import (
+    IVF_BUILD_MEMORY,
+    IVF_LISTS_PER_ROOT,
     IVF_MIN_SCANNED_ROWS,
     IVF_PROBED_SHARE,
     IVF_PROBED_SHARE_NARROWED,
@@ -27,6 +29,7 @@ from db.vectors import (
     category_index_name,
     ensure_vector_indexes,
     index_lists,
+    ivf_build_memory,
     ivf_lists_for,
     ivf_probes_expression,
     ivf_probes_for,
@@ -214,9 +217,9 @@ def test_each_category_gets_an_index_sized_to_it_and_built_again_when_it_grows(
             ).all()
         )
         for top_category_id, rows in counts.items():
-            assert index_lists(connection, category_index_name(TEXT_SPACE, top_category_id)) == ivf_lists_for(rows)
+            assert index_lists(connection, category_index_name(TEXT_SPACE, top_category_id)) == ivf_lists_for(rows, 384)
     largest = max(counts, key=counts.__getitem__)
-    assert ivf_lists_for(counts[largest]) >= 2
+    assert ivf_lists_for(counts[largest], 384) >= 2
     with engine.begin() as connection:  # as if built when the category was a quarter of its size, by an older version
         connection.execute(text(f"DROP INDEX {category_index_name(TEXT_SPACE, largest)}"))
         connection.execute(
@@ -233,7 +236,7 @@ def test_each_category_gets_an_index_sized_to_it_and_built_again_when_it_grows(
         )
     ensure_vector_indexes(engine, TEXT_SPACE, 384)
     with engine.connect() as connection:
-        assert index_lists(connection, category_index_name(TEXT_SPACE, largest)) == ivf_lists_for(counts[largest])
+        assert index_lists(connection, category_index_name(TEXT_SPACE, largest)) == ivf_lists_for(counts[largest], 384)
         assert index_lists(connection, _hnsw_index_name(TEXT_SPACE, largest)) is None  # the older per-category graph is gone
         assert (
             connection.scalar(text("SELECT count(*) FROM pg_class WHERE relname = :name"), {"name": _hnsw_index_name(TEXT_SPACE, largest)})
@@ -258,14 +261,54 @@ def test_a_category_index_named_as_before_is_renamed_not_built_again(postgres_se
 
 
 def test_a_category_index_scans_a_share_of_its_lists_and_a_small_category_whole() -> None:
-    assert ivf_probes_for(ivf_lists_for(500)) == ivf_lists_for(500)  # the shared catalogue's appliances: read whole
-    assert ivf_probes_for(ivf_lists_for(IVF_MIN_SCANNED_ROWS)) == ivf_lists_for(IVF_MIN_SCANNED_ROWS)
-    lists = ivf_lists_for(1_000_000)
-    assert ivf_probes_for(lists) == math.ceil(lists * IVF_PROBED_SHARE) < lists
-    assert ivf_probes_for(lists) * lists >= IVF_MIN_SCANNED_ROWS
+    def probes(rows: int, *, narrowed: bool = False) -> int:
+        return ivf_probes_for(ivf_lists_for(rows, 384), rows=rows, narrowed=narrowed)
+
+    assert probes(500) == ivf_lists_for(500, 384)  # the shared catalogue's appliances: read whole
+    assert probes(IVF_MIN_SCANNED_ROWS) == ivf_lists_for(IVF_MIN_SCANNED_ROWS, 384)
+    assert ivf_lists_for(5, 384) == 5  # no more lists than rows
+    lists = ivf_lists_for(1_000_000, 384)
+    assert probes(1_000_000) == math.ceil(lists * IVF_PROBED_SHARE) < lists
+    assert probes(1_000_000) * 1_000_000 / lists >= IVF_MIN_SCANNED_ROWS
     # A price range (or a subcategory, a location) cuts the category too: its nearest rows lie further out.
-    assert ivf_probes_for(lists, narrowed=True) == math.ceil(lists * IVF_PROBED_SHARE_NARROWED) > ivf_probes_for(lists)
-    assert ivf_probes_for(ivf_lists_for(500), narrowed=True) == ivf_lists_for(500)
+    assert probes(1_000_000, narrowed=True) == math.ceil(lists * IVF_PROBED_SHARE_NARROWED) > probes(1_000_000)
+    assert probes(500, narrowed=True) == ivf_lists_for(500, 384)
+    # The rows a list holds come from the index itself (an index built by an older version has other lists).
+    assert ivf_probes_for(1_000, rows=20_000) == math.ceil(1_000 * IVF_MIN_SCANNED_ROWS / 20_000)
+
+
+def test_lists_grow_with_a_category_within_the_build_memory() -> None:
+    assert ivf_lists_for(100_000, 384) == IVF_LISTS_PER_ROOT * math.isqrt(100_000)
+    for rows in (10_000, 1_000_000, 100_000_000):
+        for dim in (384, 1280):
+            assert ivf_build_memory(ivf_lists_for(rows, dim), dim, rows) <= IVF_BUILD_MEMORY
+    assert ivf_lists_for(100_000_000, 1280) < IVF_LISTS_PER_ROOT * math.isqrt(100_000_000)
+
+
+def test_the_build_memory_is_what_pgvector_asks_for_and_a_build_raises_the_servers_limit(
+    postgres_server: PostgresServer, source: Path, tmp_path: Path
+) -> None:
+    engine, catalogue = _imported(postgres_server.new_database(), source, tmp_path)
+    with engine.begin() as connection:  # the smallest limit the server takes: every build needs more
+        connection.execute(text(f"ALTER DATABASE {engine.url.database} SET maintenance_work_mem = '1MB'"))
+    engine.dispose()
+    embed_into_catalogue(engine, catalogue, cache_dir=tmp_path / "cache")  # builds every category's index
+    rows = len(catalogue.products)
+    with engine.connect() as connection:
+        built = connection.scalar(text("SELECT count(*) FROM pg_class WHERE relname LIKE 'ix_catalogue_vectors_ivf_%'"))
+        assert built and connection.scalar(text("SHOW maintenance_work_mem")) == "1MB"
+        for lists in (100, 400):
+            with pytest.raises(Exception, match="memory required is") as refused, connection.begin():
+                connection.execute(
+                    text(
+                        f"CREATE INDEX ix_too_big ON catalogue_vectors USING ivfflat ((embedding::vector(384)) vector_ip_ops) "
+                        f"WITH (lists = {lists}) WHERE space = '{TEXT_SPACE}'"
+                    )
+                )
+            asked_mb = int(str(refused.value).split("memory required is ")[1].split(" MB")[0])  # pgvector rounds up
+            estimate_mb = ivf_build_memory(lists, 384, rows) / 2**20
+            assert asked_mb - 1 <= estimate_mb <= asked_mb * 1.1, (lists, asked_mb, estimate_mb)
+    engine.dispose()
 
 
 def test_a_category_search_cut_by_other_filters_scans_more_of_its_lists(
@@ -297,11 +340,14 @@ def test_a_category_search_cut_by_other_filters_scans_more_of_its_lists(
 def test_the_server_computes_the_probes_by_the_same_rule(postgres_server: PostgresServer) -> None:
     engine = make_engine(postgres_server.new_database(), create_schema=False)
     lists = func.generate_series(1, 3_000).table_valued("lists").render_derived(name="counts").c.lists
+    rows = (
+        func.unnest(literal([1.0, 500.0, 10_000.0, 116_709.0, 1e6], ARRAY(Float))).table_valued("rows").render_derived(name="sizes").c.rows
+    )
     with engine.connect() as connection:
         for narrowed in (False, True):
-            computed = connection.execute(select(lists, ivf_probes_expression(lists, narrowed=narrowed))).all()
-            assert len(computed) == 3_000
-            assert all(probes == ivf_probes_for(count, narrowed=narrowed) for count, probes in computed), narrowed
+            computed = connection.execute(select(lists, rows, ivf_probes_expression(lists, rows, narrowed=narrowed))).all()
+            assert len(computed) == 15_000
+            assert all(probes == ivf_probes_for(count, rows=size, narrowed=narrowed) for count, size, probes in computed), narrowed
     engine.dispose()
 
 
