@@ -96,7 +96,7 @@ _metadata = MetaData()
 spaces = Table("vector_spaces", _metadata, Column("space", String(200), primary_key=True), Column("centre", ARRAY(REAL)))
 
 
-@cache  # built once: a search builds its statement from it, and a Table's columns cost a millisecond
+@cache  # built once, not on every search that builds its statement from it
 def _vectors_table(*, pgvector: bool) -> Table:
     return Table(
         VECTORS_TABLE,
@@ -242,8 +242,9 @@ def index_lists(connection: Connection, index_name: str) -> int | None:
 def ensure_vector_indexes(engine: Engine, space: str, dim: int) -> None:
     """The space's HNSW graph (cosine distance) over all its rows, made once, and an IVFFlat index (inner
     product) per top-level category holding vectors, made or built again when its category has grown
-    IVF_REBUILD_GROWTH-fold since. A catalogue from before the category indexes loses its per-category graphs;
-    a category index named as before searches looked it up in SQL is renamed."""
+    IVF_REBUILD_GROWTH-fold since (with the maintenance_work_mem its build asks for, ivf_build_memory, where the
+    server allows less). A catalogue from before the category indexes loses its per-category graphs; a category
+    index named as before searches looked it up in SQL is renamed."""
     space = _checked_space(space)
     with engine.begin() as connection:
         connection.execute(text("SELECT pg_advisory_xact_lock(hashtext(:space))"), {"space": space})

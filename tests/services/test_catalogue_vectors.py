@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 from sqlalchemy import ARRAY, Connection, Engine, Float, event, func, literal, select, text
 
@@ -35,6 +36,7 @@ from db.vectors import (
     ivf_probes_for,
     search_plan,
     uses_pgvector,
+    write_vectors,
 )
 from services.catalogue_vectors import TEXT_SPACE, catalogue_embedding_progress, catalogue_indexes, embed_into_catalogue, vector_search_note
 from services.review import fix_label
@@ -289,25 +291,35 @@ def test_the_build_memory_is_what_pgvector_asks_for_and_a_build_raises_the_serve
     postgres_server: PostgresServer, source: Path, tmp_path: Path
 ) -> None:
     engine, catalogue = _imported(postgres_server.new_database(), source, tmp_path)
-    with engine.begin() as connection:  # the smallest limit the server takes: every build needs more
+    with engine.begin() as connection:  # the smallest limit the server takes: every k-means build needs more
         connection.execute(text(f"ALTER DATABASE {engine.url.database} SET maintenance_work_mem = '1MB'"))
     engine.dispose()
-    embed_into_catalogue(engine, catalogue, cache_dir=tmp_path / "cache")  # builds every category's index
-    rows = len(catalogue.products)
+    # pgvector runs k-means (and checks its memory) only where a category has more rows than lists: a space of
+    # 5,000 random vectors spread over the generated products.
+    space, rows = "test:random", 5_000
+    vectors = np.random.default_rng(0).standard_normal((rows, 384)).astype(np.float32)
+    product_ids = [catalogue.products[number % len(catalogue.products)].id for number in range(rows)]
+    write_vectors(engine, space, item_ids=[f"r{n}" for n in range(rows)], product_ids=product_ids, hashes=["x"] * rows, vectors=vectors)
+    ensure_vector_indexes(engine, space, 384)
     with engine.connect() as connection:
-        built = connection.scalar(text("SELECT count(*) FROM pg_class WHERE relname LIKE 'ix_catalogue_vectors_ivf_%'"))
-        assert built and connection.scalar(text("SHOW maintenance_work_mem")) == "1MB"
-        for lists in (100, 400):
-            with pytest.raises(Exception, match="memory required is") as refused, connection.begin():
-                connection.execute(
-                    text(
-                        f"CREATE INDEX ix_too_big ON catalogue_vectors USING ivfflat ((embedding::vector(384)) vector_ip_ops) "
-                        f"WITH (lists = {lists}) WHERE space = '{TEXT_SPACE}'"
-                    )
+        assert connection.scalar(text("SHOW maintenance_work_mem")) == "1MB"
+        per_category = connection.execute(
+            text("SELECT top_category_id, count(*) FROM catalogue_vectors WHERE space = :space GROUP BY 1"), {"space": space}
+        ).all()
+        for top_category_id, count in per_category:
+            assert ivf_lists_for(count, 384) < count  # a real k-means build, within the limit it raised
+            assert index_lists(connection, category_index_name(space, top_category_id)) == ivf_lists_for(count, 384)
+    for lists in (200, 400):
+        with pytest.raises(Exception, match="memory required is") as refused, engine.begin() as connection:
+            connection.execute(
+                text(
+                    f"CREATE INDEX ix_too_big ON catalogue_vectors USING ivfflat ((embedding::vector(384)) vector_ip_ops) "
+                    f"WITH (lists = {lists}) WHERE space = '{space}'"
                 )
-            asked_mb = int(str(refused.value).split("memory required is ")[1].split(" MB")[0])  # pgvector rounds up
-            estimate_mb = ivf_build_memory(lists, 384, rows) / 2**20
-            assert asked_mb - 1 <= estimate_mb <= asked_mb * 1.1, (lists, asked_mb, estimate_mb)
+            )
+        asked_mb = int(str(refused.value).split("memory required is ")[1].split(" MB")[0])  # pgvector rounds up
+        estimate_mb = ivf_build_memory(lists, 384, rows) / 2**20
+        assert asked_mb - 1 <= estimate_mb <= asked_mb * 1.1, (lists, asked_mb, estimate_mb)
     engine.dispose()
 
 
