@@ -351,13 +351,14 @@ def test_a_category_search_cut_by_other_filters_scans_more_of_its_lists(
 
 def test_the_server_computes_the_probes_by_the_same_rule(postgres_server: PostgresServer) -> None:
     engine = make_engine(postgres_server.new_database(), create_schema=False)
-    lists = func.generate_series(1, 3_000).table_valued("lists").render_derived(name="counts").c.lists
-    rows = (
-        func.unnest(literal([1.0, 500.0, 10_000.0, 116_709.0, 1e6], ARRAY(Float))).table_valued("rows").render_derived(name="sizes").c.rows
-    )
+    counts = func.generate_series(1, 3_000).table_valued("lists").render_derived(name="counts")
+    sizes = func.unnest(literal([1.0, 500.0, 10_000.0, 116_709.0, 1e6], ARRAY(Float))).table_valued("rows").render_derived(name="sizes")
+    lists, rows = counts.c.lists, sizes.c.rows
+    every_pair = counts.join(sizes, literal(True))
     with engine.connect() as connection:
         for narrowed in (False, True):
-            computed = connection.execute(select(lists, rows, ivf_probes_expression(lists, rows, narrowed=narrowed))).all()
+            probes_of = ivf_probes_expression(lists, rows, narrowed=narrowed)
+            computed = connection.execute(select(lists, rows, probes_of).select_from(every_pair)).all()
             assert len(computed) == 15_000
             assert all(probes == ivf_probes_for(count, rows=size, narrowed=narrowed) for count, size, probes in computed), narrowed
     engine.dispose()
