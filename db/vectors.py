@@ -83,7 +83,8 @@ IVF_BUILD_MEMORY = 1 << 30
 IVF_PROBED_SHARE = 1 / 10
 # ... and this share when other filters also cut the category (a price range, a subcategory, a location): the
 # nearest rows they let through lie further out, in lists a smaller share misses (Home & Garden under £100 at a
-# million listings: 0.990 at a twentieth, 0.997 at a sixteenth and at an eighth).
+# million listings: 0.990 at a twentieth and 0.997 at a sixteenth and a tenth in an experiment, 1.000 at an eighth
+# in the benchmark).
 IVF_PROBED_SHARE_NARROWED = 1 / 8
 # ... and at least this many rows (all of a smaller category's): lists of real listings, unlike the benchmark's
 # clustered copies, do not hold a far query's neighbours together (recall@10 0.54 on the shared catalogue's
