@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from core.models.manifest import ModelFileError
     from core.training.hyperparameters import DEFAULTS, HyperParameters, with_overrides
     from core.training.trainer import Trainer, TrainingError
     from db.runs import DatabaseRunRecorder
@@ -60,6 +61,8 @@ def run_train(args: argparse.Namespace) -> int:
                 text_checkpoint = (
                     results["text"].checkpoint
                     if "text" in results
+                    else Path(args.text_model)
+                    if args.text_model
                     else run_checkpoint(engine, "text", args.text_run)
                     if args.text_run
                     else latest_checkpoint(engine, "text")
@@ -69,7 +72,7 @@ def run_train(args: argparse.Namespace) -> int:
                 results[kind] = getattr(trainer, f"train_{kind}")(hyper)
             bars.close()
             _print_run(kind, results[kind])
-    except TrainingError as error:
+    except (TrainingError, ModelFileError) as error:  # a --text-model file that is missing or not a model
         raise CommandError(str(error)) from error
     if args.ship:
         from core.models.release import ship_models
@@ -138,6 +141,7 @@ def run_baselines_command(args: argparse.Namespace) -> int:
 def run_ship(args: argparse.Namespace) -> int:
     from core.models.checkpoints import ModelFileError
     from core.models.release import ship_models
+    from db.runs import latest_run
 
     settings = get_settings()
     engine = open_engine(args.db)
@@ -148,7 +152,11 @@ def run_ship(args: argparse.Namespace) -> int:
     checkpoints: dict[str, Path] = {}
     for kind in ModelKind:
         run_id = getattr(args, kind)
-        checkpoints[kind] = latest_checkpoint(engine, kind) if run_id is None else run_checkpoint(engine, kind, run_id)
+        if run_id is not None:
+            checkpoints[kind] = run_checkpoint(engine, kind, run_id)
+        elif latest_run(engine, model_kind=kind) is not None or not (settings.shipped_models_dir / f"{kind}.pt").is_file():
+            checkpoints[kind] = latest_checkpoint(engine, kind)
+        # else: no run of this kind here, so its shipped model stays
     catalogue = catalogue_to_train_on(engine)
     try:
         manifest = ship_models(checkpoints, settings.shipped_models_dir, catalogue_fingerprint=catalogue.fingerprint(), int8=args.int8)
@@ -234,7 +242,13 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     train.add_argument(
         "--finetune-blocks", type=bounded_int(0, 16), help="image: last backbone blocks fine-tuned with the head (default 0)"
     )
-    train.add_argument("--text-run", type=positive_int, metavar="RUN", help="combined: the text run it builds on (default: the latest)")
+    text_source = train.add_mutually_exclusive_group()
+    text_source.add_argument(
+        "--text-run", type=positive_int, metavar="RUN", help="combined: the text run it builds on (default: the latest)"
+    )
+    text_source.add_argument(
+        "--text-model", metavar="FILE", help="combined: build on this text model file instead of a run (models/text.pt: the shipped one)"
+    )
     train.add_argument(
         "--text-folds",
         type=bounded_int(0, 20),
@@ -246,7 +260,10 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--db", help="database URL")
     train.set_defaults(handler=run_train)
 
-    ship = commands.add_parser("ship", help="make trained runs the shipped models under models/ (default: latest finished runs)")
+    ship = commands.add_parser(
+        "ship",
+        help="make trained runs the shipped models under models/ (default: latest finished runs; a kind never trained here keeps its model)",
+    )
     for kind in ModelKind:
         ship.add_argument(f"--{kind}", type=positive_int, metavar="RUN", help=f"the {kind} run to ship")
     ship.add_argument("--int8", action="store_true", help="store big weight matrices as int8 (a quarter of float32)")

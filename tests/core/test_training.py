@@ -265,3 +265,32 @@ def test_combined_model_on_cross_fitted_text_logits(trained: dict[str, object], 
     assert prediction.model == "combined" and prediction.category == "Baby & Kids Stuff"
     catalogue, _report = read_catalogue_folder(trained["source"])  # type: ignore[arg-type]
     assert evaluate_catalogue(classifier, catalogue)["combined"]["accuracy"] > 0.5
+
+
+def test_combined_model_built_on_a_shipped_text_model_ships_beside_it(
+    trained: dict[str, object], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A catalogue with no runs of its own trains a combined model on the shipped text model file; `ship`
+    then replaces only the combined model: the image and text models it never trained stay."""
+    from cli.main import main
+    from db.importer import import_catalogue
+
+    models = tmp_path / "models"
+    ship_models({kind: trained[kind].checkpoint for kind in ("image", "text", "combined")}, models, catalogue_fingerprint="test")  # type: ignore[attr-defined]
+    shipped = read_manifest(models)["models"]
+    home = tmp_path / "home"
+    use_home(monkeypatch, home)
+    monkeypatch.setenv("MARKETPLACE_MODELS", str(models))
+    import_catalogue(trained["source"], engine=make_engine(f"sqlite:///{home / 'catalogue.db'}"), media_dir=home / "images")  # type: ignore[arg-type]
+    small = ["--val-fraction", "0.25", "--test-fraction", "0.25", "--batch-size", "8", "--quiet"]
+    assert main(["train", "--model", "combined", "--text-model", str(models / "text.pt"), "--epochs", "3", "--lr", "0.01", *small]) == 0
+    assert main(["ship", "--quiet"]) == 0
+    manifest = read_manifest(models)["models"]
+    assert manifest["combined"]["hyperparameters"]["epochs"] == 3 != shipped["combined"]["hyperparameters"]["epochs"]
+    assert manifest["combined"]["encoders"]["text_model_run"] == shipped["text"]["run_id"]
+    # The image and text models stay (calibrated again with the set, so their files' checksums are renewed).
+    assert {kind: manifest[kind]["run_id"] for kind in ("image", "text")} == {kind: shipped[kind]["run_id"] for kind in ("image", "text")}
+    assert all(verify_model_file(models / f"{kind}.pt") == manifest[kind]["sha256"] for kind in ("image", "text", "combined"))
+    assert CategoryClassifier(models).classify(text="pram").model == "text"
+    assert main(["train", "--model", "combined", "--text-model", str(tmp_path / "none.pt"), *small]) == 1
+    assert "model file not found" in capsys.readouterr().err
