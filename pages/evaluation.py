@@ -62,7 +62,7 @@ def trust_section(metrics: dict) -> None:
         st.caption("No figures of trust for these predictions (stored before they were measured).")
         return
     columns = st.columns(4)
-    before = metrics.get("ece_uncalibrated")
+    before, floor = metrics.get("ece_uncalibrated"), metrics.get("ece_floor")
     columns[0].metric(
         "Calibration error (ECE)",
         f"{metrics['ece']:.3f}",
@@ -93,6 +93,11 @@ def trust_section(metrics: dict) -> None:
             f"the top {float(share):.0%} are {accuracy:.1%} accurate" for share, accuracy in coverage["accuracy_at_coverage"].items()
         )
         + f"; {coverage['coverage_at_accuracy']:.1%} of the items can be answered at {coverage['target_accuracy']:.0%} accuracy."
+        + (
+            ""
+            if floor is None
+            else f" On {metrics['n']:,} items a perfectly calibrated model would show an ECE of about {floor:.3f} by chance alone."
+        )
     )
 
 

@@ -12,6 +12,7 @@ import numpy as np
 
 from core.data.splits import TEST
 from core.evaluation.metrics import PredictionSet
+from core.evaluation.reliability import ece_sampling_floor
 from core.models.manifest import HELD_OUT, ModelFileError, file_sha256, read_manifest, write_manifest
 
 HELD_OUT_FILE = "held_out.npz"
@@ -78,6 +79,9 @@ def stored_held_out_predictions(models_dir: Path, *, catalogue_fingerprint: str)
                 note=STORED_NOTE,
             )
             if f"{kind}.metrics" in arrays:
-                prediction.stored_metrics = json.loads(str(arrays[f"{kind}.metrics"]))
+                metrics = json.loads(str(arrays[f"{kind}.metrics"]))
+                if metrics.get("ece") is not None and "ece_floor" not in metrics:  # stored before the floor was measured
+                    metrics["ece_floor"] = ece_sampling_floor(prediction.probabilities)
+                prediction.stored_metrics = metrics
             predictions[kind] = prediction
     return predictions

@@ -12,6 +12,7 @@ from core.inference.calibration import Calibration, accuracy_by_confidence
 
 ECE_BINS = 15
 COVERAGES = (0.5, 0.7, 0.9)
+FLOOR_DRAWS = 200
 
 
 def reliability_bins(probabilities: np.ndarray, y: np.ndarray, *, bins: int = ECE_BINS) -> list[dict[str, float]]:
@@ -42,6 +43,23 @@ def expected_calibration_error(probabilities: np.ndarray, y: np.ndarray, *, bins
     if not total:
         return None
     return float(sum(row["count"] * abs(row["confidence"] - row["accuracy"]) for row in table) / total)
+
+
+def ece_sampling_floor(probabilities: np.ndarray, *, bins: int = ECE_BINS, draws: int = FLOOR_DRAWS, seed: int = 0) -> float | None:
+    """The ECE that sampling alone gives these many items if the probabilities were perfectly calibrated:
+    the mean ECE over `draws` sets of labels drawn from the probabilities themselves. Binned ECE is biased
+    upwards on small sets (each bin's accuracy is a noisy estimate), so a measured ECE near this floor
+    cannot be told apart from perfect calibration on this set."""
+    probabilities = np.asarray(probabilities, float)
+    if not len(probabilities):
+        return None
+    generator = np.random.default_rng(seed)
+    cumulative = np.cumsum(probabilities / probabilities.sum(axis=1, keepdims=True), axis=1)
+    floors = []
+    for _ in range(draws):
+        labels = np.minimum((generator.random((len(probabilities), 1)) > cumulative).sum(axis=1), probabilities.shape[1] - 1)
+        floors.append(expected_calibration_error(probabilities, labels, bins=bins))
+    return float(np.mean([floor for floor in floors if floor is not None]))
 
 
 def selective_accuracy(probabilities: np.ndarray, y: np.ndarray, *, target_accuracy: float = 0.95) -> dict[str, Any]:
@@ -87,6 +105,7 @@ def trust_figures(
     """Everything above for one model's predictions (`evaluate --out` and the stored held-out figures)."""
     figures: dict[str, Any] = {
         "ece": expected_calibration_error(probabilities, y),
+        "ece_floor": ece_sampling_floor(probabilities),
         "reliability": reliability_bins(probabilities, y),
         "coverage": selective_accuracy(probabilities, y),
     }

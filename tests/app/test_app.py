@@ -240,6 +240,8 @@ def test_evaluation_shows_a_matrix_and_a_cell_s_items(shared_app_env: ImportedCa
     ece = float(metrics["Calibration error (ECE)"])  # the Calibration tab: before and after, and the decisions
     assert 0 < ece < 0.1 and metrics["Filed automatically"].endswith("%") and "hold it" in metrics["Prediction sets at 90%"]
     assert any("before calibration" in chart.proto.spec and "calibrated" in chart.proto.spec for chart in charts)
+    floor = next(caption.value for caption in app.caption if "by chance alone" in caption.value)
+    assert "On 1,217 items a perfectly calibrated model would show an ECE of about 0.0" in floor
     app.selectbox(key="eval_true").set_value("Other Goods")
     app.selectbox(key="eval_predicted").set_value("Home & Garden").run()
     assert not app.exception

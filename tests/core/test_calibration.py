@@ -10,7 +10,7 @@ import json
 import numpy as np
 import pytest
 
-from core.evaluation.reliability import expected_calibration_error, reliability_bins, selective_accuracy, trust_figures
+from core.evaluation.reliability import ece_sampling_floor, expected_calibration_error, reliability_bins, selective_accuracy, trust_figures
 from core.inference.calibration import TEMPERATURE, VECTOR, Calibration, choose_scaling, confidence_threshold, fit_calibration, fit_scaling
 
 N_CLASSES = 8
@@ -122,3 +122,20 @@ def test_trust_figures_report_before_and_after_and_the_decisions() -> None:
     assert figures["prediction_sets"]["coverage"] == pytest.approx(0.9, abs=0.04)
     assert figures["confident"]["accuracy"] == pytest.approx(0.95, abs=0.02) and 0.2 < figures["confident"]["share"] < 0.9
     assert set(figures["coverage"]["accuracy_at_coverage"]) == {"0.5", "0.7", "0.9"}
+
+
+def test_ece_floor_is_what_a_perfectly_calibrated_model_shows_on_that_many_items() -> None:
+    """Binned ECE is biased upwards on small sets: a calibrated model's ECE over 1,000 items sits at the
+    floor (averaged over sets), the floor shrinks as items are added, and an overconfident model stands above it."""
+    measured, floors = [], []
+    for seed in range(20):
+        probabilities, y = _sample(1000, seed=seed)
+        measured.append(expected_calibration_error(probabilities, y))
+        floors.append(ece_sampling_floor(probabilities, draws=50, seed=seed))
+    assert np.mean(floors) == pytest.approx(np.mean(measured), rel=0.15) and np.mean(floors) > 0.015
+    large, _ = _sample(16000, seed=0)
+    assert ece_sampling_floor(large, draws=20) < np.mean(floors) / 2  # about 1 / sqrt(items)
+    overconfident, y = _sample(1000, seed=0, sharpen=2.0)
+    assert expected_calibration_error(overconfident, y) > 3 * ece_sampling_floor(overconfident, draws=50)
+    assert ece_sampling_floor(np.empty((0, 3))) is None
+    assert "ece_floor" in trust_figures(*_sample(200, seed=3))
