@@ -1,7 +1,7 @@
 """Quality experiments behind the README's "what each extra changed" rows that `python -m core train`
 does not reproduce, on the catalogue of the current settings (import the shared data first):
 
-    python -m benchmarks.quality [--only stacking pruning text-folds image-end-to-end] [--quick]
+    python -m benchmarks.quality [--only stacking pruning text-folds image-end-to-end] [--quick] [--save FILE.npz]
 
 All use the shipped models' split (seed 42: 20% of products held out as test); nothing of the test
 part is fitted on. Out-of-fold scores come from 5 stratified folds over the other 80%.
@@ -16,6 +16,8 @@ part is fitted on. Out-of-fold scores come from 5 stratified folds over the othe
   (about 22 min).
 
 `--quick` runs 2 folds, 1 epoch and a tenth of the photos: a smoke run, not figures to report.
+`--save` keeps every model's scores with the labels and the split's rows, to study stacks without
+training again (`np.load`: `score_<name>`, `y`, `dev`, `test`, `validation`).
 """
 
 from __future__ import annotations
@@ -142,6 +144,15 @@ def stacked(setup: Setup, names: tuple[str, ...], *, rows: np.ndarray | None = N
     return stacker().fit(inputs[fit_rows], setup.y[fit_rows]).predict(inputs[setup.test])
 
 
+def stack_figures(setup: Setup, names: tuple[str, ...]) -> str:
+    """Validation accuracy of the stack fitted on the training part's out-of-fold scores alone (what a
+    choice is made on), then the test figures of the stack fitted on all of dev."""
+    inputs = np.hstack([setup.scores[name] for name in names])
+    training = np.setdiff1d(setup.dev, setup.validation)
+    validation = stacker().fit(inputs[training], setup.y[training]).predict(inputs[setup.validation])
+    return f"validation {accuracy_score(setup.y[setup.validation], validation):.3f}, " + figures(setup.y[setup.test], stacked(setup, names))
+
+
 def figures(truth: np.ndarray, predicted: np.ndarray) -> str:
     return f"test accuracy {accuracy_score(truth, predicted):.3f}, macro-F1 {f1_score(truth, predicted, average='macro'):.3f}"
 
@@ -150,7 +161,7 @@ def run_stacking(setup: Setup) -> list[tuple[str, str]]:
     frozen_scores(setup)
     truth = setup.y[setup.test]
     rows = [(f"{name} alone", figures(truth, setup.scores[name][setup.test].argmax(1))) for name in ("tfidf", "sentences", "photos")]
-    return rows + [("stack: tfidf + sentences + photos", figures(truth, stacked(setup, ("tfidf", "sentences", "photos"))))]
+    return rows + [("stack: tfidf + sentences + photos", stack_figures(setup, ("tfidf", "sentences", "photos")))]
 
 
 def run_pruning(setup: Setup) -> list[tuple[str, str]]:
@@ -191,9 +202,13 @@ def run_text_folds(setup: Setup, *, epochs: int) -> list[tuple[str, str]]:
     setup.scores["text model"] = scores
     truth = setup.y[setup.test]
     return [
-        ("text model, mean of the fold models", figures(truth, test_scores.argmax(1))),
-        ("stack: text model + tfidf + photos", figures(truth, stacked(setup, ("text model", "tfidf", "photos")))),
-        ("stack: text model + tfidf + sentences + photos", figures(truth, stacked(setup, ("text model", "tfidf", "sentences", "photos")))),
+        (
+            "text model: validation out of fold, test by the mean of the fold models",
+            f"validation {accuracy_score(setup.y[setup.validation], scores[setup.validation].argmax(1)):.3f}, "
+            + figures(truth, test_scores.argmax(1)),
+        ),
+        ("stack: text model + tfidf + photos", stack_figures(setup, ("text model", "tfidf", "photos"))),
+        ("stack: text model + tfidf + sentences + photos", stack_figures(setup, ("text model", "tfidf", "sentences", "photos"))),
     ]
 
 
@@ -271,6 +286,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.quality")
     parser.add_argument("--only", choices=EXPERIMENTS, nargs="*", help="run only these")
     parser.add_argument("--quick", action="store_true", help="2 folds, 1 epoch, a tenth of the photos: a smoke run")
+    parser.add_argument("--save", metavar="FILE.npz", help="keep the scores, labels and split rows here")
     args = parser.parse_args()
     setup = load_setup(folds=2 if args.quick else 5)
     chosen = args.only or EXPERIMENTS
@@ -284,6 +300,15 @@ def main() -> int:
     if "image-end-to-end" in chosen:
         rows += run_image_end_to_end(setup, epochs=1 if args.quick else 6, photo_share=0.1 if args.quick else 1.0)
     print_table(rows)
+    if args.save:
+        np.savez_compressed(
+            args.save,
+            y=setup.y,
+            dev=setup.dev,
+            test=setup.test,
+            validation=setup.validation,
+            **{f"score_{name.replace(' ', '_')}": scores for name, scores in setup.scores.items()},
+        )
     return 0
 
 
