@@ -35,6 +35,17 @@ def open_engine(database_url: str | None) -> Engine:
     return make_engine(database_url or get_settings().database_url)
 
 
+def progress_unit(stage: str) -> str:
+    """What a stage's bar counts: rows while importing products, otherwise the stage's own noun."""
+    if stage == "products":
+        return " rows"
+    if stage == "images" or "photo" in stage:
+        return " photos"
+    if stage == "text fold models":
+        return " models"
+    return " texts" if "text" in stage else " items"
+
+
 def tqdm_progress() -> StageProgress:
     from tqdm import tqdm
 
@@ -43,7 +54,7 @@ def tqdm_progress() -> StageProgress:
     def update(stage: str, done: int, total: int) -> None:
         bar = bars.get(stage)
         if bar is None:
-            bar = bars[stage] = tqdm(total=total, desc=stage, unit=" rows" if stage == "products" else " photos")
+            bar = bars[stage] = tqdm(total=total, desc=stage, unit=progress_unit(stage))
         bar.update(done - bar.n)
         if done >= total:
             bar.close()

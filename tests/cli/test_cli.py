@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.common import PostgresServer
+from cli.common import progress_unit
 from cli.main import main
 from core.settings import PROJECT_ROOT
 from tests.helpers import image_row, photo, product_row, write_catalogue
@@ -153,3 +154,19 @@ def test_import_embed_fills_the_embedding_cache(app_home: Path, catalogue: Path,
     assert main(["info", "--json"]) == 0
     embeddings = json.loads(capsys.readouterr().out)["caches"]["embeddings"]
     assert embeddings["texts_done"] == 2 and embeddings["photos_done"] == 1
+
+
+def test_progress_bars_name_what_they_count(app_home: Path, catalogue: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["import", str(catalogue), "--embed"]) == 0
+    bars = capsys.readouterr().err
+
+    def counts(unit: str) -> bool:  # tqdm shows "12.3 texts/s", or "1.20s/ texts" when slower than one a second
+        return f" {unit}/s" in bars or f"s/ {unit}" in bars
+
+    assert "2/2 [" in bars and counts("rows") and counts("texts") and counts("photos")
+    assert [progress_unit(stage) for stage in ("text features", "photo maps", "text fold models", "unknown")] == [
+        " texts",
+        " photos",
+        " models",
+        " items",
+    ]
