@@ -137,20 +137,24 @@ def stacker() -> Pipeline:
     return make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=3000))
 
 
-def stacked(setup: Setup, names: tuple[str, ...], *, rows: np.ndarray | None = None) -> np.ndarray:
-    """Test predictions of a logistic regression on the named out-of-fold scores of `rows` (default: all dev)."""
+def stacked(setup: Setup, names: tuple[str, ...], *, rows: np.ndarray | None = None, predict: np.ndarray | None = None) -> np.ndarray:
+    """Predictions for `predict` (default: the test part) of a logistic regression on the named out-of-fold
+    scores of `rows` (default: all dev)."""
     fit_rows = setup.dev if rows is None else rows
     inputs = np.hstack([setup.scores[name] for name in names])
-    return stacker().fit(inputs[fit_rows], setup.y[fit_rows]).predict(inputs[setup.test])
+    return stacker().fit(inputs[fit_rows], setup.y[fit_rows]).predict(inputs[setup.test if predict is None else predict])
 
 
 def stack_figures(setup: Setup, names: tuple[str, ...]) -> str:
     """Validation accuracy of the stack fitted on the training part's out-of-fold scores alone (what a
     choice is made on), then the test figures of the stack fitted on all of dev."""
-    inputs = np.hstack([setup.scores[name] for name in names])
     training = np.setdiff1d(setup.dev, setup.validation)
-    validation = stacker().fit(inputs[training], setup.y[training]).predict(inputs[setup.validation])
-    return f"validation {accuracy_score(setup.y[setup.validation], validation):.3f}, " + figures(setup.y[setup.test], stacked(setup, names))
+    on_validation = stacked(setup, names, rows=training, predict=setup.validation)
+    return validation_figure(setup, on_validation) + figures(setup.y[setup.test], stacked(setup, names))
+
+
+def validation_figure(setup: Setup, predicted: np.ndarray) -> str:
+    return f"validation {accuracy_score(setup.y[setup.validation], predicted):.3f}, "
 
 
 def figures(truth: np.ndarray, predicted: np.ndarray) -> str:
@@ -204,8 +208,7 @@ def run_text_folds(setup: Setup, *, epochs: int) -> list[tuple[str, str]]:
     return [
         (
             "text model: validation out of fold, test by the mean of the fold models",
-            f"validation {accuracy_score(setup.y[setup.validation], scores[setup.validation].argmax(1)):.3f}, "
-            + figures(truth, test_scores.argmax(1)),
+            validation_figure(setup, scores[setup.validation].argmax(1)) + figures(truth, test_scores.argmax(1)),
         ),
         ("stack: text model + tfidf + photos", stack_figures(setup, ("text model", "tfidf", "photos"))),
         ("stack: text model + tfidf + sentences + photos", stack_figures(setup, ("text model", "tfidf", "sentences", "photos"))),
