@@ -190,6 +190,8 @@ def run_calibrate(args: argparse.Namespace) -> int:
         return 0
     for kind, summary in summaries.items():
         scaling = f"temperature {summary['temperature']:.3f}" if summary["temperature"] is not None else "vector scaling"
+        if summary["confidence_map"]:
+            scaling += ", then the top-label map"
         print(
             f"{kind}: {scaling}; confident from a probability of {summary['threshold']:.3f} "
             f"(for {summary['target_accuracy']:.0%} accuracy); sets at {summary['set_confidence']:.0%}"

@@ -1,5 +1,6 @@
 """Calibration, confidence thresholds and prediction sets on synthetic predictions whose true
-calibration is known: an overconfident model is cooled, a class-biased one gets vector scaling, the
+calibration is known: an overconfident model is cooled, a class-biased one gets vector scaling, one
+whose top probabilities are bent out of shape gets the top-label map, the
 threshold reaches its accuracy on new items, and the prediction sets hold the true class as often as
 promised."""
 
@@ -11,7 +12,16 @@ import numpy as np
 import pytest
 
 from core.evaluation.reliability import ece_sampling_floor, expected_calibration_error, reliability_bins, selective_accuracy, trust_figures
-from core.inference.calibration import TEMPERATURE, VECTOR, Calibration, choose_scaling, confidence_threshold, fit_calibration, fit_scaling
+from core.inference.calibration import (
+    TEMPERATURE,
+    VECTOR,
+    Calibration,
+    ConfidenceMap,
+    choose_scaling,
+    confidence_threshold,
+    fit_calibration,
+    fit_scaling,
+)
 
 N_CLASSES = 8
 
@@ -47,11 +57,30 @@ def test_temperature_scaling_cools_an_overconfident_model() -> None:
 def test_vector_scaling_is_chosen_when_classes_are_biased_and_temperature_when_not() -> None:
     bias = np.linspace(-1.5, 1.5, N_CLASSES)
     biased, y = _sample(3000, seed=2, bias=bias)
-    scaling, losses = choose_scaling(biased, y)
-    assert scaling.method == VECTOR and losses[VECTOR] < losses[TEMPERATURE]
+    method, losses = choose_scaling(biased, y)
+    assert method == VECTOR and losses[VECTOR] < losses[TEMPERATURE]
+    scaling = fit_scaling(biased, y, method=VECTOR)
     assert np.allclose(np.asarray(scaling.bias) - np.mean(scaling.bias), -(bias - bias.mean()), atol=0.25)
     plain, plain_y = _sample(3000, seed=3, sharpen=1.5)
-    assert choose_scaling(plain, plain_y)[0].method == TEMPERATURE
+    assert choose_scaling(plain, plain_y)[0] == TEMPERATURE
+    assert fit_calibration(biased, y).scaling.method == VECTOR
+
+
+def test_the_top_label_map_mends_what_one_temperature_cannot_and_is_left_out_where_it_is_not_needed() -> None:
+    # Calibrated items whose top probabilities are squeezed towards 0.75: too sure of hard items, too shy on easy ones.
+    squeeze = ConfidenceMap(slope=0.5, intercept=1.0)
+    probabilities, y = _sample(4000, seed=12)
+    calibration = fit_calibration(squeeze.apply(probabilities), y)
+    assert calibration.confidence_map is not None and calibration.confidence_map.slope > 1.5  # it stretches them out again
+    losses = calibration.fitted_on["top_label_cross_validated_log_loss"]
+    assert losses["with"] < losses["without"]
+    fresh, fresh_y = _sample(4000, seed=13)
+    bent = squeeze.apply(fresh)
+    temperature_only = fit_scaling(bent, fresh_y, method=TEMPERATURE).apply(bent)  # even fitted on these very items
+    after = calibration.probabilities(bent)
+    assert expected_calibration_error(after, fresh_y) < expected_calibration_error(temperature_only, fresh_y) / 2
+    assert (after.argmax(axis=1) == fresh.argmax(axis=1)).all() and np.allclose(after.sum(axis=1), 1.0)
+    assert fit_calibration(*_sample(4000, seed=14, sharpen=2.0)).confidence_map is None  # a temperature is all this one needs
 
 
 def test_the_threshold_gives_its_accuracy_on_new_items() -> None:
@@ -98,6 +127,10 @@ def test_a_calibration_travels_as_json_and_decides_the_same() -> None:
     assert np.allclose(again.probabilities(fresh), calibration.probabilities(fresh), atol=1e-6)
     assert (again.prediction_sets(again.probabilities(fresh)) == calibration.prediction_sets(calibration.probabilities(fresh))).all()
     assert again.threshold == calibration.threshold
+    mapped = Calibration(calibration.scaling, 0.9, calibration.conformal_scores, confidence_map=ConfidenceMap(1.5, -0.2))
+    assert np.allclose(Calibration.from_state(json.loads(json.dumps(mapped.to_state()))).probabilities(fresh), mapped.probabilities(fresh))
+    older = {key: value for key, value in calibration.to_state().items() if key != "confidence_map"}  # files calibrated before the map
+    assert np.allclose(Calibration.from_state(older).probabilities(fresh), calibration.probabilities(fresh))
     assert calibration.fitted_on["scaling_and_threshold"] + calibration.fitted_on["prediction_sets"] == 2000
 
 

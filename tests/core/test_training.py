@@ -122,9 +122,9 @@ def test_calibrated_models_carry_their_calibration_and_decide_with_it(trained: d
     classifier = CategoryClassifier(models)
     assert set(classifier.calibrations) == {"image", "text", "combined"}
     answer = classifier.classify(text="pram and cot")
-    scaling = calibrations["text"].scaling
     assert np.allclose(
-        answer.probabilities["text"], scaling.apply(np.asarray([raw.classify(text="pram and cot").probabilities["text"]]))[0]
+        answer.probabilities["text"],
+        calibrations["text"].probabilities(np.asarray([raw.classify(text="pram and cot").probabilities["text"]]))[0],
     )
     assert isinstance(answer.confident, bool) and answer.prediction_set and answer.prediction_set[0] == answer.category
     assert answer.confident == (answer.top[0][1] >= calibrations["text"].threshold)
@@ -150,6 +150,10 @@ def test_calibrate_command_calibrates_a_folder_and_says_what_it_chose(
     payload = json.loads(capsys.readouterr().out)
     assert payload["models"] == str(models) and set(payload["calibration"]) == {"image", "text", "combined"}
     assert all(entry["target_accuracy"] == 0.9 for entry in payload["calibration"].values())
+    assert all(
+        entry["confidence_map"] is None or set(entry["confidence_map"]) == {"slope", "intercept"}
+        for entry in payload["calibration"].values()
+    )
     assert read_manifest(models)["models"]["text"]["calibration"] == payload["calibration"]["text"]
     assert main(["calibrate", "--models", str(tmp_path / "nowhere")]) == 1
     assert "model file not found" in capsys.readouterr().err
