@@ -52,7 +52,7 @@ def calibration_summary(calibration: Calibration) -> dict[str, Any]:
     return {
         "method": calibration.scaling.method,
         "temperature": calibration.scaling.temperature,
-        "confidence_map": calibration.to_state()["confidence_map"],
+        "confidence_map": calibration.confidence_map_state,
         "threshold": round(calibration.threshold, 6),
         "target_accuracy": calibration.target_accuracy,
         "set_confidence": calibration.set_confidence,

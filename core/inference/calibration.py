@@ -6,7 +6,8 @@ of the model's split. Where one factor on every logit cannot put the confidence 
 underconfident in the middle and overconfident at the top), a top-label map follows: the top
 probability through a logistic curve of its logit (Platt scaling of "is the answer right"), kept only
 when it lowers the cross-validated log loss of that question. On the same half a confidence threshold
-is chosen: the lowest calibrated top probability at which the model's answers are still right at least `target_accuracy` of the time.
+is chosen: the lowest calibrated top probability at which the model's answers are still right at least
+`target_accuracy` of the time.
 The other half calibrates a split-conformal classifier (crepes, hinge score = 1 - the probability of
 a class), whose prediction set is the shortest list of categories that holds the true one with
 probability `confidence`. Training products never take part.
@@ -123,6 +124,10 @@ def _logit(probability: np.ndarray) -> np.ndarray:
     return np.log(probability) - np.log1p(-probability)
 
 
+def _sigmoid(value: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-value))
+
+
 @dataclass(frozen=True)
 class ConfidenceMap:
     """Top-label Platt scaling: the top probability p becomes sigmoid(slope * logit(p) + intercept) and
@@ -140,7 +145,7 @@ class ConfidenceMap:
         top = probabilities.argmax(axis=1)
         ordered = np.sort(probabilities, axis=1)
         first, second = ordered[:, -1], ordered[:, -2]
-        mapped = 1.0 / (1.0 + np.exp(-(self.slope * _logit(first) + self.intercept)))
+        mapped = _sigmoid(self.slope * _logit(first) + self.intercept)
         mapped = np.maximum(mapped, second / np.maximum(1.0 - first + second, _FLOOR))  # the runner-up stays below
         rest = np.maximum(1.0 - first, _FLOOR)
         result = probabilities * ((1.0 - mapped) / rest)[:, None]
@@ -157,7 +162,7 @@ def fit_confidence_map(probabilities: np.ndarray, y: np.ndarray) -> ConfidenceMa
     correct = (probabilities.argmax(axis=1) == np.asarray(y)).astype(np.float64)
 
     def loss_and_gradient(parameters: np.ndarray) -> tuple[float, np.ndarray]:
-        confidence = 1.0 / (1.0 + np.exp(-(parameters[0] * features + parameters[1])))
+        confidence = _sigmoid(parameters[0] * features + parameters[1])
         error = (confidence - correct) / len(correct)
         return _binary_log_loss(confidence, correct.astype(bool)), np.array([(error * features).sum(), error.sum()])
 
@@ -256,10 +261,12 @@ class Calibration:
             "conformal_scores": [round(score, 6) for score in self.conformal_scores],
             "set_confidence": self.set_confidence,
             "fitted_on": self.fitted_on,
-            "confidence_map": None
-            if self.confidence_map is None
-            else {"slope": self.confidence_map.slope, "intercept": self.confidence_map.intercept},
+            "confidence_map": self.confidence_map_state,
         }
+
+    @property
+    def confidence_map_state(self) -> dict[str, float] | None:
+        return None if self.confidence_map is None else {"slope": self.confidence_map.slope, "intercept": self.confidence_map.intercept}
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> Calibration:
@@ -295,9 +302,10 @@ def fit_calibration(
     # half, which favours the methods with more parameters.
     method, losses = choose_scaling(probabilities[fit_rows], y[fit_rows], seed=seed)
     scaling = fit_scaling(probabilities[fit_rows], y[fit_rows], method=method)
+    scaled_fit = scaling.apply(probabilities[fit_rows])
     keep_map, map_losses = choose_confidence_map(probabilities[fit_rows], y[fit_rows], method=method, seed=seed)
-    confidence_map = fit_confidence_map(scaling.apply(probabilities[fit_rows]), y[fit_rows]) if keep_map else None
-    calibrated_fit = _calibrated(probabilities[fit_rows], scaling, confidence_map)
+    confidence_map = fit_confidence_map(scaled_fit, y[fit_rows]) if keep_map else None
+    calibrated_fit = scaled_fit if confidence_map is None else confidence_map.apply(scaled_fit)
     calibrated_conformal = _calibrated(probabilities[conformal_rows], scaling, confidence_map)
     return Calibration(
         scaling,
