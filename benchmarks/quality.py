@@ -11,7 +11,9 @@ part is fitted on. Out-of-fold scores come from 5 stratified folds over the othe
 - pruning: the same stack without the products that confident learning flags as mislabelled,
   and cleanlab's estimate of the share of wrong labels (about 1 min);
 - text-folds: the shipped text model's recipe (TextCNN, all 6 encoder layers fine-tuned, 4 epochs)
-  trained on each fold, alone (mean of the 5 fold models) and stacked with the above (about 45 min);
+  trained on each fold, alone (mean of the 5 fold models) and stacked with the above; then the same
+  stack with the shipped text model (`models/`, one file) read at inference instead of the 5 fold
+  models (about 45 min);
 - image-end-to-end: EfficientNet-Lite0 fine-tuned whole, on photos with random crops and flips
   (about 22 min).
 
@@ -137,20 +139,32 @@ def stacker() -> Pipeline:
     return make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=3000))
 
 
-def stacked(setup: Setup, names: tuple[str, ...], *, rows: np.ndarray | None = None, predict: np.ndarray | None = None) -> np.ndarray:
+def stacked(
+    setup: Setup,
+    names: tuple[str, ...],
+    *,
+    rows: np.ndarray | None = None,
+    predict: np.ndarray | None = None,
+    at_inference: dict[str, np.ndarray] | None = None,
+) -> np.ndarray:
     """Predictions for `predict` (default: the test part) of a logistic regression on the named out-of-fold
-    scores of `rows` (default: all dev)."""
+    scores of `rows` (default: all dev). `at_inference` replaces named scores on the predicted rows only:
+    another model of the same kind standing in for the fold models once the stack is fitted."""
     fit_rows = setup.dev if rows is None else rows
-    inputs = np.hstack([setup.scores[name] for name in names])
-    return stacker().fit(inputs[fit_rows], setup.y[fit_rows]).predict(inputs[setup.test if predict is None else predict])
+    predict_rows = setup.test if predict is None else predict
+    replaced = at_inference or {}
+    fit_inputs = np.hstack([setup.scores[name] for name in names])
+    predict_inputs = np.hstack([replaced.get(name, setup.scores[name]) for name in names])
+    return stacker().fit(fit_inputs[fit_rows], setup.y[fit_rows]).predict(predict_inputs[predict_rows])
 
 
-def stack_figures(setup: Setup, names: tuple[str, ...]) -> str:
+def stack_figures(setup: Setup, names: tuple[str, ...], *, at_inference: dict[str, np.ndarray] | None = None) -> str:
     """Validation accuracy of the stack fitted on the training part's out-of-fold scores alone (what a
     choice is made on), then the test figures of the stack fitted on all of dev."""
     training = np.setdiff1d(setup.dev, setup.validation)
-    on_validation = stacked(setup, names, rows=training, predict=setup.validation)
-    return validation_figure(setup, on_validation) + figures(setup.y[setup.test], stacked(setup, names))
+    on_validation = stacked(setup, names, rows=training, predict=setup.validation, at_inference=at_inference)
+    on_test = stacked(setup, names, at_inference=at_inference)
+    return validation_figure(setup, on_validation) + figures(setup.y[setup.test], on_test)
 
 
 def validation_figure(setup: Setup, predicted: np.ndarray) -> str:
@@ -212,7 +226,39 @@ def run_text_folds(setup: Setup, *, epochs: int) -> list[tuple[str, str]]:
         ),
         ("stack: text model + tfidf + photos", stack_figures(setup, ("text model", "tfidf", "photos"))),
         ("stack: text model + tfidf + sentences + photos", stack_figures(setup, ("text model", "tfidf", "sentences", "photos"))),
+        (
+            "stack: text model + tfidf + photos, the shipped text model in place of the fold models at inference",
+            stack_figures(setup, ("text model", "tfidf", "photos"), at_inference={"text model": shipped_text_scores(setup)}),
+        ),
     ]
+
+
+def shipped_text_scores(setup: Setup) -> np.ndarray:
+    """The shipped text model's scores on the validation and test rows, the only ones it was not trained on
+    (NaN elsewhere): its log-probabilities centred per row, which are its logits up to a shift per row."""
+    from core.evaluation.catalogue import predict_catalogue
+    from core.inference.category_classifier import CategoryClassifier
+
+    settings = get_settings()
+    classifier = CategoryClassifier(settings.models_dir)
+    hyperparameters = classifier.models["text"].info.get("hyperparameters", {})
+    if (hyperparameters.get("seed"), hyperparameters.get("test_fraction"), hyperparameters.get("val_fraction")) != (SPLIT_SEED, 0.2, 0.2):
+        raise SystemExit(f"the text model under {settings.models_dir} was not trained on this split (seed {SPLIT_SEED}, 20% / 20%)")
+    held_out_ids = {setup.catalogue.products[row].id for row in np.concatenate([setup.validation, setup.test])}
+    held_out = Catalogue(
+        [product for product in setup.catalogue.products if product.id in held_out_ids],
+        [image for image in setup.catalogue.images if image.product_id in held_out_ids],
+    )
+    text = predict_catalogue(classifier, held_out, cache_dir=settings.cache_dir)["text"]
+    assert text.uncalibrated is not None  # predict_catalogue keeps the raw probabilities
+    in_catalogue_order = [classifier.labels.index(label) for label in setup.catalogue.labels]
+    log_probabilities = np.log(np.clip(text.uncalibrated[:, in_catalogue_order], 1e-12, None))
+    row_of = {product.id: row for row, product in enumerate(setup.catalogue.products)}
+    scores = np.full((len(setup.y), setup.n_classes), np.nan)
+    scores[[row_of[product_id] for product_id in text.frame["product_id"]]] = log_probabilities - log_probabilities.mean(
+        axis=1, keepdims=True
+    )
+    return scores
 
 
 def run_image_end_to_end(setup: Setup, *, epochs: int, photo_share: float) -> list[tuple[str, str]]:
