@@ -13,7 +13,7 @@ part is fitted on. Out-of-fold scores come from 5 stratified folds over the othe
 - text-folds: the shipped text model's recipe (TextCNN, all 6 encoder layers fine-tuned, 4 epochs)
   trained on each fold, alone (mean of the 5 fold models) and stacked with the above; then the same
   stack with the shipped text model (`models/`, one file) read at inference instead of the 5 fold
-  models (about 45 min);
+  models (about 45 to 55 min);
 - image-end-to-end: EfficientNet-Lite0 fine-tuned whole, on photos with random crops and flips
   (about 22 min).
 
