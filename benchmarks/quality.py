@@ -244,11 +244,7 @@ def shipped_text_scores(setup: Setup) -> np.ndarray:
     hyperparameters = classifier.models["text"].info.get("hyperparameters", {})
     if (hyperparameters.get("seed"), hyperparameters.get("test_fraction"), hyperparameters.get("val_fraction")) != (SPLIT_SEED, 0.2, 0.2):
         raise SystemExit(f"the text model under {settings.models_dir} was not trained on this split (seed {SPLIT_SEED}, 20% / 20%)")
-    held_out_ids = {setup.catalogue.products[row].id for row in np.concatenate([setup.validation, setup.test])}
-    held_out = Catalogue(
-        [product for product in setup.catalogue.products if product.id in held_out_ids],
-        [image for image in setup.catalogue.images if image.product_id in held_out_ids],
-    )
+    held_out = setup.catalogue.restricted_to([setup.catalogue.products[row].id for row in np.concatenate([setup.validation, setup.test])])
     text = predict_catalogue(classifier, held_out, cache_dir=settings.cache_dir)["text"]
     assert text.uncalibrated is not None  # predict_catalogue keeps the raw probabilities
     in_catalogue_order = [classifier.labels.index(label) for label in setup.catalogue.labels]

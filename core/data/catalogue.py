@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,6 +51,13 @@ class Catalogue:
 
     def image_rows_of(self, product_id: str) -> list[int]:
         return self._images_of.get(product_id, [])
+
+    def restricted_to(self, product_ids: Collection[str]) -> Catalogue:
+        """The products with these ids and their photos, in catalogue order."""
+        chosen = set(product_ids)
+        return Catalogue(
+            [product for product in self.products if product.id in chosen], [image for image in self.images if image.product_id in chosen]
+        )
 
     def photo_means(self, photo_features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per product, in product order: the mean of its photos' rows of `photo_features` (one row per

@@ -163,11 +163,7 @@ def split_part(classifier: CategoryClassifier, catalogue: Catalogue, part: str) 
         val_fraction=float(hyper.get("val_fraction", 0.2)),
         seed=int(hyper.get("seed", 42)),
     )
-    chosen = {product_id for product_id, product_part in split.items() if product_part == part}
-    return Catalogue(
-        [product for product in catalogue.products if product.id in chosen],
-        [image for image in catalogue.images if image.product_id in chosen],
-    )
+    return catalogue.restricted_to([product_id for product_id, product_part in split.items() if product_part == part])
 
 
 def held_out_predictions(
