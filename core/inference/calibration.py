@@ -120,12 +120,15 @@ def _binary_log_loss(confidence: np.ndarray, correct: np.ndarray) -> float:
 
 
 def _logit(probability: np.ndarray) -> np.ndarray:
-    probability = np.clip(np.asarray(probability, np.float64), 1e-6, 1 - 1e-6)
-    return np.log(probability) - np.log1p(-probability)
+    from scipy.special import logit
+
+    return np.asarray(logit(np.clip(np.asarray(probability, np.float64), 1e-6, 1 - 1e-6)))
 
 
 def _sigmoid(value: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-value))
+    from scipy.special import expit
+
+    return np.asarray(expit(value))
 
 
 @dataclass(frozen=True)
@@ -195,8 +198,7 @@ def choose_confidence_map(
     return losses["with"] < losses["without"] - CONFIDENCE_MAP_MARGIN, losses
 
 
-def _calibrated(raw: np.ndarray, scaling: Scaling, confidence_map: ConfidenceMap | None) -> np.ndarray:
-    scaled = scaling.apply(raw)
+def _mapped(scaled: np.ndarray, confidence_map: ConfidenceMap | None) -> np.ndarray:
     return scaled if confidence_map is None else confidence_map.apply(scaled)
 
 
@@ -232,7 +234,7 @@ class Calibration:
     confidence_map: ConfidenceMap | None = None
 
     def probabilities(self, raw: np.ndarray) -> np.ndarray:
-        return _calibrated(raw, self.scaling, self.confidence_map)
+        return _mapped(self.scaling.apply(raw), self.confidence_map)
 
     def is_confident(self, probabilities: np.ndarray) -> np.ndarray:
         """Per row of calibrated probabilities: filed automatically (True) or asked about."""
@@ -305,8 +307,8 @@ def fit_calibration(
     scaled_fit = scaling.apply(probabilities[fit_rows])
     keep_map, map_losses = choose_confidence_map(probabilities[fit_rows], y[fit_rows], method=method, seed=seed)
     confidence_map = fit_confidence_map(scaled_fit, y[fit_rows]) if keep_map else None
-    calibrated_fit = scaled_fit if confidence_map is None else confidence_map.apply(scaled_fit)
-    calibrated_conformal = _calibrated(probabilities[conformal_rows], scaling, confidence_map)
+    calibrated_fit = _mapped(scaled_fit, confidence_map)
+    calibrated_conformal = _mapped(scaling.apply(probabilities[conformal_rows]), confidence_map)
     return Calibration(
         scaling,
         confidence_threshold(calibrated_fit, y[fit_rows], target_accuracy=target_accuracy),
