@@ -29,6 +29,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -73,6 +74,11 @@ class Setup:
     @property
     def n_classes(self) -> int:
         return int(self.y.max()) + 1
+
+    @cached_property
+    def row_of(self) -> dict[str, int]:
+        """Product id -> its row."""
+        return {product.id: row for row, product in enumerate(self.catalogue.products)}
 
 
 def load_setup(*, folds: int) -> Setup:
@@ -249,9 +255,8 @@ def shipped_text_scores(setup: Setup) -> np.ndarray:
     assert text.uncalibrated is not None  # predict_catalogue keeps the raw probabilities
     in_catalogue_order = [classifier.labels.index(label) for label in setup.catalogue.labels]
     log_probabilities = np.log(np.clip(text.uncalibrated[:, in_catalogue_order], 1e-12, None))
-    row_of = {product.id: row for row, product in enumerate(setup.catalogue.products)}
     scores = np.full((len(setup.y), setup.n_classes), np.nan)
-    scores[[row_of[product_id] for product_id in text.frame["product_id"]]] = log_probabilities - log_probabilities.mean(
+    scores[[setup.row_of[product_id] for product_id in text.frame["product_id"]]] = log_probabilities - log_probabilities.mean(
         axis=1, keepdims=True
     )
     return scores
@@ -261,8 +266,7 @@ def run_image_end_to_end(setup: Setup, *, epochs: int, photo_share: float) -> li
     """Per photo, as the image model is measured; on the training runs' split, the epoch chosen on its validation part."""
     backbone = get_backbone(DEFAULT_BACKBONE)
     catalogue = setup.catalogue
-    row_of = {product.id: row for row, product in enumerate(catalogue.products)}
-    product_rows = np.array([row_of[image.product_id] for image in catalogue.images])
+    product_rows = np.array([setup.row_of[image.product_id] for image in catalogue.images])
     y = torch.from_numpy(setup.y[product_rows])
     generator = np.random.default_rng(0)
     chosen = np.sort(generator.choice(len(catalogue.images), int(len(catalogue.images) * photo_share), replace=False))
